@@ -1,0 +1,388 @@
+"""Compiled forward cost, back-prop and perturbed-cost evaluation of a dense network.
+
+Every kernel takes the network the same way (see ``docs/design.md``):
+
+- ``theta``: the flat parameter vector in the course's layout, ``W1`` ``(n1, n0)``
+  in C order, ``b1`` ``(n1, 1)``, ``W2``, ``b2``, ...;
+- ``layer_sizes``: int64 ``[n0, n1, ..., nL]``;
+- ``activations``: int64 activation code of each of the L layers
+  (``fastgrad._dense_spec``); ``loss``: the loss code; ``l2``: the L2 strength
+  (penalty ``l2 / (2 m) * sum ||W_l||^2``);
+- ``X`` ``(n0, m)`` and ``Y`` ``(nL, m)``, float64, C-contiguous;
+- ``dropout_scale``: ``mask / keep_prob`` of every hidden layer, rows stacked
+  layer after layer, shape ``(n1 + ... + n_{L-1}, m)``, or ``(0, m)`` for none;
+  it multiplies the hidden activations after the activation function.
+
+The forward pass is written once, generically in the scalar type of ``theta``,
+so the same source compiles for float64 and for complex128 (the complex step):
+activations branch on the real part, and log-sum-exp is shifted by the largest
+real part. Nothing here validates its input: ``fastgrad.dense`` does that in
+Python before calling.
+
+No ``fastmath``: the perturbed costs are differenced, and reassociation would
+change them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from fastgrad._dense_spec import (
+    BINARY_CROSS_ENTROPY,
+    LEAKY_RELU,
+    LEAKY_SLOPE,
+    LINEAR,
+    MSE,
+    RELU,
+    SIGMOID,
+    SOFTMAX_CROSS_ENTROPY,
+    TANH,
+)
+
+STATUS_OK = 0
+STATUS_NON_FINITE = 1
+
+
+@njit(cache=True)
+def _activation(z, code):
+    """One activation value; comparisons look at the real part (complex step)."""
+    if code == RELU:
+        if z.real > 0.0:
+            return z
+        return z * 0.0
+    if code == LEAKY_RELU:
+        if z.real > 0.0:
+            return z
+        return z * LEAKY_SLOPE
+    if code == TANH:
+        return np.tanh(z)
+    if code == SIGMOID:
+        # exp of a non-positive real part only: never overflows
+        if z.real >= 0.0:
+            return 1.0 / (1.0 + np.exp(-z))
+        e = np.exp(z)
+        return e / (1.0 + e)
+    return z  # LINEAR
+
+
+@njit(cache=True)
+def _activation_slope(z, code):
+    """Derivative of the activation at pre-activation z (0 for ReLU at z = 0)."""
+    if code == RELU:
+        if z.real > 0.0:
+            return 1.0 + 0.0 * z
+        return 0.0 * z
+    if code == LEAKY_RELU:
+        if z.real > 0.0:
+            return 1.0 + 0.0 * z
+        return LEAKY_SLOPE + 0.0 * z
+    if code == TANH:
+        t = np.tanh(z)
+        return 1.0 - t * t
+    if code == SIGMOID:
+        s = _activation(z, SIGMOID)
+        return s * (1.0 - s)
+    return 1.0 + 0.0 * z  # LINEAR
+
+
+@njit(cache=True)
+def _buffer_sizes(layer_sizes, m):
+    """Sizes of the flat pre-activation buffer and of the activation buffer (X first)."""
+    n_z = 0
+    for l in range(1, layer_sizes.size):
+        n_z += layer_sizes[l] * m
+    return n_z, n_z + layer_sizes[0] * m
+
+
+@njit(cache=True)
+def _forward_into(theta, layer_sizes, activations, X, dropout_scale, Z, A):
+    """Fill the flat buffers Z (pre-activations, layer after layer) and A (X, then activations).
+
+    The activations stored in A are those passed on to the next layer, that is
+    after dropout for hidden layers.
+    """
+    n_layers = layer_sizes.size - 1
+    m = X.shape[1]
+    n0 = layer_sizes[0]
+    for i in range(n0):
+        for j in range(m):
+            A[i * m + j] = X[i, j]
+    has_dropout = dropout_scale.shape[0] > 0
+    p = 0
+    a_prev = 0
+    z_at = 0
+    drop_row = 0
+    for l in range(n_layers):
+        n_in = layer_sizes[l]
+        n_out = layer_sizes[l + 1]
+        W = theta[p : p + n_out * n_in].reshape((n_out, n_in))
+        b = theta[p + n_out * n_in : p + n_out * n_in + n_out]
+        p += n_out * n_in + n_out
+        A_prev = A[a_prev : a_prev + n_in * m].reshape((n_in, m))
+        a_here = a_prev + n_in * m
+        A_here = A[a_here : a_here + n_out * m].reshape((n_out, m))
+        Z_here = Z[z_at : z_at + n_out * m].reshape((n_out, m))
+        np.dot(W, A_prev, Z_here)
+        code = activations[l]
+        dropped = has_dropout and l < n_layers - 1
+        for i in range(n_out):
+            b_i = b[i]
+            for j in range(m):
+                z = Z_here[i, j] + b_i
+                Z_here[i, j] = z
+                a = _activation(z, code)
+                if dropped:
+                    a = a * dropout_scale[drop_row + i, j]
+                A_here[i, j] = a
+        if l < n_layers - 1:
+            drop_row += n_out
+        a_prev = a_here
+        z_at += n_out * m
+
+
+@njit(cache=True)
+def _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A):
+    """The cost, given buffers filled by ``_forward_into`` for the same theta."""
+    n_layers = layer_sizes.size - 1
+    n_out = layer_sizes[n_layers]
+    m = Y.shape[1]
+    n_z = Z.size
+    n_a = A.size
+    Z_out = Z[n_z - n_out * m : n_z].reshape((n_out, m))
+    A_out = A[n_a - n_out * m : n_a].reshape((n_out, m))
+    total = 0.0 * Z_out[0, 0]
+    if loss == BINARY_CROSS_ENTROPY:
+        # from the logits: softplus(z) - y z, equal to -y log a - (1 - y) log(1 - a)
+        for i in range(n_out):
+            for j in range(m):
+                z = Z_out[i, j]
+                y = Y[i, j]
+                if z.real > 0.0:
+                    total += (1.0 - y) * z + np.log1p(np.exp(-z))
+                else:
+                    total += np.log1p(np.exp(z)) - y * z
+    elif loss == SOFTMAX_CROSS_ENTROPY:
+        for j in range(m):
+            shift = Z_out[0, j].real
+            for i in range(1, n_out):
+                if Z_out[i, j].real > shift:
+                    shift = Z_out[i, j].real
+            s = 0.0 * Z_out[0, j]
+            for i in range(n_out):
+                s += np.exp(Z_out[i, j] - shift)
+            log_sum_exp = np.log(s) + shift
+            for i in range(n_out):
+                y = Y[i, j]
+                if y != 0.0:
+                    total += y * (log_sum_exp - Z_out[i, j])
+    else:  # MSE
+        for i in range(n_out):
+            for j in range(m):
+                r = A_out[i, j] - Y[i, j]
+                total += 0.5 * (r * r)
+    cost = total / m
+    if l2 != 0.0:
+        penalty = 0.0 * total
+        p = 0
+        for l in range(n_layers):
+            n_in_l = layer_sizes[l]
+            n_out_l = layer_sizes[l + 1]
+            for q in range(p, p + n_out_l * n_in_l):
+                w = theta[q]
+                penalty += w * w
+            p += n_out_l * n_in_l + n_out_l
+        cost = cost + (l2 / (2.0 * m)) * penalty
+    return cost
+
+
+@njit(cache=True)
+def forward_cost(theta, layer_sizes, activations, loss, l2, X, Y, dropout_scale):
+    """The cost J(theta) (float64 for a float64 theta, complex128 for a complex theta)."""
+    n_z, n_a = _buffer_sizes(layer_sizes, X.shape[1])
+    Z = np.empty(n_z, dtype=theta.dtype)
+    A = np.empty(n_a, dtype=theta.dtype)
+    _forward_into(theta, layer_sizes, activations, X, dropout_scale, Z, A)
+    return _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A)
+
+
+@njit(cache=True)
+def cost_and_gradient(theta, layer_sizes, activations, loss, l2, X, Y, dropout_scale):
+    """The cost and its gradient by back-propagation, laid out like theta (float64)."""
+    n_layers = layer_sizes.size - 1
+    m = X.shape[1]
+    n_z, n_a = _buffer_sizes(layer_sizes, m)
+    Z = np.empty(n_z)
+    A = np.empty(n_a)
+    _forward_into(theta, layer_sizes, activations, X, dropout_scale, Z, A)
+    cost = _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A)
+
+    widest = 0
+    for l in range(1, layer_sizes.size):
+        widest = max(widest, layer_sizes[l])
+    dZ_buffer = np.empty(widest * m)
+    dA_buffer = np.empty(widest * m)
+    grad = np.empty_like(theta)
+    has_dropout = dropout_scale.shape[0] > 0
+
+    # offsets of the last layer, walked backwards below
+    p_end = theta.size
+    z_end = n_z
+    a_end = n_a
+    drop_end = dropout_scale.shape[0]
+
+    n_out = layer_sizes[n_layers]
+    Z_out = Z[z_end - n_out * m : z_end].reshape((n_out, m))
+    A_out = A[a_end - n_out * m : a_end].reshape((n_out, m))
+    dZ = dZ_buffer[: n_out * m].reshape((n_out, m))
+    if loss == BINARY_CROSS_ENTROPY:
+        for i in range(n_out):
+            for j in range(m):
+                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m
+    elif loss == SOFTMAX_CROSS_ENTROPY:
+        for j in range(m):
+            shift = Z_out[0, j]
+            for i in range(1, n_out):
+                shift = max(shift, Z_out[i, j])
+            s = 0.0
+            for i in range(n_out):
+                s += np.exp(Z_out[i, j] - shift)
+            for i in range(n_out):
+                dZ[i, j] = (np.exp(Z_out[i, j] - shift) / s - Y[i, j]) / m
+    else:  # MSE
+        code = activations[n_layers - 1]
+        for i in range(n_out):
+            for j in range(m):
+                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m * _activation_slope(Z_out[i, j], code)
+
+    for l in range(n_layers, 0, -1):
+        n_in = layer_sizes[l - 1]
+        n_out = layer_sizes[l]
+        p = p_end - (n_out * n_in + n_out)
+        a_here = a_end - n_out * m
+        A_prev = A[a_here - n_in * m : a_here].reshape((n_in, m))
+        W = theta[p : p + n_out * n_in].reshape((n_out, n_in))
+        dW = grad[p : p + n_out * n_in].reshape((n_out, n_in))
+        db = grad[p + n_out * n_in : p_end]
+        dZ = dZ_buffer[: n_out * m].reshape((n_out, m))
+        np.dot(dZ, A_prev.T, dW)
+        if l2 != 0.0:
+            for i in range(n_out):
+                for k in range(n_in):
+                    dW[i, k] += (l2 / m) * W[i, k]
+        for i in range(n_out):
+            s = 0.0
+            for j in range(m):
+                s += dZ[i, j]
+            db[i] = s
+        if l > 1:
+            dA_prev = dA_buffer[: n_in * m].reshape((n_in, m))
+            np.dot(W.T, dZ, dA_prev)
+            z_prev_end = z_end - n_out * m
+            Z_prev = Z[z_prev_end - n_in * m : z_prev_end].reshape((n_in, m))
+            code = activations[l - 2]
+            drop_start = drop_end - n_in
+            dZ_prev = dZ_buffer[: n_in * m].reshape((n_in, m))
+            for i in range(n_in):
+                for j in range(m):
+                    g = dA_prev[i, j]
+                    if has_dropout:
+                        g *= dropout_scale[drop_start + i, j]
+                    dZ_prev[i, j] = g * _activation_slope(Z_prev[i, j], code)
+            drop_end = drop_start
+            z_end = z_prev_end
+        p_end = p
+        a_end = a_here
+    return cost, grad
+
+
+@njit(cache=True)
+def _relu_signs(layer_sizes, activations, Z, m, signs):
+    """Write 1 where a ReLU / leaky-ReLU pre-activation is positive, else 0."""
+    z_at = 0
+    for l in range(layer_sizes.size - 1):
+        n_out = layer_sizes[l + 1]
+        code = activations[l]
+        kinked = code == RELU or code == LEAKY_RELU
+        for q in range(z_at, z_at + n_out * m):
+            signs[q] = 1 if (kinked and Z[q].real > 0.0) else 0
+        z_at += n_out * m
+
+
+@njit(cache=True, parallel=True)
+def perturbed_costs(
+    layer_sizes,
+    activations,
+    loss,
+    l2,
+    theta,
+    X,
+    Y,
+    dropout_scale,
+    indices,
+    points,
+    take_imaginary,
+    n_chunks,
+):
+    """The cost at every perturbed point, by a full forward pass each.
+
+    For row r and column j, ``values[r, j]`` is J(theta with theta[indices[r]]
+    replaced by points[r, j]); with ``take_imaginary`` (complex points, the
+    complex step) it is the imaginary part of that cost, otherwise its real
+    part. ``kinks[r]`` is 1 when a ReLU / leaky-ReLU pre-activation has another
+    sign at one of the points than at theta; ``status[r]`` is 1 when a cost is
+    not finite.
+
+    The components are split into ``n_chunks`` contiguous runs, one per
+    ``prange`` iteration, each with its own copy of theta and its own buffers,
+    so every value is computed the same way whatever the thread count.
+    """
+    n_idx = indices.size
+    n_pts = points.shape[1]
+    m = X.shape[1]
+    n_z, n_a = _buffer_sizes(layer_sizes, m)
+    values = np.empty((n_idx, n_pts))
+    kinks = np.zeros(n_idx, dtype=np.uint8)
+    status = np.zeros(n_idx, dtype=np.uint8)
+
+    base_Z = np.empty(n_z, dtype=points.dtype)
+    base_A = np.empty(n_a, dtype=points.dtype)
+    base_theta = np.empty(theta.size, dtype=points.dtype)
+    base_theta[:] = theta
+    _forward_into(base_theta, layer_sizes, activations, X, dropout_scale, base_Z, base_A)
+    base_signs = np.empty(n_z, dtype=np.uint8)
+    _relu_signs(layer_sizes, activations, base_Z, m, base_signs)
+
+    n_chunks = max(1, min(n_chunks, n_idx))
+    work_theta = np.empty((n_chunks, theta.size), dtype=points.dtype)
+    work_Z = np.empty((n_chunks, n_z), dtype=points.dtype)
+    work_A = np.empty((n_chunks, n_a), dtype=points.dtype)
+    work_signs = np.empty((n_chunks, n_z), dtype=np.uint8)
+    for c in prange(n_chunks):
+        start = (c * n_idx) // n_chunks
+        stop = ((c + 1) * n_idx) // n_chunks
+        w = work_theta[c]
+        w[:] = theta
+        Zc = work_Z[c]
+        Ac = work_A[c]
+        signs = work_signs[c]
+        for r in range(start, stop):
+            k = indices[r]
+            for j in range(n_pts):
+                w[k] = points[r, j]
+                _forward_into(w, layer_sizes, activations, X, dropout_scale, Zc, Ac)
+                cost = _cost_from_buffers(w, layer_sizes, loss, l2, Y, Zc, Ac)
+                if take_imaginary:
+                    value = cost.imag
+                else:
+                    value = cost.real
+                values[r, j] = value
+                if not (np.isfinite(cost.real) and np.isfinite(cost.imag)):
+                    status[r] = STATUS_NON_FINITE
+                _relu_signs(layer_sizes, activations, Zc, m, signs)
+                for q in range(n_z):
+                    if signs[q] != base_signs[q]:
+                        kinks[r] = 1
+                        break
+            w[k] = theta[k]
+    return values, kinks, status
