@@ -1,0 +1,236 @@
+"""The generic engine: compiled parallel loop vs a plain NumPy reference loop."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+
+import fastgrad
+from fastgrad import _steps
+from fastgrad.numerical import CheckInterrupted, NonFiniteCostError, estimate_gradient
+
+from generic_costs import cases, complex_safe_smooth, complex_safe_smooth_gradient, quadratic
+
+
+def reference_central(cost, theta, eps):
+    """The course's loop, written plainly: copy, perturb, evaluate twice."""
+    approx = np.empty(theta.size)
+    for i in range(theta.size):
+        plus = theta.copy()
+        plus[i] += eps
+        minus = theta.copy()
+        minus[i] -= eps
+        approx[i] = (cost(plus) - cost(minus)) / (2 * eps)
+    return approx
+
+
+def reference_default_steps(cost, theta):
+    """The default rule, written plainly: scaled step, representable, true denominators."""
+    approx = np.empty(theta.size)
+    for i in range(theta.size):
+        h = np.finfo(float).eps ** (1 / 3) * max(1.0, abs(theta[i]))
+        h = (theta[i] + h) - theta[i]
+        plus = theta.copy()
+        plus[i] = theta[i] + h
+        minus = theta.copy()
+        minus[i] = theta[i] - h
+        approx[i] = (cost(plus) - cost(minus)) / (plus[i] - minus[i])
+    return approx
+
+
+@pytest.mark.parametrize("name, cost, args, theta, exact", cases(), ids=[c[0] for c in cases()])
+def test_compiled_loop_matches_reference_loop_exactly(name, cost, args, theta, exact):
+    approx = fastgrad.numerical_gradient(cost, theta, args=args, eps=1e-6)
+    expected = reference_central(lambda t: cost(t, *args), theta, 1e-6)
+    np.testing.assert_array_equal(approx, expected)
+
+
+@pytest.mark.parametrize("name, cost, args, theta, exact", cases(), ids=[c[0] for c in cases()])
+def test_default_steps_match_reference_and_exact_gradient(name, cost, args, theta, exact):
+    approx = fastgrad.numerical_gradient(cost, theta, args=args)
+    expected = reference_default_steps(lambda t: cost(t, *args), theta)
+    np.testing.assert_array_equal(approx, expected)
+    assert fastgrad.relative_difference(exact, approx) < 1e-8
+
+
+@pytest.mark.parametrize("name, cost, args, theta, exact", cases(), ids=[c[0] for c in cases()])
+def test_python_callable_gives_the_same_results(name, cost, args, theta, exact):
+    compiled = estimate_gradient(cost, theta, args=args)
+    plain = estimate_gradient(cost.py_func, theta, args=args)
+    # Same arithmetic up to the last bits of each cost evaluation.
+    np.testing.assert_allclose(plain.approx, compiled.approx, rtol=0, atol=4 * compiled.noise.max())
+    report_compiled = fastgrad.gradcheck(cost, exact, theta, args=args)
+    report_plain = fastgrad.gradcheck(cost.py_func, exact, theta, args=args)
+    assert report_compiled.passed and report_plain.passed
+
+
+def test_indices_subset_matches_full():
+    name, cost, args, theta, exact = cases()[2]
+    full = fastgrad.numerical_gradient(cost, theta, args=args)
+    some = fastgrad.numerical_gradient(cost, theta, args=args, indices=[20, 3, 7])
+    np.testing.assert_array_equal(some, full[[20, 3, 7]])  # in the order given
+
+
+def test_results_do_not_depend_on_thread_count():
+    name, cost, args, theta, exact = cases(1)[2]
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = estimate_gradient(cost, theta, args=args, method="richardson")
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = estimate_gradient(cost, theta, args=args, method="richardson")
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(one.approx, two.approx)
+    np.testing.assert_array_equal(one.noise, two.noise)
+
+
+def test_course_one_dimensional_example():
+    # J(theta) = theta * x at x = 2, theta = 4: the textbook difference.
+    report = fastgrad.gradcheck(
+        lambda t, x: float(t[0] * x), np.array([2.0]), np.array([4.0]), args=(2.0,), eps=1e-7, threshold=1e-7
+    )
+    assert report.difference == 2.919335883291695e-10
+    assert report.passed
+
+
+def test_one_wrong_component_fails_and_is_named():
+    params = {"W1": np.linspace(-1, 1, 6).reshape(2, 3), "b1": np.array([[0.5], [-0.25]])}
+    theta, layout = fastgrad.pack(params)
+    A = np.diag(np.arange(1.0, 9.0))
+    b = np.ones(8)
+    grad = A @ theta - b
+    grad[4] += 1e-3  # W1[1, 1]
+    report = fastgrad.gradcheck(quadratic, grad, theta, args=(A, b), layout=layout)
+    assert not report.passed
+    worst = report.worst(1)[0]
+    assert (worst.index, worst.block, worst.position) == (4, "W1", (1, 1))
+    assert report.failing_blocks == ("W1",)
+    assert report.block("b1").passed
+
+
+@pytest.mark.parametrize("method, tolerance", [("central", 1e-9), ("forward", 1e-6), ("richardson", 1e-11), ("complex", 1e-14)])
+def test_methods_reach_their_accuracy(method, tolerance):
+    rng = np.random.default_rng(5)
+    theta = rng.normal(size=9)
+    c = rng.normal(size=9)
+    exact = complex_safe_smooth_gradient(theta, c)
+    approx = fastgrad.numerical_gradient(complex_safe_smooth, theta, args=(c,), method=method)
+    assert fastgrad.relative_difference(exact, approx) < tolerance
+    plain = fastgrad.numerical_gradient(complex_safe_smooth.py_func, theta, args=(c,), method=method)
+    assert fastgrad.relative_difference(exact, plain) < tolerance
+
+
+def test_richardson_reports_an_error_estimate_that_bounds_the_error():
+    theta = np.linspace(-1, 1, 7)
+    c = np.ones(7)
+    estimate = estimate_gradient(complex_safe_smooth, theta, args=(c,), method="richardson")
+    exact = complex_safe_smooth_gradient(theta, c)
+    assert estimate.error_estimate is not None
+    assert np.all(np.abs(estimate.approx - exact) <= estimate.noise)
+
+
+def test_complex_step_needs_a_complex_safe_cost():
+    with pytest.raises(TypeError, match="complex"):
+        fastgrad.numerical_gradient(lambda t: float(np.abs(t).sum()), np.ones(3), method="complex")
+
+
+def test_kinks_are_flagged_for_generic_costs():
+    theta = np.array([0.0, 1.0, -2.0, 1e-7, 3.0])
+    grad = np.sign(theta)
+    report = fastgrad.gradcheck(lambda t: float(np.abs(t).sum()), grad, theta)
+    assert report.passed
+    np.testing.assert_array_equal(report.kinks, [True, False, False, True, False])
+    assert report.n_kinks == 2
+
+
+def test_smooth_cost_with_strong_curvature_is_not_a_kink():
+    theta = np.array([0.0, 1e-3, 2.0])  # a minimum at 0: one-sided slopes disagree, but smoothly
+    report = fastgrad.gradcheck(lambda t: float(np.sum(1e3 * t**2)), 2e3 * theta, theta)
+    assert report.passed and report.n_kinks == 0
+
+
+def test_nonfinite_cost_at_perturbed_point_is_reported_after_the_loop():
+    @numba.njit
+    def log_cost(theta):
+        return np.log(theta[0]) + np.log(theta[1]) + theta[2]
+
+    theta = np.array([1.0, 1e-9, 2.0])
+    with pytest.raises(NonFiniteCostError, match=r"1 component\(s\): 1\b"):
+        fastgrad.numerical_gradient(log_cost, theta, eps=1e-6)
+    with pytest.raises(NonFiniteCostError, match=r"component\(s\): 1\b"):
+        fastgrad.numerical_gradient(log_cost.py_func, theta, eps=1e-6)
+
+
+def test_ctrl_c_gives_partial_report_and_leaves_arrays_alone():
+    calls = {"n": 0}
+
+    def slow_cost(theta):
+        calls["n"] += 1
+        if calls["n"] > 60:
+            raise KeyboardInterrupt
+        return float(theta @ theta)
+
+    theta = np.linspace(0.5, 2.0, 200)
+    grad = 2 * theta
+    theta_before, grad_before = theta.copy(), grad.copy()
+    with pytest.raises(CheckInterrupted) as caught:
+        fastgrad.gradcheck(slow_cost, grad, theta)
+    partial = caught.value.partial
+    assert isinstance(partial, fastgrad.Report)
+    assert 0 < partial.checked < theta.size and partial.passed
+    assert "interrupted" in partial.notes[0]
+    np.testing.assert_array_equal(theta, theta_before)
+    np.testing.assert_array_equal(grad, grad_before)
+
+
+def test_kernel_is_cached_for_a_new_cost_in_a_new_process(tmp_path):
+    script = textwrap.dedent(
+        """
+        import numba, numpy as np, fastgrad
+        from fastgrad._generic_kernels import kernel_for
+
+        @numba.njit
+        def cost_{n}(theta, X):
+            return np.sum(theta * theta) * X[0]
+
+        fastgrad.numerical_gradient(cost_{n}, np.ones(4), args=(np.ones(2),))
+        kernel = kernel_for((numba.typeof(np.ones(2)),), False)
+        print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    outputs = []
+    for n in (1, 2):  # two different cost functions, one per process
+        run = subprocess.run(
+            [sys.executable, "-c", script.format(n=n)], env=env, capture_output=True, text=True, check=True
+        )
+        outputs.append(run.stdout.split())
+    assert outputs[0] == ["0", "1"]  # first process compiles
+    assert outputs[1] == ["1", "0"]  # second loads from the cache, new cost notwithstanding
+
+
+def test_caller_arrays_unchanged():
+    name, cost, args, theta, exact = cases(3)[1]
+    theta_before, exact_before = theta.copy(), exact.copy()
+    args_before = [a.copy() for a in args]
+    for method in ("central", "forward", "richardson"):
+        fastgrad.gradcheck(cost, exact, theta, args=args, method=method)
+    fastgrad.gradcheck(cost, exact, theta, args=args, sample=2)
+    fastgrad.gradcheck(cost, exact, theta, args=args, mode="directional")
+    np.testing.assert_array_equal(theta, theta_before)
+    np.testing.assert_array_equal(exact, exact_before)
+    for a, b in zip(args, args_before):
+        np.testing.assert_array_equal(a, b)
+    assert theta.flags.writeable
+
+
+def test_default_step_is_exactly_representable():
+    theta = np.array([0.1, 3.7, -1234.5, 1e-12])
+    points = _steps.perturbation_points(theta, np.arange(4), None, "central")
+    np.testing.assert_array_equal((theta + points.steps) - theta, points.steps)
+    assert np.all(points.steps >= _steps.DEFAULT_STEPS["central"] * 0.99 * np.maximum(1, np.abs(theta)))
