@@ -18,8 +18,22 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import prange, types
+from numba.extending import overload
 
 __all__ = ["kernel_for"]
+
+
+def _derivative_part(value):
+    """The part of a cost value the driver needs (see the overload below)."""
+    return value
+
+
+@overload(_derivative_part)
+def _derivative_part_overload(value):
+    # Complex step: only Im J(theta + i h e_k) is needed; nothing is subtracted.
+    if isinstance(value, types.Complex):
+        return lambda value: value.imag
+    return lambda value: value
 
 
 def _evaluate_points(cost, theta, indices, points, args, n_chunks, out):
@@ -35,23 +49,8 @@ def _evaluate_points(cost, theta, indices, points, args, n_chunks, out):
             k = indices[r]
             for j in range(n_points):
                 local[k] = points[r, j]
-                out[r, j] = cost(local, *args)
-            local[k] = theta[k]
-
-
-def _evaluate_complex_points(cost, theta, indices, points, args, n_chunks, out):
-    # Complex step: out holds Im J(theta + i h e_k); nothing is subtracted.
-    n_components = indices.shape[0]
-    scratch = np.empty((n_chunks, theta.shape[0]), dtype=theta.dtype)
-    for chunk in prange(n_chunks):
-        local = scratch[chunk]
-        local[:] = theta
-        start = chunk * n_components // n_chunks
-        stop = (chunk + 1) * n_components // n_chunks
-        for r in range(start, stop):
-            k = indices[r]
-            local[k] = points[r, 0]
-            out[r, 0] = cost(local, *args).imag
+                out[r, j] = _derivative_part(cost(local, *args))
+            # Restore exactly: the next component must see theta unchanged.
             local[k] = theta[k]
 
 
@@ -79,7 +78,6 @@ def kernel_for(arg_types: tuple, complex_step: bool) -> numba.core.dispatcher.Di
             types.intp,
             types.Array(types.float64, 2, "C"),
         )
-        source = _evaluate_complex_points if complex_step else _evaluate_points
-        kernel = numba.njit(signature, parallel=True, cache=True)(source)
+        kernel = numba.njit(signature, parallel=True, cache=True)(_evaluate_points)
         _KERNELS[key] = kernel
     return kernel
