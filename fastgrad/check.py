@@ -214,6 +214,7 @@ def gradcheck(
             grad_vector, interrupted.partial, threshold=threshold, layout=layout, size=theta.size,
             grad_dtype=grad_dtype, mode=report_mode,
             notes=(f"interrupted: only {len(interrupted.partial)} of {idx.size} components were checked",),
+            interrupted=True,
         )
         raise CheckInterrupted(partial, str(interrupted)) from None
     return Report.from_estimate(

@@ -10,7 +10,7 @@ split across chunks, processes or machines.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -190,6 +190,8 @@ class Report:
     terms: tuple[TermResult, ...] = ()
     directional: DirectionalResult | None = None
     notes: tuple[str, ...] = ()
+    #: True for the partial report of a check stopped by Ctrl-C.
+    interrupted: bool = False
 
     # ------------------------------------------------------------------ #
     # Construction
@@ -207,6 +209,7 @@ class Report:
         mode: str = "full",
         terms: Sequence[TermResult] = (),
         notes: Sequence[str] = (),
+        interrupted: bool = False,
     ) -> "Report":
         """Compare ``grad`` with the numerical derivatives in ``estimate``.
 
@@ -251,9 +254,10 @@ class Report:
                 f"grad is float32: compared with the float64 numerical gradient at threshold {threshold:.3g}, "
                 f"allowing {_steps.FLOAT32_ROUNDING_FACTOR:g} float32 ulps of rounding per component."
             )
-        return cls._build(
+        report = cls._build(
             grad_selected, estimate, noise, threshold, layout, size, grad_dtype, mode, tuple(terms), tuple(notes)
         )
+        return replace(report, interrupted=True) if interrupted else report
 
     @classmethod
     def _build(cls, grad, estimate, noise, threshold, layout, size, grad_dtype, mode, terms, notes) -> "Report":
@@ -391,6 +395,7 @@ class Report:
             "worst": [c.to_dict() for c in self.worst(worst)],
             "terms": [t.to_dict() for t in self.terms],
             "notes": list(self.notes),
+            "interrupted": self.interrupted,
         }
         if self.directional is not None:
             result["directional"] = self.directional.to_dict()
