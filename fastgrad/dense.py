@@ -1,0 +1,901 @@
+"""``DenseNet``: a fully connected network in the course's conventions, with a fast gradient check.
+
+Conventions (the course's): ``X`` has shape ``(n0, m)``, examples as columns;
+``Y`` has shape ``(nL, m)``, or ``(m,)`` for one output; parameters are a dict
+``W1`` ``(n1, n0)``, ``b1`` ``(n1, 1)``, ..., ``WL``, ``bL``.
+
+Everything here validates and converts in Python, then hands plain float64
+arrays to the compiled kernels of ``fastgrad._dense_kernels`` (forward cost,
+back-prop, perturbed costs) and ``fastgrad._dense_engine`` (the structure-
+exploiting perturbation kernel). The caller's arrays are never modified.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import numba
+import numpy as np
+from numba.core import event as numba_event
+
+from fastgrad import _dense_kernels, _steps
+from fastgrad._dense_spec import (
+    ACTIVATIONS,
+    BINARY_CROSS_ENTROPY,
+    LOSSES,
+    SOFTMAX_CROSS_ENTROPY,
+)
+from fastgrad._layout import Layout, unpack
+from fastgrad._validation import as_indices, check_eps, check_threshold
+from fastgrad.check import _check_directions, directional_report, prepare_grad, sample_indices
+from fastgrad.numerical import CheckInterrupted, Estimate, estimate_with
+from fastgrad.report import Report, TermResult
+
+__all__ = ["DenseNet", "TrainingCheck"]
+
+#: The output activation each loss implies when ``activations`` is a single name.
+DEFAULT_OUTPUT = {
+    "binary_cross_entropy": "sigmoid",
+    "softmax_cross_entropy": "linear",
+    "mse": "linear",
+}
+
+ENGINES = ("auto", "dense", "generic")
+
+# --------------------------------------------------------------------------- #
+# "compiling kernels, once"
+# --------------------------------------------------------------------------- #
+
+_compile_announced = False
+
+
+class _CompileNotice(numba_event.Listener):
+    """Prints the notice when Numba starts compiling one of fastgrad's functions.
+
+    Numba fires ``numba:compile`` only after a cache miss, just before it
+    compiles, so loading a kernel from the on-disk cache says nothing.
+    """
+
+    def on_start(self, event: numba_event.Event) -> None:
+        global _compile_announced
+        if _compile_announced:
+            return
+        dispatcher = (event.data or {}).get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        if module.startswith("fastgrad"):
+            _compile_announced = True
+            print("fastgrad: compiling kernels, once (they are cached for later runs)", file=sys.stderr, flush=True)
+
+    def on_end(self, event: numba_event.Event) -> None:
+        pass
+
+
+@contextmanager
+def _announce_compilation():
+    """Run compiled kernels, announcing on stderr the first time a process compiles them."""
+    if _compile_announced:
+        yield
+        return
+    with numba_event.install_listener("numba:compile", _CompileNotice()):
+        yield
+
+
+# --------------------------------------------------------------------------- #
+# Input checks (all in Python, before any compiled code)
+# --------------------------------------------------------------------------- #
+
+
+def _real_array(value: object, what: str) -> np.ndarray:
+    """A float64 C-contiguous copy of numeric real data (ints, bools and float32 promoted)."""
+    try:
+        array = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{what} could not be read as a NumPy array: {exc}") from None
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(
+            f"{what} is complex ({array.dtype}); pass real values (the complex step is method='complex')."
+        )
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{what} has dtype {array.dtype}; pass numbers (convert with .astype(np.float64)).")
+    result = np.array(array, dtype=np.float64, order="C", copy=True)
+    bad = np.flatnonzero(~np.isfinite(result))
+    if bad.size:
+        position = _position(int(bad[0]), result.shape)
+        raise ValueError(
+            f"{what} contains {result.flat[bad[0]]} at index {position}: "
+            "fastgrad needs finite values; fix the NaN or infinity at its source."
+        )
+    return result
+
+
+def _position(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...] | int:
+    """A flat index as the plain-int index a person would type."""
+    if len(shape) <= 1:
+        return flat_index
+    return tuple(int(i) for i in np.unravel_index(flat_index, shape))
+
+
+def _names_list(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+def _check_layer_sizes(layer_sizes: object) -> tuple[int, ...]:
+    if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"layer_sizes must be a sequence of integers such as [4, 5, 3, 1] (inputs, hidden..., outputs), "
+            f"got {type(layer_sizes).__name__}."
+        )
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(
+            f"layer_sizes must list at least two sizes (inputs and outputs), got {sizes}."
+        )
+    for position, n in enumerate(sizes):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"layer_sizes[{position}] = {n!r} is not an integer; give whole numbers of units.")
+        if n < 1:
+            raise ValueError(f"layer_sizes[{position}] = {n}; every layer needs at least one unit.")
+    return tuple(int(n) for n in sizes)
+
+
+def _check_activation_name(name: object, where: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"Unknown activation {name!r} {where}; valid activations: {_names_list(ACTIVATIONS)}."
+        )
+    return str(name)
+
+
+def _check_activations(activations: object, output: object, loss: str, n_layers: int) -> tuple[str, ...]:
+    if isinstance(activations, str):
+        hidden = _check_activation_name(activations, "for the hidden layers")
+        out = DEFAULT_OUTPUT[loss] if output is None else _check_activation_name(output, "for output=")
+        return (hidden,) * (n_layers - 1) + (out,)
+    if output is not None:
+        raise ValueError(
+            "output= goes with a single hidden activation name (activations='relu', output='sigmoid'); "
+            "with a list of activations, the last name is the output activation."
+        )
+    if not isinstance(activations, Sequence):
+        raise TypeError(
+            "activations must be one name for every hidden layer (e.g. 'relu') or a list with one name "
+            f"per layer, got {type(activations).__name__}."
+        )
+    names = list(activations)
+    if len(names) != n_layers:
+        raise ValueError(
+            f"activations lists {len(names)} name(s) but the network has {n_layers} layer(s): give one "
+            "name per layer (the last is the output), or a single hidden activation such as 'relu'."
+        )
+    return tuple(_check_activation_name(name, f"for layer {l}") for l, name in enumerate(names, start=1))
+
+
+def _check_dropout(dropout: object, n_hidden: int) -> tuple[float, ...] | None:
+    if dropout is None:
+        return None
+    if isinstance(dropout, (int, float, np.integer, np.floating)) and not isinstance(dropout, bool):
+        rates = [float(dropout)] * n_hidden
+    elif isinstance(dropout, Sequence) and not isinstance(dropout, str):
+        rates = [float(r) for r in dropout]
+        if len(rates) != n_hidden:
+            raise ValueError(
+                f"dropout lists {len(rates)} rate(s) but the network has {n_hidden} hidden layer(s): "
+                "give one rate per hidden layer, or a single rate for all."
+            )
+    else:
+        raise TypeError(f"dropout must be a rate in [0, 1) or a list of them, got {type(dropout).__name__}.")
+    for rate in rates:
+        if not (0.0 <= rate < 1.0):
+            raise ValueError(
+                f"dropout rate {rate} is outside [0, 1): it is the probability of dropping a hidden unit."
+            )
+    if n_hidden == 0 or all(rate == 0.0 for rate in rates):
+        return None
+    return tuple(rates)
+
+
+# --------------------------------------------------------------------------- #
+# The network
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class TrainingCheck:
+    """Gradient checks at the given parameters and after some gradient descent.
+
+    Attributes
+    ----------
+    before, after : Report
+        The check at the starting parameters and after training.
+    params_after : dict
+        The trained parameters.
+    costs : numpy.ndarray
+        The cost before each step of gradient descent and after the last one.
+    """
+
+    before: Report
+    after: Report
+    params_after: dict
+    costs: np.ndarray
+
+    @property
+    def passed(self) -> bool:
+        """Both checks passed."""
+        return self.before.passed and self.after.passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return (
+            f"at the given parameters (cost {self.costs[0]:.6g}):\n{self.before}\n\n"
+            f"after {self.costs.size - 1} steps of gradient descent (cost {self.costs[-1]:.6g}):\n{self.after}"
+        )
+
+
+class DenseNet:
+    """A fully connected network with a compiled forward cost, back-prop and gradient check.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n0, n1, ..., nL]``: inputs, hidden layers, outputs.
+    activations : str or sequence of str
+        One name per layer (``len(layer_sizes) - 1`` names, the last being the
+        output activation), or a single name used by every hidden layer, in
+        which case the output activation is ``output`` or, by default, the one
+        the loss implies (``sigmoid`` for binary cross-entropy, ``linear`` for
+        softmax cross-entropy and MSE). Names: ``linear``, ``relu``,
+        ``leaky_relu`` (slope 0.01), ``tanh``, ``sigmoid``.
+    loss : str
+        ``binary_cross_entropy`` (on a ``sigmoid`` output; the course's
+        ``(1/m) sum(-y log a - (1-y) log(1-a))``, computed from the logits),
+        ``softmax_cross_entropy`` (on a ``linear`` output: the loss applies the
+        softmax itself, stably), or ``mse`` (``(1/(2m)) sum (a - y)^2``).
+    l2 : float
+        L2 strength: the penalty ``l2/(2m) * sum ||W_l||^2`` (the course's).
+    dropout : float or sequence of float, optional
+        Probability of dropping a hidden unit (one rate for all hidden layers,
+        or one per hidden layer). Inverted dropout: kept activations are
+        divided by the keep probability. The mask is drawn once per
+        (layer, unit, example) from ``dropout_seed`` and held fixed, so the
+        cost, back-prop and every perturbed evaluation use the same mask and a
+        gradient check is exact (see :meth:`dropout_masks`).
+    dropout_seed : int
+        Seed of the dropout masks.
+    output : str, optional
+        Output activation when ``activations`` is a single name.
+
+    Examples
+    --------
+    >>> import fastgrad
+    >>> net = fastgrad.DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    >>> net.activations
+    ('relu', 'relu', 'sigmoid')
+    >>> params = net.init(seed=0)
+    >>> sorted(params) == sorted(["W1", "b1", "W2", "b2", "W3", "b3"])
+    True
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activations: str | Sequence[str],
+        loss: str,
+        l2: float = 0.0,
+        dropout: float | Sequence[float] | None = None,
+        dropout_seed: int = 0,
+        *,
+        output: str | None = None,
+    ) -> None:
+        self.layer_sizes = _check_layer_sizes(layer_sizes)
+        n_layers = len(self.layer_sizes) - 1
+        if loss not in LOSSES:
+            raise ValueError(f"Unknown loss {loss!r}; valid losses: {_names_list(LOSSES)}.")
+        self.loss = str(loss)
+        self.activations = _check_activations(activations, output, self.loss, n_layers)
+        last = self.activations[-1]
+        if self.loss == "softmax_cross_entropy":
+            if last != "linear":
+                raise ValueError(
+                    f"softmax_cross_entropy applies the softmax to the logits itself, so the output "
+                    f"activation must be 'linear', not {last!r}."
+                )
+            if self.layer_sizes[-1] < 2:
+                raise ValueError(
+                    "softmax_cross_entropy needs at least 2 outputs (one per class); for one output use "
+                    "binary_cross_entropy with a sigmoid output."
+                )
+        if self.loss == "binary_cross_entropy" and last != "sigmoid":
+            raise ValueError(
+                f"binary_cross_entropy needs a 'sigmoid' output activation (its outputs are probabilities), "
+                f"not {last!r}."
+            )
+        if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
+            raise TypeError(f"l2 must be a number (the L2 strength), got {type(l2).__name__}.")
+        if not (math.isfinite(float(l2)) and float(l2) >= 0.0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2}.")
+        self.l2 = float(l2)
+        self.dropout = _check_dropout(dropout, n_layers - 1)
+        if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, (int, np.integer)):
+            raise TypeError(f"dropout_seed must be an integer, got {type(dropout_seed).__name__}.")
+        self.dropout_seed = int(dropout_seed)
+
+        names, shapes = [], []
+        for l in range(1, n_layers + 1):
+            names += [f"W{l}", f"b{l}"]
+            shapes += [(self.layer_sizes[l], self.layer_sizes[l - 1]), (self.layer_sizes[l], 1)]
+        self._layout = Layout(tuple(names), tuple(shapes))
+        self._layer_sizes = np.asarray(self.layer_sizes, dtype=np.int64)
+        self._activation_codes = np.asarray([ACTIVATIONS[a] for a in self.activations], dtype=np.int64)
+        self._loss_code = LOSSES[self.loss]
+
+    # ------------------------------------------------------------------ #
+    # Description
+    # ------------------------------------------------------------------ #
+    @property
+    def layout(self) -> Layout:
+        """The layout of theta: ``W1, b1, W2, b2, ...`` with their shapes (the course's order)."""
+        return self._layout
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters (components of theta)."""
+        return self._layout.size
+
+    def __repr__(self) -> str:
+        extras = ""
+        if self.l2:
+            extras += f", l2={self.l2:g}"
+        if self.dropout is not None:
+            extras += f", dropout={list(self.dropout)}, dropout_seed={self.dropout_seed}"
+        return (
+            f"DenseNet({list(self.layer_sizes)}, {list(self.activations)}, {self.loss!r}{extras})"
+        )
+
+    # ------------------------------------------------------------------ #
+    # Parameters and data
+    # ------------------------------------------------------------------ #
+    def init(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random parameters: He scaling for (leaky) ReLU layers, Xavier otherwise; biases zero.
+
+        ``W_l`` is drawn from a normal distribution with standard deviation
+        ``sqrt(2 / n_{l-1})`` when layer l's activation is ``relu`` or
+        ``leaky_relu`` (He), ``sqrt(2 / (n_{l-1} + n_l))`` otherwise (Xavier).
+
+        Parameters
+        ----------
+        seed : int
+            Seed of ``numpy.random.default_rng``.
+
+        Returns
+        -------
+        dict
+            ``W1, b1, ..., WL, bL`` (new float64 arrays).
+        """
+        rng = np.random.default_rng(seed)
+        params = {}
+        for l in range(1, len(self.layer_sizes)):
+            n_in, n_out = self.layer_sizes[l - 1], self.layer_sizes[l]
+            if self.activations[l - 1] in ("relu", "leaky_relu"):
+                scale = math.sqrt(2.0 / n_in)
+            else:
+                scale = math.sqrt(2.0 / (n_in + n_out))
+            params[f"W{l}"] = rng.standard_normal((n_out, n_in)) * scale
+            params[f"b{l}"] = np.zeros((n_out, 1))
+        return params
+
+    def pack(self, params: Mapping[str, object]) -> np.ndarray:
+        """Validate ``params`` against the layer sizes and pack them into theta (a new vector).
+
+        Raises
+        ------
+        TypeError
+            ``params`` is not a mapping, or a block is not real numeric data.
+        ValueError
+            A block is missing, unexpected, of the wrong shape (the message names
+            the block and both shapes) or holds NaN or infinity.
+        """
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                f"params must be a dict of W1, b1, ... arrays (as returned by net.init), got {type(params).__name__}."
+            )
+        expected = self._layout.names
+        missing = [name for name in expected if name not in params]
+        if missing:
+            raise ValueError(
+                f"params is missing block {missing[0]!r}: layer_sizes {list(self.layer_sizes)} need "
+                f"{_names_list(expected)}."
+            )
+        extra = [name for name in params if name not in expected]
+        if extra:
+            raise ValueError(
+                f"params has an unexpected block {extra[0]!r}: layer_sizes {list(self.layer_sizes)} need "
+                f"exactly {_names_list(expected)}."
+            )
+        theta = np.empty(self._layout.size, dtype=np.float64)
+        for name, shape, start in zip(expected, self._layout.shapes, self._layout.offsets):
+            block = _real_array(params[name], f"params[{name!r}]")
+            if block.shape != shape:
+                hint = ""
+                if name.startswith("b") and block.size == shape[0]:
+                    hint = " (reshape the bias into a column: b.reshape(-1, 1))"
+                raise ValueError(
+                    f"{name} has shape {block.shape} but layer_sizes {list(self.layer_sizes)} need {shape}{hint}."
+                )
+            theta[start : start + block.size] = block.ravel()
+        return theta
+
+    def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """The parameter dict of a theta vector laid out as :attr:`layout`."""
+        return unpack(theta, self._layout)
+
+    def _data(self, X: object, Y: object) -> tuple[np.ndarray, np.ndarray]:
+        """Validated float64 copies of X (n0, m) and Y (nL, m)."""
+        n0, n_out = self.layer_sizes[0], self.layer_sizes[-1]
+        X = _real_array(X, "X")
+        if X.ndim != 2 or X.shape[0] != n0 or X.shape[1] < 1:
+            hint = ""
+            if X.ndim == 2 and X.shape[1] == n0:
+                hint = " It looks transposed: examples are columns in the course's layout, pass X.T."
+            raise ValueError(
+                f"X has shape {X.shape} but layer_sizes[0] = {n0} needs ({n0}, m): one column per example.{hint}"
+            )
+        m = X.shape[1]
+        Y = _real_array(Y, "Y")
+        if Y.ndim == 1 and n_out == 1 and Y.shape[0] == m:
+            Y = Y.reshape(1, m)
+        if Y.shape != (n_out, m):
+            hint = " Pass the labels as a (1, m) row or an (m,) vector." if n_out == 1 else ""
+            if Y.ndim == 2 and Y.shape == (m, n_out):
+                hint = " It looks transposed: pass Y.T."
+            raise ValueError(
+                f"Y has shape {Y.shape} but {n_out} output(s) and X's {m} example(s) need ({n_out}, {m}).{hint}"
+            )
+        if self.loss == "binary_cross_entropy":
+            outside = np.flatnonzero((Y < 0.0) | (Y > 1.0))
+            if outside.size:
+                position = _position(int(outside[0]), Y.shape)
+                raise ValueError(
+                    f"Y must lie in [0, 1] for binary_cross_entropy, but Y{position} = {float(Y.flat[outside[0]])!r}."
+                )
+        elif self.loss == "softmax_cross_entropy":
+            valid = np.all((Y == 0.0) | (Y == 1.0), axis=0) & (Y.sum(axis=0) == 1.0)
+            if not valid.all():
+                j = int(np.flatnonzero(~valid)[0])
+                raise ValueError(
+                    f"Y must be one-hot for softmax_cross_entropy (each column a single 1, zeros elsewhere), "
+                    f"but column {j} is {Y[:, j].tolist()}. Convert class labels with "
+                    f"np.eye({n_out})[labels].T."
+                )
+        return X, Y
+
+    # ------------------------------------------------------------------ #
+    # Dropout
+    # ------------------------------------------------------------------ #
+    def dropout_masks(self, m: int) -> list[np.ndarray] | None:
+        """The fixed dropout masks for a batch of ``m`` examples (None without dropout).
+
+        One boolean array ``(n_l, m)`` per hidden layer, True where the unit is
+        kept; drawn from ``numpy.random.default_rng(dropout_seed)`` layer after
+        layer, so they are the same at every call. A hand-written back-prop must
+        use these masks (multiplied by ``1 / keep_prob``) to be checked exactly.
+        """
+        if self.dropout is None:
+            return None
+        rng = np.random.default_rng(self.dropout_seed)
+        return [rng.random((n, m)) < 1.0 - rate for n, rate in zip(self.layer_sizes[1:-1], self.dropout)]
+
+    def dropout_scales(self, m: int) -> list[np.ndarray] | None:
+        """``mask / keep_prob`` for each hidden layer (inverted dropout), or None."""
+        masks = self.dropout_masks(m)
+        if masks is None:
+            return None
+        return [mask / (1.0 - rate) for mask, rate in zip(masks, self.dropout)]
+
+    def _dropout_array(self, m: int) -> np.ndarray:
+        scales = self.dropout_scales(m)
+        if scales is None:
+            return np.zeros((0, m))
+        return np.ascontiguousarray(np.vstack(scales))
+
+    # ------------------------------------------------------------------ #
+    # Cost and back-prop
+    # ------------------------------------------------------------------ #
+    def _kernel_args(self, X: np.ndarray, Y: np.ndarray, l2: float | None = None) -> tuple:
+        return (
+            self._layer_sizes, self._activation_codes, self._loss_code,
+            self.l2 if l2 is None else l2, X, Y, self._dropout_array(X.shape[1]),
+        )
+
+    def cost(self, params: Mapping[str, object], X: object, Y: object) -> float:
+        """The cost ``J`` at ``params`` on ``(X, Y)`` (with the L2 penalty and dropout masks).
+
+        Raises
+        ------
+        ValueError, TypeError
+            For parameters or data that do not fit the network (see :meth:`pack`).
+        """
+        theta = self.pack(params)
+        X, Y = self._data(X, Y)
+        with _announce_compilation():
+            return float(_dense_kernels.forward_cost(theta, *self._kernel_args(X, Y)))
+
+    def gradients(self, params: Mapping[str, object], X: object, Y: object) -> dict[str, np.ndarray]:
+        """The gradient by compiled back-prop: ``dW1, db1, ..., dWL, dbL``."""
+        theta = self.pack(params)
+        X, Y = self._data(X, Y)
+        _, grad = self._cost_and_gradient(theta, X, Y)
+        return {"d" + name: block for name, block in unpack(grad, self._layout).items()}
+
+    def _cost_and_gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        with _announce_compilation():
+            cost, grad = _dense_kernels.cost_and_gradient(theta, *self._kernel_args(X, Y))
+        return float(cost), grad
+
+    # ------------------------------------------------------------------ #
+    # Training
+    # ------------------------------------------------------------------ #
+    def train(
+        self,
+        params: Mapping[str, object],
+        X: object,
+        Y: object,
+        *,
+        steps: int = 100,
+        learning_rate: float = 0.1,
+    ) -> dict[str, np.ndarray]:
+        """Plain gradient descent with fastgrad's own back-prop.
+
+        Parameters
+        ----------
+        params : dict
+            Starting parameters (left unchanged).
+        X, Y : array_like
+            Training data.
+        steps : int
+            Number of steps ``theta <- theta - learning_rate * grad``.
+        learning_rate : float
+
+        Returns
+        -------
+        dict
+            The trained parameters (new arrays).
+        """
+        theta = self.pack(params)
+        X, Y = self._data(X, Y)
+        theta, _ = self._descend(theta, X, Y, steps, learning_rate)
+        return unpack(theta, self._layout)
+
+    def _descend(self, theta, X, Y, steps, learning_rate) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps must be a whole number >= 0, got {steps!r}.")
+        if not (isinstance(learning_rate, (int, float, np.integer, np.floating)) and 0 < learning_rate < math.inf):
+            raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}.")
+        costs = np.empty(int(steps) + 1)
+        theta = theta.copy()
+        for step in range(int(steps)):
+            costs[step], grad = self._cost_and_gradient(theta, X, Y)
+            theta -= learning_rate * grad
+        costs[-1], _ = self._cost_and_gradient(theta, X, Y)
+        if not np.all(np.isfinite(costs)) or not np.all(np.isfinite(theta)):
+            raise FloatingPointError(
+                f"gradient descent diverged (cost {costs[-1]}): use a smaller learning_rate than {learning_rate}."
+            )
+        return theta, costs
+
+    # ------------------------------------------------------------------ #
+    # Gradient check
+    # ------------------------------------------------------------------ #
+    def gradcheck(
+        self,
+        params: Mapping[str, object],
+        X: object,
+        Y: object,
+        grads: Mapping[str, object] | np.ndarray | None = None,
+        *,
+        eps: float | None = None,
+        threshold: float | None = None,
+        indices: object = None,
+        method: str = "central",
+        sample: int | None = None,
+        mode: str = "full",
+        seed: int = 0,
+        directions: int = 8,
+        progress: bool | None = None,
+        engine: str = "auto",
+    ) -> Report:
+        """Check a gradient of this network's cost by finite differences.
+
+        Parameters
+        ----------
+        params : dict
+            ``W1, b1, ...`` where the gradient is checked.
+        X, Y : array_like
+            Data, course layout (``Y`` may be ``(m,)`` for one output).
+        grads : dict, vector or None
+            The gradient to check: a dict with ``dW1, db1, ...`` (or ``W1, b1,
+            ...``) names, or a vector laid out like :attr:`layout`. float32 is
+            accepted and compared with the float64 numerical gradient at a
+            tolerance stated in the report. None checks fastgrad's own back-prop.
+        eps : float, optional
+            Explicit step (the course's formula, ``theta_k +- eps``). Default: a
+            step per component from the numerics (``fastgrad._steps``).
+        threshold : float, optional
+            Pass threshold on the relative difference (default from the method
+            and the gradient's dtype).
+        indices : array_like of int, optional
+            Components of theta to check (default: all).
+        method : {"central", "forward", "richardson", "complex"}
+            Difference formula; ``"complex"`` is the complex step, exact to
+            rounding on smooth networks.
+        sample : int, optional
+            Check only ``sample`` random components per block (seeded by
+            ``seed``); the report's mode is then ``"sampled"``.
+        mode : {"full", "directional"}
+            ``"directional"`` compares directional derivatives along a few
+            random directions instead of components (see ``fastgrad.check``).
+        seed : int
+            Seed of the sampled components or random directions.
+        directions : int
+            Number of random directions of a directional check.
+        progress : bool, optional
+            Progress bar (default: on a terminal, for checks longer than ~1 s).
+        engine : {"auto", "dense", "generic"}
+            ``"dense"``: the structure-exploiting kernel of
+            ``fastgrad._dense_engine``; ``"generic"``: a full forward pass per
+            perturbed point; ``"auto"``: the dense engine where it applies.
+            Both give the same numbers within rounding.
+
+        Returns
+        -------
+        Report
+            With the layout, so failing blocks and components are named. With
+            ``l2 > 0`` its ``terms`` hold the check of the data term and of the
+            L2 penalty on their own.
+
+        Raises
+        ------
+        CheckInterrupted
+            On Ctrl-C; its ``partial`` holds the report of the components done.
+        """
+        theta = self.pack(params)
+        X, Y = self._data(X, Y)
+        method = _steps.check_method(method)
+        eps = None if eps is None else check_eps(eps)
+        threshold = None if threshold is None else check_threshold(threshold)
+        use_dense = _choose_engine(engine, method)
+        if mode not in ("full", "directional"):
+            raise ValueError(f"Unknown mode {mode!r}; choose 'full' or 'directional' (and sample=k for a sample).")
+        directions = _check_directions(directions)
+        if sample is not None and indices is not None:
+            raise ValueError("Give either indices= or sample=, not both.")
+        if mode == "directional" and (sample is not None or indices is not None):
+            raise ValueError("mode='directional' checks all of theta at once; drop indices= and sample=.")
+        if mode == "directional" and method != "central":
+            raise ValueError("mode='directional' uses central differences; drop method= or use mode='full'.")
+        if grads is None:
+            grad, grad_dtype = None, "float64"
+        else:
+            grad, grad_dtype = prepare_grad(grads, theta.size, self._layout)
+        if sample is not None:
+            selected = sample_indices(theta.size, self._layout, sample, seed)
+        elif indices is not None:
+            selected = as_indices(indices, theta.size)
+        else:
+            selected = np.arange(theta.size, dtype=np.int64)
+        # One compiled kernel gives the cost and fastgrad's own back-prop.
+        cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
+        if grad is None:
+            grad = own_grad
+        if not math.isfinite(cost_value):
+            raise ValueError(f"The cost is {cost_value} at these parameters; it must be finite to be differentiated.")
+
+        if mode == "directional":
+            args = self._kernel_args(X, Y)
+            with _announce_compilation():
+                return directional_report(
+                    lambda point: float(_dense_kernels.forward_cost(point, *args)), grad, theta,
+                    layout=self._layout, eps=eps, threshold=threshold, directions=directions, seed=seed,
+                    cost_value=cost_value, grad_dtype=grad_dtype,
+                )
+
+        evaluate, are_differences = self._evaluator(theta, X, Y, method, use_dense)
+        report_mode = "sampled" if sample is not None else "full"
+        try:
+            with _announce_compilation():
+                estimate = estimate_with(
+                    evaluate, theta, selected, eps=eps, method=method, cost_value=cost_value,
+                    values_are_differences=are_differences, engine_detects_kinks=True, progress=progress,
+                    description="gradcheck " + "-".join(map(str, self.layer_sizes)),
+                )
+        except CheckInterrupted as interrupted:
+            partial = interrupted.partial
+            if isinstance(partial, Estimate) and len(partial):
+                note = f"interrupted: only {len(partial)} of {selected.size} components were checked"
+                partial = self._report(theta, X, grad, grad_dtype, partial, threshold, report_mode, (note,))
+            raise CheckInterrupted(partial, str(interrupted)) from None
+        return self._report(theta, X, grad, grad_dtype, estimate, threshold, report_mode)
+
+    def _evaluator(self, theta, X, Y, method, use_dense):
+        """The engine as ``evaluate_chunk(indices, points)``, and whether it returns differences."""
+        args = self._kernel_args(X, Y)
+        if use_dense:
+            fast = _fast_engine()
+            layer_sizes, activations, loss, l2, X_, Y_, dropout = args
+
+            def evaluate(indices, points):
+                return fast.perturbed_cost_differences(
+                    layer_sizes, activations, loss, l2, theta, X_, Y_, dropout,
+                    np.ascontiguousarray(indices), np.ascontiguousarray(points),
+                )
+
+            return evaluate, True
+
+        take_imaginary = method == "complex"
+        n_threads = numba.get_num_threads()
+
+        def evaluate(indices, points):
+            points = np.ascontiguousarray(points)
+            n_chunks = max(1, min(indices.size, 4 * n_threads))
+            return _dense_kernels.perturbed_costs(
+                args[0], args[1], args[2], args[3], theta, args[4], args[5], args[6],
+                np.ascontiguousarray(indices), points, take_imaginary, n_chunks,
+            )
+
+        return evaluate, False
+
+    def _report(self, theta, X, grad, grad_dtype, estimate, threshold, mode, notes=()) -> Report:
+        terms = ()
+        if self.l2 > 0.0:
+            terms = self._l2_terms(theta, X.shape[1], grad, grad_dtype, estimate, threshold)
+        return Report.from_estimate(
+            grad, estimate, threshold=threshold, layout=self._layout, grad_dtype=grad_dtype, mode=mode, terms=terms,
+            notes=notes,
+        )
+
+    def _l2_terms(self, theta, m, grad, grad_dtype, estimate, threshold) -> tuple[TermResult, ...]:
+        """The data term and the L2 penalty checked on their own.
+
+        The penalty's gradient is known exactly, ``P = (l2/m) W`` (zero on
+        biases), so the numerical gradient of the data term is the total's
+        minus P. The residual ``R = G - N`` of the gradient G under check is
+        then attributed block by block: where a weight block fails and its
+        residual is (nearly) a multiple c of P there, that block's penalty
+        gradient is wrong (it is ``(1 + c) P``); the data term is checked
+        against ``G`` minus the penalty gradient so implied, and the penalty
+        against ``P``.
+        """
+        smooth = ~estimate.kinks
+        idx = estimate.indices[smooth]
+        if idx.size == 0:
+            return ()
+        if threshold is None:
+            threshold = _steps.default_threshold(estimate.method, grad_dtype == "float32")
+        G = grad[idx] if grad.size == theta.size else grad[smooth]
+        N = estimate.approx[smooth]
+        noise = estimate.noise[smooth]
+        block_ids = self._layout.block_of(idx)
+        is_weight = np.array([name.startswith("W") for name in self._layout.names])[block_ids]
+        P = np.where(is_weight, (self.l2 / m) * theta[idx], 0.0)
+        R = G - N
+
+        def rule(g, a, z):
+            error = float(np.linalg.norm(g - a))
+            scale = float(np.linalg.norm(g)) + float(np.linalg.norm(a))
+            noise_norm = float(np.linalg.norm(z))
+            difference = error / scale if scale > 0 else 0.0
+            tolerance = threshold + (noise_norm / scale if scale > 0 else 0.0)
+            return difference, tolerance, error <= threshold * scale + noise_norm
+
+        # The penalty gradient implied by G: (1 + c_b) P on every weight block b
+        # whose failure a multiple of P explains, P elsewhere.
+        implied = P.copy()
+        wrong = []
+        for b, name in enumerate(self._layout.names):
+            members = block_ids == b
+            if not name.startswith("W") or not members.any():
+                continue
+            P_b, R_b = P[members], R[members]
+            p_norm2 = float(P_b @ P_b)
+            if p_norm2 == 0.0 or rule(G[members], N[members], noise[members])[2]:
+                continue
+            c = float(R_b @ P_b) / p_norm2
+            if float(np.linalg.norm(R_b - c * P_b)) <= 0.1 * float(np.linalg.norm(R_b)):
+                implied[members] = (1.0 + c) * P_b
+                factor = 1.0 + c
+                how = "missing" if abs(factor) < 1e-3 else f"{factor:.3g} x l2/m * {name} (expected 1 x)"
+                wrong.append(f"{name}: {how}")
+        d_data, t_data, ok_data = rule(G - implied, N - P, noise)
+        d_pen, t_pen, ok_pen = rule(implied, P, np.zeros(0))
+        if wrong:
+            note = "penalty gradient wrong in " + "; ".join(wrong)
+        elif ok_data:
+            note = "l2/m * W"
+        else:
+            note = "no failure is explained by the penalty: the data term is wrong"
+        data = TermResult("data term", d_data, t_data, bool(ok_data), "")
+        penalty = TermResult("L2 penalty", d_pen, t_pen, bool(ok_pen and not wrong), note)
+        return (data, penalty)
+
+    def check_before_and_after_training(
+        self,
+        params: Mapping[str, object],
+        X: object,
+        Y: object,
+        backward: Callable[[dict, np.ndarray, np.ndarray], Mapping[str, object]] | None = None,
+        *,
+        steps: int = 50,
+        learning_rate: float = 0.1,
+        **gradcheck_options,
+    ) -> TrainingCheck:
+        """Check the gradient at ``params`` and again after some gradient descent.
+
+        The course's advice in one call: a back-prop may be right at random
+        initialisation (where many terms are small) and wrong after training.
+
+        Parameters
+        ----------
+        params : dict
+            Starting parameters (left unchanged).
+        X, Y : array_like
+            Data, used for training and for both checks.
+        backward : callable, optional
+            ``backward(params, X, Y) -> dict`` of gradients (``dW1, db1, ...``):
+            the back-prop to check at both points. None checks fastgrad's own.
+        steps, learning_rate
+            Gradient descent with fastgrad's back-prop between the checks.
+        **gradcheck_options
+            Passed to :meth:`gradcheck` (``eps``, ``threshold``, ``method``, ...).
+
+        Returns
+        -------
+        TrainingCheck
+        """
+        theta = self.pack(params)
+        X_checked, Y_checked = self._data(X, Y)
+        start = unpack(theta, self._layout)
+        grads = None if backward is None else backward(unpack(theta, self._layout), X_checked.copy(), Y_checked.copy())
+        before = self.gradcheck(start, X_checked, Y_checked, grads, **gradcheck_options)
+        trained_theta, costs = self._descend(theta, X_checked, Y_checked, steps, learning_rate)
+        trained = unpack(trained_theta, self._layout)
+        grads = None if backward is None else backward(unpack(trained_theta, self._layout), X_checked.copy(), Y_checked.copy())
+        after = self.gradcheck(trained, X_checked, Y_checked, grads, **gradcheck_options)
+        return TrainingCheck(before=before, after=after, params_after=trained, costs=costs)
+
+
+def _choose_engine(engine: str, method: str) -> bool:
+    """True for the dense engine, False for the generic one; raises for a bad choice."""
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}; choose one of {_names_list(ENGINES)}.")
+    if engine == "generic":
+        return False
+    if method == "complex":
+        if engine == "dense":
+            raise ValueError(
+                "engine='dense' evaluates real perturbations only; method='complex' runs on engine='generic' "
+                "(or engine='auto')."
+            )
+        return False
+    available = _fast_engine() is not None
+    if engine == "dense" and not available:
+        raise ValueError(
+            "engine='dense' needs fastgrad._dense_engine, which is not available in this installation; "
+            "use engine='generic'."
+        )
+    return available
+
+
+def _fast_engine():
+    """``fastgrad._dense_engine`` if it is present, else None."""
+    try:
+        from fastgrad import _dense_engine
+    except ImportError:
+        return None
+    if not hasattr(_dense_engine, "perturbed_cost_differences"):
+        return None
+    return _dense_engine
