@@ -8,6 +8,7 @@ The public API lives here; compiled kernels live in private modules
 from fastgrad._layout import Layout, pack, unpack
 from fastgrad._metrics import relative_difference
 from fastgrad.check import gradcheck
+from fastgrad.dense import DenseNet
 from fastgrad.numerical import (
     CheckInterrupted,
     Estimate,
@@ -26,6 +27,7 @@ __all__ = [
     "numerical_gradient",
     "estimate_gradient",
     "gradcheck",
+    "DenseNet",
     "Report",
     "BlockResult",
     "Component",
