@@ -717,7 +717,9 @@ class DenseNet:
             partial = interrupted.partial
             if isinstance(partial, Estimate) and len(partial):
                 note = f"interrupted: only {len(partial)} of {selected.size} components were checked"
-                partial = self._report(theta, X, grad, grad_dtype, partial, threshold, report_mode, (note,))
+                partial = self._report(
+                    theta, X, grad, grad_dtype, partial, threshold, report_mode, (note,), interrupted=True
+                )
             raise CheckInterrupted(partial, str(interrupted)) from None
         return self._report(theta, X, grad, grad_dtype, estimate, threshold, report_mode)
 
@@ -749,13 +751,13 @@ class DenseNet:
 
         return evaluate, False
 
-    def _report(self, theta, X, grad, grad_dtype, estimate, threshold, mode, notes=()) -> Report:
+    def _report(self, theta, X, grad, grad_dtype, estimate, threshold, mode, notes=(), interrupted=False) -> Report:
         terms = ()
         if self.l2 > 0.0:
             terms = self._l2_terms(theta, X.shape[1], grad, grad_dtype, estimate, threshold)
         return Report.from_estimate(
             grad, estimate, threshold=threshold, layout=self._layout, grad_dtype=grad_dtype, mode=mode, terms=terms,
-            notes=notes,
+            notes=notes, interrupted=interrupted,
         )
 
     def _l2_terms(self, theta, m, grad, grad_dtype, estimate, threshold) -> tuple[TermResult, ...]:

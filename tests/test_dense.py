@@ -356,6 +356,30 @@ def test_caller_arrays_are_never_modified():
     np.testing.assert_array_equal(Y, saved[2])
 
 
+def test_ctrl_c_gives_the_partial_report_and_leaves_arrays_alone(monkeypatch):
+    net, params, X, Y = make_case("mse", "tanh", sizes=[20, 20, 2], m=3)
+    saved = {k: v.copy() for k, v in params.items()}
+    real_kernel = _dense_kernels.perturbed_costs
+    calls = []
+
+    def interrupted_after_one_chunk(*args):
+        calls.append(args[8].size)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real_kernel(*args)
+
+    monkeypatch.setattr(_dense_kernels, "perturbed_costs", interrupted_after_one_chunk)
+    with pytest.raises(fastgrad.CheckInterrupted) as caught:
+        net.gradcheck(params, X, Y, engine="generic", progress=False)
+    partial = caught.value.partial
+    assert isinstance(partial, fastgrad.Report) and partial.interrupted
+    assert partial.checked == calls[0] < net.n_params
+    assert partial.passed
+    assert any("interrupted" in note for note in partial.notes)
+    for name in params:
+        np.testing.assert_array_equal(params[name], saved[name])
+
+
 # --------------------------------------------------------------------------- #
 # Bad input: clear errors, before any compiled code runs
 # --------------------------------------------------------------------------- #
