@@ -103,6 +103,10 @@ def _shape(shape: Sequence[int]) -> str:
 def _verdict(report: "Report", color: bool) -> list[str]:
     word = "PASSED" if report.passed else "FAILED"
     verdict = _paint(f"gradient check {word}", "bold+" + ("green" if report.passed else "red"), color)
+    if getattr(report, "interrupted", False):
+        # A partial verdict: only the components done before Ctrl-C were checked.
+        verdict += " " + _paint(f"so far (interrupted after {report.checked:,} of {report.size:,} components)",
+                                "yellow", color)
     lines = [
         f"{verdict}: difference {format_number(report.difference)}, "
         f"tolerance {format_number(report.tolerance)} "
@@ -125,12 +129,15 @@ def _summary(report: "Report") -> str:
     parts = []
     if report.mode == "directional":
         n_dirs = report.checked
-        parts.append(f"{n_dirs} random direction{'s' if n_dirs != 1 else ''} through all {report.size} components")
+        parts.append(f"{n_dirs} random direction{'s' if n_dirs != 1 else ''} through all {report.size:,} components")
     else:
         what = "sampled" if report.mode == "sampled" else "checked"
-        parts.append(f"{report.checked} of {report.size} components {what}")
+        parts.append(f"{report.checked:,} of {report.size:,} components {what}")
     parts.append(f"method {report.method}")
-    parts.append("eps auto (per component)" if report.eps is None else f"eps {format_number(report.eps)}")
+    if report.eps is not None:
+        parts.append(f"eps {format_number(report.eps)}")
+    else:
+        parts.append("eps auto" if report.mode == "directional" else "eps auto (per component)")
     parts.append(f"cost {format_number(report.cost_value, 6)}")
     if report.grad_dtype != "float64":
         parts.append(f"grad {report.grad_dtype}")
