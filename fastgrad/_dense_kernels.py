@@ -32,8 +32,6 @@ from fastgrad._dense_spec import (
     BINARY_CROSS_ENTROPY,
     LEAKY_RELU,
     LEAKY_SLOPE,
-    LINEAR,
-    MSE,
     RELU,
     SIGMOID,
     SOFTMAX_CROSS_ENTROPY,

@@ -16,19 +16,14 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numba.core import event as numba_event
 
 from fastgrad import _dense_kernels, _steps
-from fastgrad._dense_spec import (
-    ACTIVATIONS,
-    BINARY_CROSS_ENTROPY,
-    LOSSES,
-    SOFTMAX_CROSS_ENTROPY,
-)
+from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
 from fastgrad._validation import as_indices, check_eps, check_threshold
 from fastgrad.check import _check_directions, directional_report, prepare_grad, sample_indices
@@ -572,10 +567,7 @@ class DenseNet:
         return unpack(theta, self._layout)
 
     def _descend(self, theta, X, Y, steps, learning_rate) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-            raise ValueError(f"steps must be a whole number >= 0, got {steps!r}.")
-        if not (isinstance(learning_rate, (int, float, np.integer, np.floating)) and 0 < learning_rate < math.inf):
-            raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}.")
+        _check_training(steps, learning_rate)
         costs = np.empty(int(steps) + 1)
         theta = theta.copy()
         for step in range(int(steps)):
@@ -858,6 +850,7 @@ class DenseNet:
         -------
         TrainingCheck
         """
+        _check_training(steps, learning_rate)
         theta = self.pack(params)
         X_checked, Y_checked = self._data(X, Y)
         start = unpack(theta, self._layout)
@@ -868,6 +861,17 @@ class DenseNet:
         grads = None if backward is None else backward(unpack(trained_theta, self._layout), X_checked.copy(), Y_checked.copy())
         after = self.gradcheck(trained, X_checked, Y_checked, grads, **gradcheck_options)
         return TrainingCheck(before=before, after=after, params_after=trained, costs=costs)
+
+
+def _check_training(steps: object, learning_rate: object) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a whole number >= 0, got {steps!r}.")
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float, np.integer, np.floating))
+        or not 0 < learning_rate < math.inf
+    ):
+        raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}.")
 
 
 def _choose_engine(engine: str, method: str) -> bool:

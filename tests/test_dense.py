@@ -484,6 +484,8 @@ def test_bad_labels_for_softmax_and_bad_check_options(no_kernels):
         net.gradcheck(params, X, Y, indices=[9])
     with pytest.raises(ValueError, match=r"steps must be a whole number >= 0"):
         net.train(params, X, Y, steps=-1)
+    with pytest.raises(ValueError, match=r"learning_rate must be a positive finite number, got 0"):
+        net.check_before_and_after_training(params, X, Y, learning_rate=0)
 
 
 # --------------------------------------------------------------------------- #
