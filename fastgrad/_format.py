@@ -144,7 +144,7 @@ def _summary(report: "Report") -> str:
     line = "  " + ", ".join(parts)
     if report.n_kinks:
         n = report.n_kinks
-        line += f"\n  {n} component{'s' if n != 1 else ''} at a ReLU kink (not differentiable here): left out of the verdict"
+        line += f"\n  {n} component{'s' if n != 1 else ''} at a kink (not differentiable here, e.g. a ReLU switching): left out of the verdict"
     return line
 
 
