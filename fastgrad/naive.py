@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fastgrad.dense import DenseNet
 
 __all__ = [
+    "COURSE_LAYER_SIZES",
     "naive_forward_cost",
     "naive_numerical_gradient",
     "dictionary_to_vector",

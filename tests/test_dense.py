@@ -246,15 +246,19 @@ def test_relu_kink_is_flagged_not_failed():
     assert kinked <= {"b1", "W1"}
 
 
-@pytest.mark.parametrize("method", ["central", "complex"])
-def test_results_do_not_depend_on_the_thread_count(method):
+@pytest.mark.parametrize(
+    "method, engine",
+    [("central", "generic"), ("complex", "generic")]
+    + ([("central", "dense"), ("richardson", "dense")] if _fast_engine() is not None else []),
+)
+def test_results_do_not_depend_on_the_thread_count(method, engine):
     net, params, X, Y = make_case("softmax_cross_entropy", "relu", sizes=[6, 7, 5, 3], m=4, seed=2)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = net.gradcheck(params, X, Y, method=method, engine="generic")
+        one = net.gradcheck(params, X, Y, method=method, engine=engine)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = net.gradcheck(params, X, Y, method=method, engine="generic")
+        two = net.gradcheck(params, X, Y, method=method, engine=engine)
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one.approx, two.approx)
