@@ -735,7 +735,9 @@ class DenseNet:
 
         def evaluate(indices, points):
             points = np.ascontiguousarray(points)
-            n_chunks = max(1, min(indices.size, 4 * n_threads))
+            # Every component costs the same full forward pass, so one chunk per
+            # thread balances the load and keeps one copy of theta per thread.
+            n_chunks = max(1, min(indices.size, n_threads))
             return _dense_kernels.perturbed_costs(
                 args[0], args[1], args[2], args[3], theta, args[4], args[5], args[6],
                 np.ascontiguousarray(indices), points, take_imaginary, n_chunks,
