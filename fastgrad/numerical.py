@@ -36,9 +36,6 @@ __all__ = [
 #: evaluate_chunk(indices, points) -> (values, kinks, status)
 EvaluateChunk = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
-# One-sided slopes that disagree by more than this fraction of their size make a
-# component a kink candidate; candidates are confirmed with a half step.
-_KINK_CANDIDATE = 1e-3
 _CHUNK_SECONDS = 0.25
 _PROGRESS_AFTER_SECONDS = 1.0
 
@@ -252,6 +249,7 @@ def estimate_with(
     cost_value: float,
     values_are_differences: bool,
     engine_detects_kinks: bool = False,
+    kink_threshold: float | None = None,
     progress: bool | None = None,
     min_chunk: int = 256,
     description: str = "gradcheck",
@@ -277,6 +275,10 @@ def estimate_with(
     engine_detects_kinks : bool
         True when the engine's ``kinks`` output is exact (the dense engine);
         otherwise kinks are detected numerically here.
+    kink_threshold : float, optional
+        Components whose one-sided slopes differ by more than this fraction
+        of their size are examined for a kink (default: the method's default
+        pass threshold; ``gradcheck`` passes its own threshold).
     progress : bool or None
         Show a progress bar (None: only on a terminal, and only for checks
         that take more than about a second).
@@ -315,8 +317,14 @@ def estimate_with(
     estimate = _derivatives(values, pts, indices, method, eps, cost_value)
     if engine_detects_kinks:
         estimate = replace(estimate, kinks=engine_kinks.astype(bool))
-    elif method in ("central", "richardson") and done:
-        estimate = _detect_kinks(estimate, evaluate_chunk, theta, pts, values, values_are_differences)
+    elif method in ("central", "richardson") and done and not interrupted:
+        # (After Ctrl-C no further evaluations are made: the partial result
+        # goes without numerical kink detection.)
+        if kink_threshold is None:
+            kink_threshold = _steps.default_threshold(method)
+        estimate = _detect_kinks(
+            estimate, evaluate_chunk, theta, pts, values, values_are_differences, kink_threshold
+        )
     if interrupted:
         raise CheckInterrupted(estimate, f"check interrupted after {done} of {total} components")
     return estimate
@@ -362,6 +370,30 @@ def _derivatives(
     )
 
 
+def kink_test(
+    plus: np.ndarray, minus: np.ndarray, half_plus: np.ndarray, half_minus: np.ndarray,
+    offsets: np.ndarray, half_offsets: np.ndarray, noise: np.ndarray,
+) -> np.ndarray:
+    """True where cost differences at ``+-h`` and ``+-h/2`` reveal a kink.
+
+    ``plus``/``minus`` are ``J(theta +- h) - J(theta)``, ``half_*`` the same at
+    half the step, ``offsets`` and ``half_offsets`` the ``(n, 2)`` steps taken.
+    A smooth cost's one-sided slopes differ by ``h J''``, so halving the step
+    halves the gap; its central differences at ``h`` and ``h/2`` agree to
+    ``h^2 J'''/8``, far below that gap. A kink at distance ``u h`` keeps the
+    gap from halving, or (near ``u = 1/3``, where the gap does halve) moves the
+    two central differences apart by ``gap u / (2 (1 - u))``.
+    """
+    gap = np.abs(plus / offsets[:, 0] - minus / offsets[:, 1])
+    half_gap = np.abs(half_plus / half_offsets[:, 0] - half_minus / half_offsets[:, 1])
+    expected = gap / 2.0
+    halves = np.abs(half_gap - expected) <= 0.25 * expected + 4.0 * noise
+    central = (plus - minus) / (offsets[:, 0] - offsets[:, 1])
+    half_central = (half_plus - half_minus) / (half_offsets[:, 0] - half_offsets[:, 1])
+    agree = np.abs(central - half_central) <= 0.1 * gap + 4.0 * noise
+    return ~(halves & agree)
+
+
 def _detect_kinks(
     estimate: Estimate,
     evaluate_chunk: EvaluateChunk,
@@ -369,34 +401,34 @@ def _detect_kinks(
     pts: _steps.Points,
     differences: np.ndarray,
     values_are_differences: bool,
+    kink_threshold: float,
 ) -> Estimate:
     """Flag components whose one-sided slopes disagree in a way no smooth cost explains.
 
-    A smooth cost's forward and backward slopes differ by ``h J''``: halving
-    the step halves the gap. Across a kink the gap is the jump in slope and
-    does not shrink with the step. Candidates (slopes disagree by more than a
-    small fraction, beyond rounding) are re-evaluated at ``+-h/2``.
+    A kink within the step moves the central difference by up to half the gap
+    between the one-sided slopes. Every component where that could exceed its
+    share of the threshold (``gap > kink_threshold * (|slope+| + |slope-|)``,
+    beyond rounding) is re-evaluated at ``+-h/2`` and put to :func:`kink_test`.
     """
     forward_slope = differences[:, 0] / pts.offsets[:, 0]
     backward_slope = differences[:, 1] / pts.offsets[:, 1]
     gap = np.abs(forward_slope - backward_slope)
     scale = np.abs(forward_slope) + np.abs(backward_slope)
-    candidates = np.flatnonzero((gap > _KINK_CANDIDATE * scale) & (gap > 8.0 * estimate.noise))
+    candidates = np.flatnonzero((gap > kink_threshold * scale) & (gap > 8.0 * estimate.noise))
     if candidates.size == 0:
         return estimate
     base = theta[estimate.indices[candidates]]
-    half = pts.offsets[candidates, :2] / 2.0
-    half_points = base[:, None] + half
+    half_points = base[:, None] + pts.offsets[candidates, :2] / 2.0
     half_offsets = half_points - base[:, None]
     values, _, status = evaluate_chunk(estimate.indices[candidates], np.ascontiguousarray(half_points))
     if not values_are_differences:
         values = values - estimate.cost_value
-    half_gap = np.abs(values[:, 0] / half_offsets[:, 0] - values[:, 1] / half_offsets[:, 1])
-    expected = gap[candidates] / 2.0
-    # Smooth: the gap halves (to within rounding, 2x noise at half the step).
-    smooth = np.abs(half_gap - expected) <= 0.25 * expected + 4.0 * estimate.noise[candidates]
+    kinked = kink_test(
+        differences[candidates, 0], differences[candidates, 1], values[:, 0], values[:, 1],
+        pts.offsets[candidates, :2], half_offsets, estimate.noise[candidates],
+    )
     kinks = estimate.kinks.copy()
-    kinks[candidates[~smooth | status.astype(bool)]] = True
+    kinks[candidates[kinked | status.astype(bool)]] = True
     return replace(estimate, kinks=kinks)
 
 
@@ -526,7 +558,7 @@ def estimate_gradient(
 
 def _estimate_prepared(
     cost: _Cost, theta: np.ndarray, indices: np.ndarray, eps: float | None, method: str,
-    cost_value: float, progress: bool | None,
+    cost_value: float, progress: bool | None, kink_threshold: float | None = None,
 ) -> Estimate:
     complex_step = method == "complex"
     if complex_step:
@@ -535,7 +567,8 @@ def _estimate_prepared(
     evaluate = make(cost, theta, complex_step)
     return estimate_with(
         evaluate, theta, indices, eps=eps, method=method, cost_value=cost_value,
-        values_are_differences=False, progress=progress, min_chunk=256 if cost.compiled else 16,
+        values_are_differences=False, kink_threshold=kink_threshold, progress=progress,
+        min_chunk=256 if cost.compiled else 16,
     )
 
 
