@@ -498,6 +498,7 @@ def test_bad_labels_for_softmax_and_bad_check_options(no_kernels):
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled with NUMBA_DISABLE_JIT")
 def test_first_compilation_is_announced_and_a_cached_run_is_silent(tmp_path):
     script = textwrap.dedent(
         """
