@@ -86,6 +86,18 @@ def _sigmoid(x):
     return ex / (1.0 + ex)
 
 
+@njit(cache=True, inline="always")
+def _expm1_small(x):
+    """expm1(x) for |x| <= POLY_LIMIT: its Taylor polynomial, exact to rounding there."""
+    return x * (1.0 + x * (_E2 + x * (_E3 + x * (_E4 + x * _E5))))
+
+
+@njit(cache=True, inline="always")
+def _log1p_small(s):
+    """log1p(s) for |s| <= 1.001 POLY_LIMIT: its Taylor polynomial, exact to rounding there."""
+    return s * (1.0 + s * (_L2 + s * (_L3 + s * (_L4 + s * (_L5 + s * _L6)))))
+
+
 @njit(cache=True)
 def _softplus(x):
     """log(1 + e^x), without overflow."""
@@ -603,13 +615,13 @@ def _process_piece(
                     yc = Y[c, e]
                     for q in range(n_q):
                         x = vc * T[q]
-                        S[q] += pc * (x * (1.0 + x * (_E2 + x * (_E3 + x * (_E4 + x * _E5)))))
+                        S[q] += pc * _expm1_small(x)
                     if yc != 0.0:
                         for q in range(n_q):
                             YD[q] += yc * (vc * T[q])
                 for q in range(n_q):
                     s = S[q]
-                    CONTRIB[q] = s * (1.0 + s * (_L2 + s * (_L3 + s * (_L4 + s * (_L5 + s * _L6))))) - YD[q]
+                    CONTRIB[q] = _log1p_small(s) - YD[q]
             elif loss == BINARY_CROSS_ENTROPY:
                 for q in range(n_q):
                     CONTRIB[q] = 0.0
@@ -621,8 +633,8 @@ def _process_piece(
                     yc = Y[c, e]
                     for q in range(n_q):
                         x = vc * T[q]
-                        s = sc * (x * (1.0 + x * (_E2 + x * (_E3 + x * (_E4 + x * _E5)))))
-                        CONTRIB[q] += s * (1.0 + s * (_L2 + s * (_L3 + s * (_L4 + s * (_L5 + s * _L6))))) - yc * x
+                        s = sc * _expm1_small(x)
+                        CONTRIB[q] += _log1p_small(s) - yc * x
             else:  # MSE on a linear output
                 for q in range(n_q):
                     CONTRIB[q] = 0.0
