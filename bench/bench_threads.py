@@ -1,0 +1,88 @@
+"""Thread scaling: the same check on 1 and on 2 Numba threads.
+
+The dense engine on M and the generic engine on the ``mlp`` case. With one
+thread, BLAS is limited to one thread too (threadpoolctl), so "1 thread" means
+one core. Thread settings are restored in ``finally``. The results must be the
+same bit for bit whatever the thread count: asserted here in every run.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import fastgrad
+from benchkit import blas_limit, case_for, record, rounds, timed
+
+_results: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
+
+pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 Numba threads")
+
+
+def _has_dense_engine() -> bool:
+    try:
+        from fastgrad import _dense_engine
+    except ImportError:
+        return False
+    return hasattr(_dense_engine, "perturbed_cost_differences")
+
+
+def _run_with_threads(benchmark, threads: int, function, n_rounds: int):
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(threads)
+        with blas_limit(1 if threads == 1 else None):
+            function()  # warm up on this thread count
+            return timed(benchmark, function, n_rounds)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def _scaling(benchmark, key: str, case, contender: str, threads: int, timing) -> None:
+    approx = np.asarray(timing.result.approx)
+    _results[(key, threads)] = (timing.seconds, approx)
+    extra = {"threads": threads}
+    other = _results.get((key, 3 - threads))
+    if other is not None:
+        one = timing.seconds if threads == 1 else other[0]
+        two = timing.seconds if threads == 2 else other[0]
+        extra["speedup_1_to_2_threads"] = one / two
+        # Bit-for-bit the same numbers whatever the thread count.
+        np.testing.assert_array_equal(approx, other[1])
+    record(
+        benchmark, case=case, contender=f"{contender} ({threads} thread{'s' if threads > 1 else ''})",
+        kind="full", seconds=timing.seconds, components_timed=case.n_params,
+        baseline_seconds_per_component=None, **extra,
+    )
+
+
+@pytest.mark.skipif(not _has_dense_engine(), reason="fastgrad._dense_engine is not available yet")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dense_engine_threads(benchmark, threads, problem_of):
+    case = case_for("M")
+    problem = problem_of(case)
+    benchmark.group = "threads"
+
+    def run():
+        return problem.net.gradcheck(problem.params, problem.X, problem.Y, engine="dense", progress=False)
+
+    timing = _run_with_threads(benchmark, threads, run, rounds(5))
+    assert timing.result.passed, str(timing.result)
+    _scaling(benchmark, "dense", case, "dense", threads, timing)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_generic_engine_threads(benchmark, threads, problem_of):
+    case = case_for("mlp")
+    problem = problem_of(case)
+    benchmark.group = "threads"
+
+    def run():
+        return fastgrad.gradcheck(
+            problem.cost, problem.grad, problem.theta, args=problem.args, layout=problem.layout, progress=False,
+        )
+
+    timing = _run_with_threads(benchmark, threads, run, rounds(3))
+    assert timing.result.passed, str(timing.result)
+    _scaling(benchmark, "generic", case, "generic", threads, timing)

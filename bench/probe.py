@@ -1,0 +1,143 @@
+"""One gradient check in a fresh process, measured from the inside (used by ``bench_compile.py``).
+
+Run as ``python bench/probe.py CASE ENGINE [--small] [--indices N]``; prints one
+JSON object: seconds to import fastgrad, to build the case, of the first and
+of a second check, the number of functions Numba compiled during the first
+check (fastgrad's own and others), the peak resident memory before and after
+the checks (``ru_maxrss``), and the verdict.
+
+ENGINE is ``dense`` (``DenseNet.gradcheck``), ``generic`` (``fastgrad.gradcheck``
+on the registry's compiled cost) or ``generic-new-cost`` (``fastgrad.gradcheck``
+on a cost function compiled in this process, never seen before: only the cost
+itself may compile, fastgrad's kernel must come from the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+started = time.perf_counter()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("case")
+    parser.add_argument("engine", choices=["dense", "generic", "generic-new-cost"])
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--indices", type=int, default=0, help="check only this many components (0: all)")
+    options = parser.parse_args()
+
+    from numba.core import event
+
+    compiled = {"fastgrad": 0, "other": 0}
+    names: list[str] = []
+
+    class Counter(event.Listener):
+        def on_start(self, ev):
+            dispatcher = (ev.data or {}).get("dispatcher")
+            function = getattr(dispatcher, "py_func", None)
+            module = getattr(function, "__module__", "") or ""
+            compiled["fastgrad" if module.startswith("fastgrad") else "other"] += 1
+            if module.startswith("fastgrad"):
+                names.append(f"{module}.{getattr(function, '__qualname__', '?')}")
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", Counter())
+
+    import numpy as np
+
+    import fastgrad
+    from fastgrad._cases import get_case
+
+    imported = time.perf_counter()
+    case = get_case(options.case, small=options.small)
+    problem = case.problem()
+    built = time.perf_counter()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    compiled_while_building = dict(compiled)
+    indices = None
+    if options.indices:
+        indices = np.unique(np.linspace(0, case.n_params - 1, options.indices).round().astype(np.int64))
+
+    if options.engine == "dense":
+
+        def check():
+            return problem.net.gradcheck(problem.params, problem.X, problem.Y, indices=indices, progress=False)
+
+    elif options.engine == "generic":
+
+        def check():
+            return fastgrad.gradcheck(
+                problem.cost, problem.grad, problem.theta, args=problem.args, layout=problem.layout,
+                indices=indices, progress=False,
+            )
+
+    else:
+        import numba
+
+        known_cost = problem.cost
+
+        # A wrapper of the registry's cost with the same arguments, compiled
+        # here for the first time (explicit parameters: fastgrad compiles the
+        # cost for an explicit signature, which star-args functions refuse).
+        arity = len(problem.args)
+        if arity == 2:
+
+            @numba.njit
+            def new_cost(theta, a, b):
+                return known_cost(theta, a, b) + 0.0
+
+        elif arity == 3:
+
+            @numba.njit
+            def new_cost(theta, a, b, c):
+                return known_cost(theta, a, b, c) + 0.0
+
+        else:
+
+            @numba.njit
+            def new_cost(theta, a, b, c, d, e):
+                return known_cost(theta, a, b, c, d, e) + 0.0
+
+        def check():
+            return fastgrad.gradcheck(
+                new_cost, problem.grad, problem.theta, args=problem.args, layout=problem.layout,
+                indices=indices, progress=False,
+            )
+
+    t0 = time.perf_counter()
+    report = check()
+    t1 = time.perf_counter()
+    compiled_first = {k: compiled[k] - compiled_while_building[k] for k in compiled}
+    names_first = sorted(set(names[len(names) - compiled_first["fastgrad"]:])) if compiled_first["fastgrad"] else []
+    check()
+    t2 = time.perf_counter()
+    print(json.dumps({
+        "case": case.name,
+        "engine": options.engine,
+        "n_params": case.n_params,
+        "components": int(report.indices.size),
+        "import_s": imported - started,
+        "build_s": built - imported,
+        "first_check_s": t1 - t0,
+        "second_check_s": t2 - t1,
+        "process_s": t1 - started,
+        "compiled_during_first_check": compiled_first,
+        "compiled_before_check": compiled_while_building,
+        "fastgrad_functions_compiled_during_first_check": names_first,
+        "maxrss_before_check_kib": rss_before,
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "theta_bytes": int(problem.theta.nbytes),
+        "passed": bool(report.passed),
+    }))
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
