@@ -60,7 +60,7 @@ def as_float_array(value: object, name: str, *, allow_nonfinite: bool = False) -
     if not allow_nonfinite:
         bad = first_nonfinite(result)
         if bad is not None:
-            position = np.unravel_index(bad, result.shape) if result.ndim > 1 else bad
+            position = tuple(int(i) for i in np.unravel_index(bad, result.shape)) if result.ndim > 1 else bad
             raise ValueError(
                 f"{name} contains {result.flat[bad]} at index {position}: "
                 "fastgrad needs finite values; fix the NaN or infinity at its source."
