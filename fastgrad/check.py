@@ -103,7 +103,7 @@ def _check_mode(mode: object) -> str:
     return str(mode)
 
 
-def _check_directions(directions: object) -> int:
+def check_directions(directions: object) -> int:
     if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) or directions < 1:
         raise ValueError(f"directions must be a positive integer, got {directions!r}.")
     return int(directions)
@@ -191,7 +191,7 @@ def gradcheck(
     mode = _check_mode(mode)
     eps = None if eps is None else check_eps(eps)
     threshold = None if threshold is None else check_threshold(threshold)
-    directions = _check_directions(directions)
+    directions = check_directions(directions)
     if sample is not None and indices is not None:
         raise ValueError("Give either indices= or sample=, not both.")
     if mode == "directional" and (sample is not None or indices is not None):

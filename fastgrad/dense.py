@@ -26,7 +26,7 @@ from fastgrad import _dense_kernels, _steps
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
 from fastgrad._validation import as_indices, check_eps, check_threshold
-from fastgrad.check import _check_directions, directional_report, prepare_grad, sample_indices
+from fastgrad.check import check_directions, directional_report, prepare_grad, sample_indices
 from fastgrad.numerical import CheckInterrupted, Estimate, estimate_with
 from fastgrad.report import Report, TermResult
 
@@ -663,7 +663,7 @@ class DenseNet:
         use_dense = _choose_engine(engine, method)
         if mode not in ("full", "directional"):
             raise ValueError(f"Unknown mode {mode!r}; choose 'full' or 'directional' (and sample=k for a sample).")
-        directions = _check_directions(directions)
+        directions = check_directions(directions)
         if sample is not None and indices is not None:
             raise ValueError("Give either indices= or sample=, not both.")
         if mode == "directional" and (sample is not None or indices is not None):
