@@ -17,6 +17,7 @@ from bugs import (
     CATALOGUE,
     CORRECT,
     Architecture,
+    BiasMissingInverseM,
     Config,
     PenaltyWrongFactor,
     MissingPenalty,
@@ -226,6 +227,32 @@ def test_bug_is_still_caught_on_a_network_with_kinks(activation, path):
     report = check(path, WeightGradientDoubled(), arch, params, X, Y, config)
     assert report.n_kinks > 0
     assert set(report.failing_blocks) == {"W2"}, describe(report)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="F4 in /tmp/verdict_findings.md: kink components are dropped, so a block made only of kinks "
+    "passes vacuously (remove this marker once kinks are checked against their one-sided slopes)",
+)
+@pytest.mark.parametrize("path", PATHS)
+def test_bug_in_a_block_entirely_at_kinks_is_not_passed(path):
+    # Every unit of layer 1 sits on its kink for one example, so every b1 component
+    # is at a kink; db1 = m x the right value must still not read PASSED.
+    rng = np.random.default_rng(0)
+    arch = Architecture("all b1 at kinks", (3, 4, 4, 2), ("relu", "relu", "linear"), "mse", m=4)
+    W1 = rng.integers(-4, 5, (4, 3)) / 4.0
+    X = rng.integers(-2, 3, (3, 4)).astype(float)
+    b1 = -(W1 @ X)[:, [1]]
+    A1 = reference.activation("relu", W1 @ X + b1)
+    W2 = rng.integers(-4, 5, (4, 4)) / 4.0
+    b2 = -(W2 @ A1)[:, [2]]
+    params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "W3": rng.integers(-4, 5, (2, 4)) / 4.0,
+              "b3": rng.integers(-4, 5, (2, 1)) / 4.0}
+    Y = rng.standard_normal((2, 4))
+    config = Config(arch.layer_sizes, arch.activations, arch.loss)
+    report = check(path, BiasMissingInverseM(), arch, params, X, Y, config)
+    assert report.block("b1").kinks == report.block("b1").checked == 4
+    assert not report.passed, describe(report)
 
 
 @pytest.mark.parametrize("path", PATHS)
