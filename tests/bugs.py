@@ -45,6 +45,10 @@ __all__ = [
     "layout_of",
     "all_blocks",
     "truly_corrupted_blocks",
+    "NETWORKS",
+    "ACTIVATIONS",
+    "kink_problem",
+    "course_problem",
 ]
 
 
@@ -626,3 +630,75 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         l2=0.5,
     ),
 )
+
+
+# --------------------------------------------------------------------------- #
+# Problems for the no-false-failure checks
+# --------------------------------------------------------------------------- #
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid")
+
+
+def _networks():
+    """(sizes, activations, loss) of the no-false-failure networks: every hidden activation with every loss,
+    and MSE on every output activation."""
+    nets = []
+    for hidden in ACTIVATIONS:
+        nets.append(((3, 4, 4, 1), (hidden, hidden, "sigmoid"), "binary_cross_entropy"))
+        nets.append(((3, 4, 4, 3), (hidden, hidden, "linear"), "softmax_cross_entropy"))
+        nets.append(((3, 4, 4, 2), (hidden, hidden, "linear"), "mse"))
+    for output in ("relu", "leaky_relu", "tanh", "sigmoid"):
+        nets.append(((3, 4, 2), ("tanh", output), "mse"))
+    return nets
+
+
+#: Networks on which a correct back-prop must pass at every seed.
+NETWORKS = _networks()
+
+
+def kink_problem(activation: str, seed: int, m: int = 4):
+    """A 3-4-4-2 network with pre-activations exactly on the kink (z = 0) in both hidden layers.
+
+    Dyadic weights and small integer inputs make every product and sum exact, so
+    choosing b_l[i] = -(W_l A_{l-1})[i, e] puts unit i at z = 0 for example e.
+    Units 0 and 1 of each hidden layer sit on a kink; units 2 and 3 do not, so
+    every block keeps components a bug can show in.
+    """
+    rng = np.random.default_rng(seed)
+    arch = Architecture("kinks", (3, 4, 4, 2), (activation, activation, "linear"), "mse", m=m)
+    W1 = rng.integers(-4, 5, (4, 3)) / 4.0
+    X = rng.integers(-2, 3, (3, m)).astype(float)
+    # Units 2 and 3 are kept alive for every example (|W1 x| <= 6), so a ReLU layer
+    # still has components off the kink with non-zero gradients.
+    b1 = np.full((4, 1), 6.25)
+    b1[:2] = -(W1 @ X)[:2, [1]]  # example 1 on the kink of units 0 and 1 of layer 1
+    A1 = reference.activation(activation, W1 @ X + b1)
+    W2 = rng.integers(-4, 5, (4, 4)) / 4.0
+    b2 = (np.abs(W2) @ np.abs(A1)).max(axis=1, keepdims=True) + 0.25
+    b2[:2] = -(W2 @ A1)[:2, [2]]  # example 2 on the kink of units 0 and 1 of layer 2
+    W3 = rng.integers(-4, 5, (2, 4)) / 4.0
+    b3 = rng.integers(-4, 5, (2, 1)) / 4.0
+    params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "W3": W3, "b3": b3}
+    Y = rng.standard_normal((2, m))
+    config = Config(arch.layer_sizes, arch.activations, arch.loss)
+    Z1 = W1 @ X + b1
+    Z2 = W2 @ A1 + b2
+    assert np.all(Z1[:2, 1] == 0.0) and np.all(Z2[:2, 2] == 0.0)
+    return arch, params, X, Y, config
+
+
+def course_problem(bugs: bool = True):
+    """The course's 4-5-3-1 case as ``(backprop, arch, params, X, Y, config)``, with or without its planted bugs."""
+    from fastgrad.naive import course_backward, course_backward_with_bugs, course_case
+
+    X, y, params = course_case()
+    Y = y.reshape(1, -1).astype(float)
+    arch = Architecture("course 4-5-3-1", (4, 5, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", m=3)
+    config = Config(arch.layer_sizes, arch.activations, arch.loss)
+    chosen = course_backward_with_bugs if bugs else course_backward
+
+    def backprop(p, X_, Y_, c):
+        return chosen(X_, Y_, p)
+
+    backprop.name = "course planted bugs (dW2 x2, db1 x4)" if bugs else "course back-prop, fixed"
+    return backprop, arch, params, X, Y, config

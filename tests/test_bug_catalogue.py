@@ -29,9 +29,11 @@ from bugs import (
     layout_of,
     make_problem,
     truly_corrupted_blocks,
+    NETWORKS,
+    course_problem,
+    kink_problem,
 )
 from fastgrad import _steps
-from fastgrad.naive import course_backward, course_backward_with_bugs, course_case
 
 PATHS = ("dense", "generic")
 SEEDS = range(20)
@@ -128,16 +130,12 @@ def test_bug_is_detected_and_localised(bug, arch, path):
 
 @pytest.mark.parametrize("path", PATHS)
 def test_course_planted_bugs_fail_in_exactly_W2_and_b1(path):
-    X, y, params = course_case()
-    Y = y.reshape(1, -1).astype(float)
-    arch = Architecture("course 4-5-3-1", (4, 5, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", m=3)
-    config = Config(arch.layer_sizes, arch.activations, arch.loss)
-    buggy = lambda p, X_, Y_, c: course_backward_with_bugs(X_, Y_, p)  # noqa: E731
-    fixed = lambda p, X_, Y_, c: course_backward(X_, Y_, p)  # noqa: E731
+    buggy, arch, params, X, Y, config = course_problem(bugs=True)
     report = check(path, buggy, arch, params, X, Y, config)
     assert not report.passed
     assert set(report.failing_blocks) == {"W2", "b1"}, describe(report)
     assert {report.blocks[0].name, report.blocks[1].name} == {"W2", "b1"}
+    fixed = course_problem(bugs=False)[0]
     assert check(path, fixed, arch, params, X, Y, config).passed
 
 
@@ -145,21 +143,6 @@ def test_course_planted_bugs_fail_in_exactly_W2_and_b1(path):
 # No false failures
 # --------------------------------------------------------------------------- #
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid")
-
-
-def _networks():
-    nets = []
-    for hidden in ACTIVATIONS:
-        nets.append(((3, 4, 4, 1), (hidden, hidden, "sigmoid"), "binary_cross_entropy"))
-        nets.append(((3, 4, 4, 3), (hidden, hidden, "linear"), "softmax_cross_entropy"))
-        nets.append(((3, 4, 4, 2), (hidden, hidden, "linear"), "mse"))
-    for output in ("relu", "leaky_relu", "tanh", "sigmoid"):
-        nets.append(((3, 4, 2), ("tanh", output), "mse"))
-    return nets
-
-
-NETWORKS = _networks()
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -179,42 +162,11 @@ def test_correct_backprop_passes_at_twenty_seeds(sizes, activations, loss, path)
     assert not failures
 
 
-def _kink_problem(activation: str, seed: int, path_m: int = 4):
-    """A 3-4-4-2 network with pre-activations exactly on the kink (z = 0) in both hidden layers.
-
-    Dyadic weights and small integer inputs make every product and sum exact, so
-    choosing b_l[i] = -(W_l A_{l-1})[i, e] puts unit i at z = 0 for example e.
-    Units 0 and 1 of each hidden layer sit on a kink; units 2 and 3 do not, so
-    every block keeps components a bug can show in.
-    """
-    rng = np.random.default_rng(seed)
-    arch = Architecture("kinks", (3, 4, 4, 2), (activation, activation, "linear"), "mse", m=path_m)
-    W1 = rng.integers(-4, 5, (4, 3)) / 4.0
-    X = rng.integers(-2, 3, (3, path_m)).astype(float)
-    # Units 2 and 3 are kept alive for every example (|W1 x| <= 6), so a ReLU layer
-    # still has components off the kink with non-zero gradients.
-    b1 = np.full((4, 1), 6.25)
-    b1[:2] = -(W1 @ X)[:2, [1]]  # example 1 on the kink of units 0 and 1 of layer 1
-    A1 = reference.activation(activation, W1 @ X + b1)
-    W2 = rng.integers(-4, 5, (4, 4)) / 4.0
-    b2 = (np.abs(W2) @ np.abs(A1)).max(axis=1, keepdims=True) + 0.25
-    b2[:2] = -(W2 @ A1)[:2, [2]]  # example 2 on the kink of units 0 and 1 of layer 2
-    W3 = rng.integers(-4, 5, (2, 4)) / 4.0
-    b3 = rng.integers(-4, 5, (2, 1)) / 4.0
-    params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "W3": W3, "b3": b3}
-    Y = rng.standard_normal((2, path_m))
-    config = Config(arch.layer_sizes, arch.activations, arch.loss)
-    Z1 = W1 @ X + b1
-    Z2 = W2 @ A1 + b2
-    assert np.all(Z1[:2, 1] == 0.0) and np.all(Z2[:2, 2] == 0.0)
-    return arch, params, X, Y, config
-
-
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 def test_correct_backprop_passes_exactly_on_kinks(activation, path):
     for seed in SEEDS:
-        arch, params, X, Y, config = _kink_problem(activation, seed)
+        arch, params, X, Y, config = kink_problem(activation, seed)
         report = check(path, CORRECT, arch, params, X, Y, config)
         assert report.n_kinks > 0
         assert report.passed, (seed, describe(report))
@@ -223,7 +175,7 @@ def test_correct_backprop_passes_exactly_on_kinks(activation, path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 def test_bug_is_still_caught_on_a_network_with_kinks(activation, path):
-    arch, params, X, Y, config = _kink_problem(activation, 0)
+    arch, params, X, Y, config = kink_problem(activation, 0)
     report = check(path, WeightGradientDoubled(), arch, params, X, Y, config)
     assert report.n_kinks > 0
     assert set(report.failing_blocks) == {"W2"}, describe(report)
@@ -403,11 +355,7 @@ def test_directional_check_catches_and_names_a_planted_bug(arch, path):
 
 @pytest.mark.parametrize("path", PATHS)
 def test_directional_check_names_both_course_bugs(path):
-    X, y, params = course_case()
-    Y = y.reshape(1, -1).astype(float)
-    arch = Architecture("course 4-5-3-1", (4, 5, 3, 1), ("relu", "relu", "sigmoid"), "binary_cross_entropy", m=3)
-    config = Config(arch.layer_sizes, arch.activations, arch.loss)
-    buggy = lambda p, X_, Y_, c: course_backward_with_bugs(X_, Y_, p)  # noqa: E731
+    buggy, arch, params, X, Y, config = course_problem(bugs=True)
     report = check(path, buggy, arch, params, X, Y, config, mode="directional")
     assert not report.passed
     assert set(report.failing_blocks) == {"W2", "b1"}
