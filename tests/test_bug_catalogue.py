@@ -409,3 +409,46 @@ def test_every_block_is_named_in_the_report():
     params, X, Y, config = make_problem(arch, 0)
     report = check_dense(CORRECT, arch, params, X, Y, config)
     assert {b.name for b in report.blocks} == set(all_blocks(config))
+
+
+# --------------------------------------------------------------------------- #
+# The script that prints the rates
+# --------------------------------------------------------------------------- #
+
+
+def _script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bug_catalogue.py"
+    spec = importlib.util.spec_from_file_location("bug_catalogue_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_reports_full_rates_and_exits_zero(tmp_path, capsys):
+    script = _script()
+    output = tmp_path / "catalogue.md"
+    assert script.main(["--bug-seeds", "1", "--seeds", "1", "--output", str(output)]) == 0
+    text = output.read_text()
+    n_checks = 2 * (len(CASES) + 1)  # both engines; every planted bug, and the course's pair
+    assert f"| detection rate | {n_checks}/{n_checks} = 100.0% | 100% |" in text
+    assert f"| localisation rate | {n_checks}/{n_checks} = 100.0% | 100% |" in text
+    assert "= 0.0% | 0% |" in text and "**Verdict: PASS.**" in text
+    assert text in capsys.readouterr().out
+
+
+def test_script_exits_non_zero_when_a_verdict_is_wrong():
+    script = _script()
+    args = type("Args", (), {"bug_seeds": 1, "seeds": 1})()
+    row = {"bug": "b", "description": "d", "architecture": "a", "expected": frozenset({"W2"}),
+           "seen": {frozenset()}, "checks": 2, "detected": 1, "localised": 1}
+    clean = {"group": "g", "checks": 2, "failures": 0, "kinks": 0, "failed": []}
+    text, ok = script.render([row], [clean], args, 0.0)
+    assert not ok and "**Verdict: FAIL.**" in text and "50.0%" in text
+    full = dict(row, seen={frozenset({"W2"})}, detected=2, localised=2)
+    assert script.render([full], [clean], args, 0.0)[1]
+    false_failure = dict(clean, failures=1, failed=["net [dense]: ('W1',) difference 0.1"])
+    text, ok = script.render([full], [false_failure], args, 0.0)
+    assert not ok and "net [dense]" in text
