@@ -129,6 +129,20 @@ def test_bug_is_detected_and_localised(bug, arch, path):
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_course_settings_reach_the_same_verdicts(path):
+    # eps=1e-7, threshold=1e-7: the course's formula and threshold, with the rounding allowance.
+    wrong = []
+    for bug, arch in CASES:
+        params, X, Y, config = make_problem(arch, 0)
+        report = check(path, bug, arch, params, X, Y, config, eps=1e-7, threshold=1e-7)
+        if report.passed or set(report.failing_blocks) != set(bug.expected(config)):
+            wrong.append((bug.name, arch.name, describe(report)))
+        if not check(path, CORRECT, arch, params, X, Y, config, eps=1e-7, threshold=1e-7).passed:
+            wrong.append(("correct", arch.name))
+    assert not wrong
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_course_planted_bugs_fail_in_exactly_W2_and_b1(path):
     buggy, arch, params, X, Y, config = course_problem(bugs=True)
     report = check(path, buggy, arch, params, X, Y, config)
