@@ -217,6 +217,26 @@ def test_bug_is_still_caught_on_a_network_with_kinks(activation, path):
     assert set(report.failing_blocks) == {"W2"}, describe(report)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_correct_backprop_passes_when_one_parameter_moves_two_kinks(path):
+    # W1 and b1 move A1, which moves Z2[0] up and Z2[1] down, both exactly at 0.
+    # A correct back-prop (relu'(0) = 0, as fastgrad's own and the reference) gives
+    # dW1 = 0, outside the range of the one-sided slopes (0.625 and 1.25): at a
+    # kink crossed by several pre-activations, any mix of their sides is correct.
+    arch = Architecture("two kinks", (1, 1, 2, 1), ("relu", "relu", "linear"), "mse", m=1)
+    params = {
+        "W1": np.array([[1.0]]), "b1": np.array([[0.5]]),
+        "W2": np.array([[1.0], [-1.0]]), "b2": np.array([[-1.5], [1.5]]),
+        "W3": np.array([[1.0, -0.5]]), "b3": np.array([[0.25]]),
+    }
+    X, Y = np.array([[1.0]]), np.array([[-1.0]])
+    config = Config(arch.layer_sizes, arch.activations, arch.loss)
+    assert CORRECT(params, X, Y, config)["dW1"][0, 0] == 0.0
+    report = check(path, CORRECT, arch, params, X, Y, config)
+    assert report.block("W1").kinks == 1
+    assert report.passed, describe(report)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="F4 in /tmp/verdict_findings.md: kink components are dropped, so a block made only of kinks "
