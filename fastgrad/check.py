@@ -214,7 +214,9 @@ def gradcheck(
         report_mode = "full"
     try:
         kink_threshold = threshold if threshold is not None else _steps.default_threshold(method, grad_dtype == "float32")
-        estimate = _estimate_prepared(cost_fn, theta, idx, eps, method, cost_value, progress, kink_threshold)
+        estimate = _estimate_prepared(
+            cost_fn, theta, idx, eps, method, cost_value, progress, kink_threshold, grad_vector[idx]
+        )
     except CheckInterrupted as interrupted:
         partial = Report.from_estimate(
             grad_vector, interrupted.partial, threshold=threshold, layout=layout, size=theta.size,

@@ -91,6 +91,9 @@ class Estimate:
     eps: float | None
     cost_value: float
     error_estimate: np.ndarray | None = field(default=None)
+    #: ``(n, 2)`` one-sided difference slopes ``[(J(theta+h)-J)/h, (J-J(theta-h))/h]``
+    #: (NaN where not evaluated): the range a derivative at a kink may take.
+    one_sided: np.ndarray | None = field(default=None)
 
     def __len__(self) -> int:
         return int(self.indices.size)
@@ -98,8 +101,10 @@ class Estimate:
     def subset(self, mask: np.ndarray) -> "Estimate":
         """The estimate restricted to the components where ``mask`` is true."""
         error = None if self.error_estimate is None else self.error_estimate[mask]
+        one_sided = None if self.one_sided is None else self.one_sided[mask]
         return replace(
             self,
+            one_sided=one_sided,
             indices=self.indices[mask],
             approx=self.approx[mask],
             steps=self.steps[mask],
@@ -144,6 +149,7 @@ def merge_estimates(estimates: Sequence[Estimate]) -> Estimate:
         return np.concatenate([getattr(e, name) for e in estimates])[order]
 
     has_error = all(e.error_estimate is not None for e in estimates)
+    has_one_sided = all(e.one_sided is not None for e in estimates)
     return Estimate(
         indices=indices,
         approx=cat("approx"),
@@ -154,6 +160,7 @@ def merge_estimates(estimates: Sequence[Estimate]) -> Estimate:
         eps=first.eps,
         cost_value=first.cost_value,
         error_estimate=cat("error_estimate") if has_error else None,
+        one_sided=cat("one_sided") if has_one_sided else None,
     )
 
 
@@ -250,6 +257,7 @@ def estimate_with(
     values_are_differences: bool,
     engine_detects_kinks: bool = False,
     kink_threshold: float | None = None,
+    suspect_grad: np.ndarray | None = None,
     progress: bool | None = None,
     min_chunk: int = 256,
     description: str = "gradcheck",
@@ -279,6 +287,10 @@ def estimate_with(
         Components whose one-sided slopes differ by more than this fraction
         of their size are examined for a kink (default: the method's default
         pass threshold; ``gradcheck`` passes its own threshold).
+    suspect_grad : numpy.ndarray, optional
+        The analytic gradient of ``indices`` (``gradcheck`` passes it): with
+        ``method="forward"``, components that disagree with it are examined
+        for a kink, which one-sided differences cannot see otherwise.
     progress : bool or None
         Show a progress bar (None: only on a terminal, and only for checks
         that take more than about a second).
@@ -317,6 +329,13 @@ def estimate_with(
     estimate = _derivatives(values, pts, indices, method, eps, cost_value)
     if engine_detects_kinks:
         estimate = replace(estimate, kinks=engine_kinks.astype(bool))
+    elif method == "forward" and done and not interrupted and suspect_grad is not None:
+        if kink_threshold is None:
+            kink_threshold = _steps.default_threshold(method)
+        estimate = _examine_forward_suspects(
+            estimate, evaluate_chunk, theta, pts, values, values_are_differences,
+            suspect_grad[:done], kink_threshold,
+        )
     elif method in ("central", "richardson") and done and not interrupted:
         # (After Ctrl-C no further evaluations are made: the partial result
         # goes without numerical kink detection.)
@@ -357,6 +376,11 @@ def _derivatives(
             approx = (4.0 * narrow - wide) / 3.0
             error = np.abs(wide - narrow) / 3.0
             noise = noise + error
+    one_sided = None
+    if method in ("central", "richardson"):
+        one_sided = np.ascontiguousarray(values[:, :2] / pts.offsets[:, :2])
+    elif method == "forward":
+        one_sided = np.column_stack([approx, np.full(approx.size, np.nan)])
     return Estimate(
         indices=indices,
         approx=approx,
@@ -367,6 +391,7 @@ def _derivatives(
         eps=eps,
         cost_value=float(cost_value),
         error_estimate=error,
+        one_sided=one_sided,
     )
 
 
@@ -392,6 +417,47 @@ def kink_test(
     half_central = (half_plus - half_minus) / (half_offsets[:, 0] - half_offsets[:, 1])
     agree = np.abs(central - half_central) <= 0.1 * gap + 4.0 * noise
     return ~(halves & agree)
+
+
+def _examine_forward_suspects(
+    estimate: Estimate,
+    evaluate_chunk: EvaluateChunk,
+    theta: np.ndarray,
+    pts: _steps.Points,
+    differences: np.ndarray,
+    values_are_differences: bool,
+    grad: np.ndarray,
+    kink_threshold: float,
+) -> Estimate:
+    """Forward differences see one side only: a kink exactly at theta looks smooth.
+
+    Only a component that disagrees with the analytic gradient can be hurt by
+    that, so those (beyond their threshold share and rounding) are evaluated
+    at ``-h`` and ``+-h/2`` as well and put to :func:`kink_test`.
+    """
+    approx = estimate.approx
+    suspects = np.flatnonzero(
+        np.abs(grad - approx) > kink_threshold * (np.abs(grad) + np.abs(approx)) + estimate.noise
+    )
+    if suspects.size == 0:
+        return estimate
+    base = theta[estimate.indices[suspects]]
+    h = pts.offsets[suspects, 0]
+    points = base[:, None] + np.column_stack([-h, h / 2.0, -h / 2.0])
+    offsets = points - base[:, None]
+    values, _, status = evaluate_chunk(estimate.indices[suspects], np.ascontiguousarray(points))
+    if not values_are_differences:
+        values = values - estimate.cost_value
+    kinked = kink_test(
+        differences[suspects, 0], values[:, 0], values[:, 1], values[:, 2],
+        np.column_stack([h, offsets[:, 0]]), offsets[:, 1:], estimate.noise[suspects],
+    )
+    kinked |= status.astype(bool)
+    kinks = estimate.kinks.copy()
+    kinks[suspects[kinked]] = True
+    one_sided = estimate.one_sided.copy()
+    one_sided[suspects, 1] = values[:, 0] / offsets[:, 0]
+    return replace(estimate, kinks=kinks, one_sided=one_sided)
 
 
 def _detect_kinks(
@@ -559,6 +625,7 @@ def estimate_gradient(
 def _estimate_prepared(
     cost: _Cost, theta: np.ndarray, indices: np.ndarray, eps: float | None, method: str,
     cost_value: float, progress: bool | None, kink_threshold: float | None = None,
+    suspect_grad: np.ndarray | None = None,
 ) -> Estimate:
     complex_step = method == "complex"
     if complex_step:
@@ -567,7 +634,8 @@ def _estimate_prepared(
     evaluate = make(cost, theta, complex_step)
     return estimate_with(
         evaluate, theta, indices, eps=eps, method=method, cost_value=cost_value,
-        values_are_differences=False, kink_threshold=kink_threshold, progress=progress,
+        values_are_differences=False, kink_threshold=kink_threshold, suspect_grad=suspect_grad,
+        progress=progress,
         min_chunk=256 if cost.compiled else 16,
     )
 

@@ -37,6 +37,15 @@ class BlockResult:
     tolerance: float
     passed: bool
     kinks: int
+    #: Components at a kink whose grad lies outside the range of the one-sided
+    #: slopes: suspicious, but not a failure on its own (with several examples
+    #: on one kink, a back-prop convention such as relu'(0) = 0 may lie outside).
+    kinks_outside: int = 0
+
+    @property
+    def conclusive(self) -> bool:
+        """False when every checked component of the block sits at a kink."""
+        return self.checked > self.kinks
 
     def to_dict(self) -> dict:
         return {
@@ -47,6 +56,7 @@ class BlockResult:
             "tolerance": self.tolerance,
             "passed": self.passed,
             "kinks": self.kinks,
+            "kinks_outside": self.kinks_outside,
         }
 
 
@@ -186,6 +196,7 @@ class Report:
     raw_noise: np.ndarray = field(repr=False)
     steps: np.ndarray = field(repr=False)
     kinks: np.ndarray = field(repr=False)
+    one_sided: np.ndarray | None = field(default=None, repr=False)
     grad_dtype: str = "float64"
     terms: tuple[TermResult, ...] = ()
     directional: DirectionalResult | None = None
@@ -265,7 +276,8 @@ class Report:
         difference, tolerance, passed = _rule(
             grad[smooth], estimate.approx[smooth], noise[smooth], threshold
         )
-        blocks = _block_results(grad, estimate, noise, threshold, layout, size)
+        excess = kink_excess(grad, estimate.one_sided, estimate.kinks, noise, threshold)
+        blocks = _block_results(grad, estimate, noise, threshold, layout, size, excess)
         all_passed = passed and all(b.passed for b in blocks) and all(t.passed for t in terms)
         return cls(
             passed=all_passed,
@@ -286,6 +298,7 @@ class Report:
             raw_noise=_readonly(estimate.noise),
             steps=_readonly(estimate.steps),
             kinks=_readonly(estimate.kinks),
+            one_sided=None if estimate.one_sided is None else _readonly(estimate.one_sided),
             grad_dtype=grad_dtype,
             terms=terms,
             notes=notes,
@@ -296,6 +309,15 @@ class Report:
         return Estimate(
             indices=self.indices, approx=self.approx, steps=self.steps, noise=self.raw_noise,
             kinks=self.kinks, method=self.method, eps=self.eps, cost_value=self.cost_value,
+            one_sided=self.one_sided,
+        )
+
+    def errors(self) -> np.ndarray:
+        """Each checked component's error: ``|grad - approx|``, or for a component
+        at a kink, how far grad lies outside the range of its one-sided slopes."""
+        error = np.abs(self.grad - self.approx)
+        return np.where(
+            self.kinks, kink_excess(self.grad, self.one_sided, self.kinks, self.noise, self.threshold), error
         )
 
     # ------------------------------------------------------------------ #
@@ -312,6 +334,11 @@ class Report:
         return int(self.indices.size)
 
     @property
+    def inconclusive_blocks(self) -> tuple[str, ...]:
+        """Blocks that could not be checked: every component sits at a kink."""
+        return tuple(b.name for b in self.blocks if not b.conclusive)
+
+    @property
     def failing_blocks(self) -> tuple[str, ...]:
         """Names of the blocks that fail, worst first."""
         return tuple(b.name for b in self.blocks if not b.passed)
@@ -325,10 +352,10 @@ class Report:
 
     def scores(self) -> np.ndarray:
         """Each checked component's error relative to its own tolerance (>1 is suspect)."""
-        return _component_scores(self.grad, self.approx, self.noise, self.threshold, self._block_ids())
+        return _component_scores(self.errors(), self.grad, self.approx, self.noise, self.threshold, self._block_ids())
 
     def worst(self, k: int = 5, *, include_kinks: bool = False) -> list[Component]:
-        """The ``k`` components with the largest ``|grad - approx|``.
+        """The ``k`` components with the largest error (see :meth:`errors`).
 
         Parameters
         ----------
@@ -339,7 +366,7 @@ class Report:
         """
         if self.mode == "directional":
             return []
-        error = np.abs(self.grad - self.approx)
+        error = self.errors()
         candidates = np.arange(error.size) if include_kinks else np.flatnonzero(~self.kinks)
         order = candidates[np.argsort(-error[candidates], kind="stable")][: max(int(k), 0)]
         scores = self.scores()
@@ -388,10 +415,12 @@ class Report:
             "size": self.size,
             "checked": self.checked,
             "kinks": self.n_kinks,
+            "kinks_outside": int(np.count_nonzero(self.errors()[self.kinks])),
             "cost": self.cost_value,
             "grad_dtype": self.grad_dtype,
             "blocks": [b.to_dict() for b in self.blocks],
             "failing_blocks": list(self.failing_blocks),
+            "inconclusive_blocks": list(self.inconclusive_blocks),
             "worst": [c.to_dict() for c in self.worst(worst)],
             "terms": [t.to_dict() for t in self.terms],
             "notes": list(self.notes),
@@ -420,8 +449,7 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _component_scores(grad, approx, noise, threshold, block_ids) -> np.ndarray:
-    error = np.abs(grad - approx)
+def _component_scores(error, grad, approx, noise, threshold, block_ids) -> np.ndarray:
     # A component's share of its block's tolerance: its own size, or the block's
     # root-mean-square size when it is tiny (tiny components are all rounding).
     magnitude = np.abs(grad) + np.abs(approx)
@@ -434,7 +462,31 @@ def _component_scores(grad, approx, noise, threshold, block_ids) -> np.ndarray:
         return np.where(tolerance > 0, error / tolerance, np.where(error > 0, np.inf, 0.0))
 
 
-def _block_results(grad, estimate, noise, threshold, layout, size) -> tuple[BlockResult, ...]:
+def kink_excess(grad, one_sided, kinks, noise, threshold) -> np.ndarray:
+    """How far the grad of each component at a kink lies outside its one-sided slopes.
+
+    At a kink any value between the left and the right slope is a valid
+    (sub)derivative, whatever convention the back-prop uses (``relu'(0)`` = 0 or
+    1). Each slope is a secant over one step, so the range is widened by the
+    threshold share, the rounding noise, and a tenth of its own width (the
+    curvature the secants include). Zero inside the range, for smooth
+    components, and where the slopes are unknown.
+    """
+    excess = np.zeros(grad.size)
+    if one_sided is None or not np.any(kinks):
+        return excess
+    rows = np.flatnonzero(kinks & ~np.all(np.isnan(one_sided), axis=1))
+    if rows.size == 0:
+        return excess
+    lo = np.nanmin(one_sided[rows], axis=1)
+    hi = np.nanmax(one_sided[rows], axis=1)
+    tolerance = threshold * np.maximum(np.abs(lo), np.abs(hi)) + noise[rows] + 0.1 * (hi - lo)
+    g = grad[rows]
+    excess[rows] = np.maximum(0.0, np.maximum(lo - tolerance - g, g - hi - tolerance))
+    return excess
+
+
+def _block_results(grad, estimate, noise, threshold, layout, size, excess) -> tuple[BlockResult, ...]:
     if layout is None:
         names, shapes = ("theta",), ((size,),)
         block_ids = np.zeros(estimate.indices.size, dtype=np.int64)
@@ -448,10 +500,15 @@ def _block_results(grad, estimate, noise, threshold, layout, size) -> tuple[Bloc
             continue
         smooth = members & ~estimate.kinks
         difference, tolerance, passed = _rule(grad[smooth], estimate.approx[smooth], noise[smooth], threshold)
+        outside = int(np.count_nonzero(excess[members]))
+        # A block made only of kinks cannot fail (a correct back-prop at a kink
+        # must not), but it has not been checked either: BlockResult.conclusive
+        # and Report.inconclusive_blocks say so, and the summary names it.
         results.append(
             BlockResult(
                 name=name, shape=tuple(shape), checked=int(members.sum()), difference=difference,
-                tolerance=tolerance, passed=passed, kinks=int((members & estimate.kinks).sum()),
+                tolerance=tolerance, passed=passed,
+                kinks=int((members & estimate.kinks).sum()), kinks_outside=outside,
             )
         )
     # Failing blocks first, then by their own difference, largest first.
