@@ -195,7 +195,7 @@ def _tables(layer_sizes, m):
     return w_off, b_off, z_row, at_off
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _forward_base(layer_sizes, activations, loss, theta, X, Y, dropout_scale, w_off, b_off, z_row, at_off):
     """Pre-activations Z and activations A (after dropout) of every layer, stacked
     by rows; the output's per-example softmax probabilities / sigmoids P and
@@ -218,7 +218,7 @@ def _forward_base(layer_sizes, activations, loss, theta, X, Y, dropout_scale, w_
         dropped = has_dropout and l < n_layers
         # Our own loops rather than BLAS: BLAS threads left spinning after a
         # call compete with the prange workers that follow.
-        for i in prange(n_out):
+        for i in range(n_out):
             row = z_row[l] + i
             for e in range(m):
                 Z[row, e] = 0.0
@@ -272,6 +272,27 @@ def _forward_base(layer_sizes, activations, loss, theta, X, Y, dropout_scale, w_
 # Splitting the work
 # --------------------------------------------------------------------------- #
 @njit(cache=True)
+def _order_by_decreasing(values):
+    """Indices that sort values largest first (Shell sort: a few thousand values,
+    and much quicker to compile than numpy's argsort)."""
+    n = values.size
+    order = np.arange(n)
+    gap = 1
+    while gap < n // 3:
+        gap = 3 * gap + 1
+    while gap > 0:
+        for t in range(gap, n):
+            moving = order[t]
+            u = t
+            while u >= gap and values[order[u - gap]] < values[moving]:
+                order[u] = order[u - gap]
+                u -= gap
+            order[u] = moving
+        gap //= 3
+    return order
+
+
+@njit(cache=True)
 def _plan(layer_sizes, activations, loss, indices, n_pts, m, n_chunks, w_off, b_off, z_row):
     """Group components by row, cut rows into pieces, and spread the pieces over
     chunks (largest estimated cost first, each to the least-loaded chunk)."""
@@ -298,32 +319,36 @@ def _plan(layer_sizes, activations, loss, indices, n_pts, m, n_chunks, w_off, b_
             j = n_in  # the bias: its "input" is 1
         row_of[r] = z_row[l] + i
         col_of[r] = j
-    order = np.argsort(row_of, kind="mergesort")
+    # Counting sort by row: stable, and linear in the number of components.
+    n_rows = z_row[n_layers + 1]
+    row_ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    for r in range(n_idx):
+        row_ptr[row_of[r] + 1] += 1
+    for row in range(n_rows):
+        row_ptr[row + 1] += row_ptr[row]
+    fill = row_ptr[:n_rows].copy()
+    order = np.empty(n_idx, dtype=np.int64)
+    for r in range(n_idx):
+        order[fill[row_of[r]]] = r
+        fill[row_of[r]] += 1
 
     # Pieces small enough that even a small call keeps every chunk busy.
     cap = (n_idx + 4 * n_chunks - 1) // (4 * n_chunks)
     cap = max(16, min(PIECE_MAX, cap))
     n_pieces = 0
-    start = 0
-    while start < n_idx:
-        stop = start
-        while stop < n_idx and row_of[order[stop]] == row_of[order[start]]:
-            stop += 1
-        n_pieces += (stop - start + cap - 1) // cap
-        start = stop
+    for row in range(n_rows):
+        n_pieces += (row_ptr[row + 1] - row_ptr[row] + cap - 1) // cap
     piece_start = np.empty(n_pieces, dtype=np.int64)
     piece_len = np.empty(n_pieces, dtype=np.int64)
     piece_row = np.empty(n_pieces, dtype=np.int64)
     cost = np.empty(n_pieces)
-    p = 0
-    start = 0
     fast_loss = loss != MSE or activations[n_layers - 1] == LINEAR
-    while start < n_idx:
-        stop = start
-        row = row_of[order[start]]
-        while stop < n_idx and row_of[order[stop]] == row:
-            stop += 1
-        run = stop - start
+    p = 0
+    for row in range(n_rows):
+        start = row_ptr[row]
+        run = row_ptr[row + 1] - start
+        if run == 0:
+            continue
         parts = (run + cap - 1) // cap
         l = layer_of_row[row]
         downstream = 0
@@ -332,20 +357,19 @@ def _plan(layer_sizes, activations, loss, indices, n_pts, m, n_chunks, w_off, b_
             downstream += layer_sizes[k] * layer_sizes[k - 1]
             if k < n_layers and not _is_piecewise_linear(activations[k - 1]):
                 piecewise = False
+        per_column = 12 * n_out + 24 if (piecewise and fast_loss) else downstream + 4 * n_out + 8
         for t in range(parts):
             a = start + (run * t) // parts
             b = start + (run * (t + 1)) // parts
             piece_start[p] = a
             piece_len[p] = b - a
             piece_row[p] = row
-            per_column = 12 * n_out + 24 if (piecewise and fast_loss) else downstream + 4 * n_out + 8
             cost[p] = m * (downstream + (b - a) * n_pts * per_column)
             p += 1
-        start = stop
 
     chunk_of = np.empty(n_pieces, dtype=np.int64)
     load = np.zeros(n_chunks)
-    by_cost = np.argsort(-cost, kind="mergesort")
+    by_cost = _order_by_decreasing(cost)
     for t in range(n_pieces):
         piece = by_cost[t]
         best = 0
@@ -710,6 +734,36 @@ def _process_piece(
 # The kernel
 # --------------------------------------------------------------------------- #
 @njit(cache=True, parallel=True)
+def _run_pieces(
+    layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
+    w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
+    order, col_of, layer_of_row, piece_start, piece_len, piece_row, chunk_ptr, chunk_pieces,
+    deltas, kinks, status,
+    QF, FLIP, EXQ, JC, KINK, BF, KB, DZA, WAB, VU,
+):
+    """The only parallel loop: chunk c runs its pieces with its own scratch.
+
+    Kept apart from the serial set-up so that Numba turns nothing else (array
+    allocations) into parallel loops: each one would cost compile time."""
+    n_chunks = chunk_ptr.size - 1
+    for c in prange(n_chunks):
+        q_scratch = QF[c]
+        for t in range(chunk_ptr[c], chunk_ptr[c + 1]):
+            piece = chunk_pieces[t]
+            row = piece_row[piece]
+            l = layer_of_row[row]
+            _process_piece(
+                layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
+                w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
+                order, col_of, piece_start[piece], piece_len[piece], l, row - z_row[l],
+                deltas, kinks, status,
+                q_scratch[0], q_scratch[1], q_scratch[2], q_scratch[3], q_scratch[4], q_scratch[5],
+                q_scratch[6], FLIP[c], EXQ[c], JC[c], KINK[c], BF[c, 0], BF[c, 1], KB[c],
+                DZA[c, 0], DZA[c, 1], WAB[c, 0], WAB[c, 1], VU[c, 0], VU[c, 1],
+            )
+
+
+@njit(cache=True)
 def _perturbed_cost_differences(
     layer_sizes, activations, loss, l2, theta, X, Y, dropout_scale, indices, points, n_chunks
 ):
@@ -737,42 +791,25 @@ def _perturbed_cost_differences(
     for l in range(1, n_layers + 1):
         n_max = max(n_max, layer_sizes[l])
     q_cap = cap * n_pts
-    # Per-chunk scratch, allocated before the parallel loop.
-    DLT = np.empty((n_chunks, q_cap))
-    XA = np.empty((n_chunks, q_cap))
-    T = np.empty((n_chunks, q_cap))
-    S = np.empty((n_chunks, q_cap))
-    YD = np.empty((n_chunks, q_cap))
-    CONTRIB = np.empty((n_chunks, q_cap))
-    ACC = np.empty((n_chunks, q_cap))
+    # Per-chunk scratch, allocated before the parallel loop: per component and
+    # point, DLT XA T S YD CONTRIB ACC; exact-path blocks; direction buffers.
+    QF = np.empty((n_chunks, 7, q_cap))
     FLIP = np.zeros((n_chunks, q_cap), dtype=np.uint8)
     EXQ = np.empty((n_chunks, q_cap), dtype=np.int64)
     JC = np.empty((n_chunks, cap), dtype=np.int64)
     KINK = np.empty((n_chunks, cap), dtype=np.uint8)
-    TB = np.empty((n_chunks, EXACT_BLOCK))
-    OUT = np.empty((n_chunks, EXACT_BLOCK))
+    BF = np.empty((n_chunks, 2, EXACT_BLOCK))
     KB = np.empty((n_chunks, EXACT_BLOCK), dtype=np.uint8)
-    DZ = np.empty((n_chunks, n_max, EXACT_BLOCK))
-    DA = np.empty((n_chunks, n_max, EXACT_BLOCK))
-    WA = np.empty((n_chunks, n_max))
-    WB = np.empty((n_chunks, n_max))
-    V = np.empty((n_chunks, n_out))
-    U = np.empty((n_chunks, n_out))
-
-    for c in prange(n_chunks):
-        for t in range(chunk_ptr[c], chunk_ptr[c + 1]):
-            piece = chunk_pieces[t]
-            row = piece_row[piece]
-            l = layer_of_row[row]
-            i = row - z_row[l]
-            _process_piece(
-                layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
-                w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
-                order, col_of, piece_start[piece], piece_len[piece], l, i,
-                deltas, kinks, status,
-                DLT[c], XA[c], T[c], S[c], YD[c], CONTRIB[c], ACC[c], FLIP[c], EXQ[c], JC[c], KINK[c],
-                TB[c], OUT[c], KB[c], DZ[c], DA[c], WA[c], WB[c], V[c], U[c],
-            )
+    DZA = np.empty((n_chunks, 2, n_max, EXACT_BLOCK))
+    WAB = np.empty((n_chunks, 2, n_max))
+    VU = np.empty((n_chunks, 2, n_out))
+    _run_pieces(
+        layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
+        w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
+        order, col_of, layer_of_row, piece_start, piece_len, piece_row, chunk_ptr, chunk_pieces,
+        deltas, kinks, status,
+        QF, FLIP, EXQ, JC, KINK, BF, KB, DZA, WAB, VU,
+    )
     return deltas, kinks, status
 
 
