@@ -115,7 +115,8 @@ def test_compile_time(benchmark, engine, state, cache_dir):
     if state == "cold":
         _cold_done.add((kernel, str(directory)))
     contender = {"generic": "generic", "generic-new-cost": "generic, new cost function", "dense": "dense"}[engine]
-    _record_probe(benchmark, outcome, f"{contender}: new process, {state} cache", state)
+    where = "empty cache" if state == "cold" else "cache on disk"
+    _record_probe(benchmark, outcome, f"{contender}: new process, {where}", state)
     assert outcome["passed"] and outcome["case"] == case.name
     fastgrad_compiled = outcome["compiled_during_first_check"]["fastgrad"]
     if state == "cold":

@@ -118,8 +118,14 @@ def test_naive(benchmark, name, blas_threads, problem_of, naive_baseline):
     assert np.linalg.norm(timing.result - exact) <= 1e-5 * (np.linalg.norm(exact) + np.linalg.norm(timing.result))
 
 
+def _blas_suffix(blas_threads: str) -> str:
+    return "" if blas_threads == "default" else " (BLAS 1 thread)"
+
+
+@pytest.mark.parametrize("blas_threads", ["default", "1"])
 @pytest.mark.parametrize("name", NETWORKS)
-def test_generic_engine(benchmark, name, problem_of, naive_baseline):
+def test_generic_engine(benchmark, name, blas_threads, problem_of, naive_baseline):
+    """The network as a plain compiled cost: its np.dot calls BLAS inside the engine's parallel loop."""
     case = case_for(name)
     problem = problem_of(case)
     baseline = naive_baseline(case)
@@ -127,24 +133,27 @@ def test_generic_engine(benchmark, name, problem_of, naive_baseline):
     benchmark.group = f"dense {case.name}"
 
     def run():
-        return fastgrad.gradcheck(
-            problem.cost, problem.grad, problem.theta, args=problem.args, layout=problem.layout,
-            indices=idx, progress=False,
-        )
+        with blas_limit(1 if blas_threads == "1" else None):
+            return fastgrad.gradcheck(
+                problem.cost, problem.grad, problem.theta, args=problem.args, layout=problem.layout,
+                indices=idx, progress=False,
+            )
 
     run()  # compile (or load) outside the timing
     timing = timed(benchmark, run, rounds(3))
     kind = "full" if idx.size == case.n_params else "extrapolated"
     record(
-        benchmark, case=case, contender="generic", kind=kind, seconds=timing.seconds,
+        benchmark, case=case, contender="generic" + _blas_suffix(blas_threads), kind=kind, seconds=timing.seconds,
         components_timed=idx.size, baseline_seconds_per_component=baseline.seconds_per_component,
+        blas_threads=blas_threads,
     )
     assert timing.result.passed, str(timing.result)
     assert_matches_naive(timing.result, baseline, timing.result.cost_value)
 
 
+@pytest.mark.parametrize("blas_threads", ["default", "1"])
 @pytest.mark.parametrize("name", NETWORKS)
-def test_dense_full_forward(benchmark, name, problem_of, naive_baseline):
+def test_dense_full_forward(benchmark, name, blas_threads, problem_of, naive_baseline):
     case = case_for(name)
     problem = problem_of(case)
     baseline = naive_baseline(case)
@@ -152,39 +161,47 @@ def test_dense_full_forward(benchmark, name, problem_of, naive_baseline):
     benchmark.group = f"dense {case.name}"
 
     def run():
-        return problem.net.gradcheck(problem.params, problem.X, problem.Y, indices=idx, engine="generic", progress=False)
+        with blas_limit(1 if blas_threads == "1" else None):
+            return problem.net.gradcheck(
+                problem.params, problem.X, problem.Y, indices=idx, engine="generic", progress=False
+            )
 
     run()
     timing = timed(benchmark, run, rounds(3))
     kind = "full" if idx.size == case.n_params else "extrapolated"
     record(
-        benchmark, case=case, contender="dense-full-forward", kind=kind, seconds=timing.seconds,
-        components_timed=idx.size, baseline_seconds_per_component=baseline.seconds_per_component,
+        benchmark, case=case, contender="dense-full-forward" + _blas_suffix(blas_threads), kind=kind,
+        seconds=timing.seconds, components_timed=idx.size,
+        baseline_seconds_per_component=baseline.seconds_per_component, blas_threads=blas_threads,
     )
     assert timing.result.passed, str(timing.result)
     assert_matches_naive(timing.result, baseline, timing.result.cost_value)
 
 
 @pytest.mark.skipif(not _has_dense_engine(), reason="fastgrad._dense_engine is not available yet")
+@pytest.mark.parametrize("blas_threads", ["default", "1"])
 @pytest.mark.parametrize("name", NETWORKS)
-def test_dense_engine(benchmark, name, problem_of, naive_baseline, numpy_matmul_gflops):
+def test_dense_engine(benchmark, name, blas_threads, problem_of, naive_baseline, numpy_matmul_gflops):
+    """Every component. BLAS is not used inside the engine, but DenseNet's back-prop calls it first."""
     case = case_for(name)
     problem = problem_of(case)
     baseline = naive_baseline(case)
     benchmark.group = f"dense {case.name}"
 
     def run():
-        return problem.net.gradcheck(problem.params, problem.X, problem.Y, engine="dense", progress=False)
+        with blas_limit(1 if blas_threads == "1" else None):
+            return problem.net.gradcheck(problem.params, problem.X, problem.Y, engine="dense", progress=False)
 
     problem.net.gradcheck(problem.params, problem.X, problem.Y, indices=[0, case.n_params - 1], engine="dense")
     timing = timed(benchmark, run, rounds(5))
+    matmul = numpy_matmul_gflops()  # measured now, under the same load as this row
     flops = model_flops(case.layer_sizes, case.m)
     gflops = flops / timing.seconds / 1e9
     record(
-        benchmark, case=case, contender="dense", kind="full", seconds=timing.seconds,
+        benchmark, case=case, contender="dense" + _blas_suffix(blas_threads), kind="full", seconds=timing.seconds,
         components_timed=case.n_params, baseline_seconds_per_component=baseline.seconds_per_component,
-        model_gflop=flops / 1e9, model_gflops_per_s=gflops, numpy_matmul_gflops_per_s=numpy_matmul_gflops,
-        fraction_of_matmul_rate=gflops / numpy_matmul_gflops, kinks=int(timing.result.n_kinks),
+        model_gflop=flops / 1e9, model_gflops_per_s=gflops, numpy_matmul_gflops_per_s=matmul,
+        fraction_of_matmul_rate=gflops / matmul, kinks=int(timing.result.n_kinks), blas_threads=blas_threads,
     )
     report = timing.result
     assert report.passed, str(report)

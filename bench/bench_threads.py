@@ -1,8 +1,8 @@
 """Thread scaling: the same check on 1 and on 2 Numba threads.
 
-The dense engine on M and the generic engine on the ``mlp`` case. With one
-thread, BLAS is limited to one thread too (threadpoolctl), so "1 thread" means
-one core. Thread settings are restored in ``finally``. The results must be the
+The dense engine on M and the generic engine on the ``mlp`` case. BLAS is
+limited to one thread in both runs (threadpoolctl), so only Numba's thread
+count changes. Thread settings are restored in ``finally``. The results must be the
 same bit for bit whatever the thread count: asserted here in every run.
 """
 
@@ -32,7 +32,7 @@ def _run_with_threads(benchmark, threads: int, function, n_rounds: int):
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(threads)
-        with blas_limit(1 if threads == 1 else None):
+        with blas_limit(1):
             function()  # warm up on this thread count
             return timed(benchmark, function, n_rounds)
     finally:

@@ -175,3 +175,50 @@ def record(
     info.update(extra)
     benchmark.extra_info.update(info)
     return info
+
+
+def machine_description() -> dict:
+    """The machine and libraries a run measured: CPU, cores, versions, threading layer, BLAS, load."""
+    import platform
+    import sys
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel ran yet in this process
+        layer = "not initialised"
+    blas = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            blas.append({
+                key: pool.get(key) for key in ("user_api", "internal_api", "version", "num_threads", "architecture")
+            } | {"library": os.path.basename(pool.get("filepath", ""))})
+    except ImportError:
+        config = np.show_config(mode="dicts")
+        blas.append(config.get("Build Dependencies", {}).get("blas", {}))
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": layer,
+        "blas": blas,
+        "load_average": load,
+        "full_run": FULL,
+    }

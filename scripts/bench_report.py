@@ -1,0 +1,508 @@
+"""Run fastgrad's full benchmark suite (or read a saved run) and write the report.
+
+Writes ``docs/benchmarks.md`` (tables: every contender on every case with
+seconds, components per second and the speed-up over the naive loop measured in
+the same run; the dense engine's rate against numpy's matrix multiply; thread
+scaling; compile time cold and from cache; peak memory; accuracy per method)
+and ``docs/throughput.png`` (components per second against the number of
+parameters, log scales, one line per contender), with the machine recorded.
+
+Usage (from the repository root)::
+
+    python scripts/bench_report.py                       # run the full suite, then write the report
+    python scripts/bench_report.py --json run.json       # only write the report from a saved run
+    python scripts/bench_report.py --smoke               # small sizes, to try the script quickly
+
+The full run is ``FASTGRAD_BENCH_FULL=1 python -m pytest bench --benchmark-enable
+--benchmark-json=...`` (minutes; the naive loop is timed on a subset of
+components and extrapolated). Needs matplotlib (``pip install -e ".[bench]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = REPO / ".benchmarks" / "full.json"
+FULL_COMMAND = "FASTGRAD_BENCH_FULL=1 python -m pytest bench --benchmark-enable --benchmark-json=.benchmarks/full.json"
+REPORT_COMMAND = "python scripts/bench_report.py"
+
+NETWORK_ORDER = ["S", "M", "L"]
+GENERIC_ORDER = ["quadratic", "logistic", "mlp"]
+BASELINES = ("naive", "naive (BLAS 1 thread)", "python-loop")
+
+
+# --------------------------------------------------------------------------- #
+# Running and loading
+# --------------------------------------------------------------------------- #
+
+
+def run_suite(json_path: Path, smoke: bool) -> None:
+    """Run the benchmark suite with pytest-benchmark enabled, saving its JSON."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if smoke:
+        env.pop("FASTGRAD_BENCH_FULL", None)
+    else:
+        env["FASTGRAD_BENCH_FULL"] = "1"
+    command = [
+        sys.executable, "-m", "pytest", "bench", "--benchmark-enable", f"--benchmark-json={json_path}",
+        "-q", "-p", "no:cacheprovider",
+    ]
+    print("running:", " ".join(command), "(FASTGRAD_BENCH_FULL=%s)" % env.get("FASTGRAD_BENCH_FULL", ""), flush=True)
+    done = subprocess.run(command, cwd=REPO, env=env)
+    if not json_path.exists():
+        raise SystemExit(f"the benchmark run wrote no JSON (pytest exit code {done.returncode})")
+    if done.returncode != 0:
+        print(f"warning: pytest exited with {done.returncode}; reporting the benchmarks that ran", file=sys.stderr)
+
+
+def load_rows(json_path: Path) -> tuple[list[dict], dict, str]:
+    """The benchmarks' extra_info rows (with pytest-benchmark's stats), machine info and date."""
+    data = json.loads(json_path.read_text())
+    rows = []
+    for bench in data.get("benchmarks", []):
+        info = dict(bench.get("extra_info", {}))
+        if "contender" not in info:
+            continue
+        info["test"] = bench.get("fullname", bench.get("name", ""))
+        info["stats"] = bench.get("stats", {})
+        rows.append(info)
+    return rows, data.get("machine_info", {}), data.get("datetime", "")
+
+
+# --------------------------------------------------------------------------- #
+# Formatting
+# --------------------------------------------------------------------------- #
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 100:
+        return f"{seconds:,.0f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} us"
+
+
+def fmt_rate(rate: float) -> str:
+    if rate is None or not math.isfinite(rate):
+        return "-"
+    if rate >= 1e6:
+        return f"{rate / 1e6:.2f} M"
+    if rate >= 1e3:
+        return f"{rate / 1e3:.1f} k"
+    return f"{rate:.0f}"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    if ratio is None or not math.isfinite(ratio):
+        return "-"
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
+
+
+def fmt_float(value: float, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}e}"
+
+
+def table(header: list[str], lines: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- #
+# Sections
+# --------------------------------------------------------------------------- #
+
+
+def _case_key(name: str) -> tuple:
+    base = name.removesuffix("-small")
+    order = NETWORK_ORDER + GENERIC_ORDER
+    return (order.index(base) if base in order else len(order), name)
+
+
+def throughput_rows(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows of the main table grouped by case, each with its speed-up over the case's best baseline.
+
+    The baseline of a network case is the faster of its two naive rows (BLAS on
+    default threads or on one); of a generic case, the Python loop. Both were
+    measured in the same run as the contenders.
+    """
+    kinds = ("full", "extrapolated", "sampled", "directional")
+    by_case: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get("kind") in kinds and "threads" not in row:
+            by_case[row["case"]].append(row)
+    for case_rows in by_case.values():
+        baseline = [r["seconds_check"] for r in case_rows if r["contender"] in BASELINES]
+        best = min(baseline) if baseline else None
+        for row in case_rows:
+            covers_all = row["kind"] in ("full", "extrapolated")
+            row["speedup"] = best / row["seconds_check"] if best and covers_all else None
+            row["baseline_seconds"] = best
+    return dict(sorted(by_case.items(), key=lambda item: _case_key(item[0])))
+
+
+def _kind_label(row: dict) -> str:
+    kind = row["kind"]
+    if kind == "extrapolated":
+        return f"extrapolated from {row['components_timed']:,} components"
+    if kind == "sampled":
+        return f"quick: {row['components_timed']:,} sampled components"
+    if kind == "directional":
+        verdict = "" if row.get("passed", True) else ", verdict FAILED (see notes)"
+        return f"quick: {row.get('directions', '?')} random directions{verdict}"
+    return "every component"
+
+
+def main_table(by_case: dict[str, list[dict]]) -> str:
+    lines = []
+    for case, case_rows in by_case.items():
+        order = {name: i for i, name in enumerate(
+            ["naive", "naive (BLAS 1 thread)", "python-loop", "torch.autograd.gradcheck", "generic",
+             "generic (BLAS 1 thread)", "dense-full-forward", "dense-full-forward (BLAS 1 thread)", "dense",
+             "dense (BLAS 1 thread)"])}
+        case_rows = sorted(case_rows, key=lambda r: (r["kind"] in ("sampled", "directional"),
+                                                     order.get(r["contender"], 99), r["contender"]))
+        for row in case_rows:
+            rate = row["n_params"] / row["seconds_check"] if row["kind"] in ("full", "extrapolated") else row["components_per_s"]
+            lines.append([
+                case, f"{row['n_params']:,}", row["contender"], _kind_label(row),
+                ("~" if row["kind"] == "extrapolated" else "") + fmt_seconds(row["seconds_check"]),
+                fmt_rate(rate), fmt_ratio(row["speedup"]),
+            ])
+    return table(
+        ["case", "parameters", "contender", "what was timed", "seconds (whole check)", "components/s",
+         "speed-up vs naive"],
+        lines,
+    )
+
+
+def dense_rate_table(rows: list[dict]) -> str:
+    lines = []
+    for row in sorted((r for r in rows if "model_gflops_per_s" in r), key=lambda r: (_case_key(r["case"]), r["contender"])):
+        lines.append([
+            row["case"], f"{row['n_params']:,}", row["contender"], fmt_seconds(row["seconds_check"]),
+            f"{row['model_gflop']:.1f}", f"{row['model_gflops_per_s']:.1f}",
+            f"{row['numpy_matmul_gflops_per_s']:.1f}", f"{row['fraction_of_matmul_rate']:.2f}",
+            str(row.get("kinks", "-")),
+        ])
+    return table(
+        ["case", "parameters", "contender", "whole check", "model GFLOP", "equivalent GFLOP/s",
+         "numpy matmul GFLOP/s (measured beside it)", "ratio", "components at a kink"],
+        lines,
+    )
+
+
+def thread_table(rows: list[dict]) -> str:
+    pairs: dict[tuple, dict] = defaultdict(dict)
+    for row in rows:
+        if "threads" in row:
+            engine = row["contender"].split(" (")[0]
+            pairs[(engine, row["case"], row["n_params"])][row["threads"]] = row["seconds_check"]
+    lines = []
+    for (engine, case, n_params), by_threads in sorted(pairs.items()):
+        one, two = by_threads.get(1), by_threads.get(2)
+        lines.append([
+            engine, case, f"{n_params:,}", fmt_seconds(one), fmt_seconds(two),
+            fmt_ratio(one / two) if one and two else "-",
+        ])
+    return table(["engine", "case", "parameters", "1 thread", "2 threads", "speed-up"], lines)
+
+
+def compile_table(rows: list[dict]) -> str:
+    lines = []
+    for row in rows:
+        if row.get("kind") != "compile":
+            continue
+        compiled = row.get("compiled_during_first_check", {})
+        lines.append([
+            row["contender"], row["case"], fmt_seconds(row.get("process_wall_s")),
+            fmt_seconds(row.get("import_s")), fmt_seconds(row.get("first_check_s")),
+            fmt_seconds(row.get("second_check_s")),
+            f"{compiled.get('fastgrad', 0)} fastgrad + {compiled.get('other', 0)} other",
+        ])
+    return table(
+        ["run", "case", "process, start to finish", "import", "first check", "second check (same process)",
+         "functions compiled during the first check"],
+        lines,
+    )
+
+
+def memory_table(rows: list[dict]) -> str:
+    mib = 1024.0 * 1024.0
+    lines = []
+    for row in rows:
+        if row.get("kind") != "memory":
+            continue
+        lines.append([
+            row["contender"], row["case"], f"{row['n_params']:,}", f"{row['components']:,}",
+            f"{row['peak_bytes'] / mib:,.0f} MiB", f"{row['maxrss_before_check_kib'] * 1024 / mib:,.0f} MiB",
+            f"{row['check_increase_bytes'] / mib:,.1f} MiB", f"{row['theta_bytes'] / mib:,.1f} MiB",
+            f"{row['activations_bytes'] / mib:,.2f} MiB",
+        ])
+    return table(
+        ["engine", "case", "parameters", "components checked", "peak RSS", "peak before the check",
+         "added by the check", "theta", "activations (X and every layer)"],
+        lines,
+    )
+
+
+def accuracy_table(rows: list[dict]) -> str:
+    lines = []
+    for row in rows:
+        if row.get("kind") != "accuracy":
+            continue
+        lines.append([
+            row["engine"], row["method"], f"{row['n_params']:,}", fmt_float(row["relative_error"]),
+            fmt_float(row["max_abs_error"]), fmt_float(row["max_noise_estimate"]), fmt_seconds(row["seconds_check"]),
+        ])
+    return table(
+        ["engine", "method", "parameters", "relative error: norm(approx - exact) / norm(exact)",
+         "largest component error", "largest noise estimate (report)", "time"],
+        lines,
+    )
+
+
+def machine_section(machine: dict, when: str) -> str:
+    info = machine.get("fastgrad", {})
+    blas = "; ".join(
+        f"{b.get('internal_api')} {b.get('version') or ''} ({b.get('library', '')}, {b.get('num_threads')} threads"
+        f"{', ' + b['architecture'] if b.get('architecture') else ''})"
+        for b in info.get("blas", []) if b.get("user_api") == "blas"
+    ) or "unknown"
+    load = info.get("load_average")
+    lines = [
+        f"- date: {when or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
+        f"- CPU: {info.get('cpu', machine.get('cpu', {}).get('brand_raw', 'unknown'))}, "
+        f"{info.get('cores', '?')} cores",
+        f"- Python {info.get('python', machine.get('python_version', '?'))}, numba {info.get('numba', '?')}, "
+        f"numpy {info.get('numpy', '?')}",
+        f"- Numba: {info.get('numba_threads', '?')} threads, threading layer `{info.get('numba_threading_layer', '?')}`",
+        f"- BLAS: {blas}",
+    ]
+    if load:
+        lines.append(f"- load average at the end of the run: {', '.join(f'{x:.2f}' for x in load)} "
+                     "(the machine was shared; see the note on noise)")
+    if not info.get("full_run", True):
+        lines.append("- **smoke run** (small variants of every case): not the reference sizes")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- #
+# Plot
+# --------------------------------------------------------------------------- #
+
+
+def plot(by_case: dict[str, list[dict]], path: Path) -> None:
+    """components/s against parameters, log-log, one line per contender."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[tuple[str, str], list[tuple[int, float, str]]] = defaultdict(list)
+    for case, case_rows in by_case.items():
+        family = "networks" if case.removesuffix("-small") in NETWORK_ORDER else "cost functions"
+        for row in case_rows:
+            covers_all = row["kind"] in ("full", "extrapolated")
+            rate = row["n_params"] / row["seconds_check"] if covers_all else row["components_per_s"]
+            lines[(family, row["contender"])].append((row["n_params"], rate, row["kind"]))
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for (family, contender), points in sorted(lines.items()):
+        points.sort()
+        x = [p[0] for p in points]
+        y = [p[1] for p in points]
+        kinds = {p[2] for p in points}
+        quick = kinds <= {"sampled", "directional"}
+        style = ":" if quick else ("-" if family == "networks" else "--")
+        label = f"{contender} [{family}]" + (" (quick mode: not every component)" if quick else "")
+        ax.plot(x, y, style, marker="o", label=label, alpha=0.6 if quick else 1.0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters (components of theta)")
+    ax.set_ylabel("components checked per second")
+    ax.set_title("fastgrad gradient-check throughput (median of rounds; naive loops extrapolated)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- #
+# Report
+# --------------------------------------------------------------------------- #
+
+
+def headline(by_case: dict[str, list[dict]], rows: list[dict]) -> list[str]:
+    out = []
+    for case in NETWORK_ORDER:
+        dense = {r["contender"]: r for r in by_case.get(case, []) if r["contender"].startswith("dense (") or r["contender"] == "dense"}
+        r = dense.get("dense")
+        if r and r.get("speedup"):
+            other = dense.get("dense (BLAS 1 thread)")
+            also = (f"; with BLAS limited to 1 thread {fmt_seconds(other['seconds_check'])}, "
+                    f"**{fmt_ratio(other['speedup'])}**" if other and other.get("speedup") else "")
+            out.append(
+                f"- **{case}** ({r['n_params']:,} parameters): the dense engine checks every component in "
+                f"{fmt_seconds(r['seconds_check'])}; the naive loop needs ~{fmt_seconds(r['baseline_seconds'])} "
+                f"(extrapolated, same run): speed-up **{fmt_ratio(r['speedup'])}**{also}."
+            )
+    for r in rows:
+        if r.get("speedup_1_to_2_threads"):
+            out.append(f"- {r['contender'].split(' (')[0]} engine on {r['case']}: speed-up "
+                       f"**{fmt_ratio(r['speedup_1_to_2_threads'])}** from 1 to 2 threads.")
+    for r in rows:
+        if r.get("kind") == "compile":
+            out.append(f"- {r['contender']} ({r['case']}): {fmt_seconds(r.get('process_wall_s'))} start to finish, "
+                       f"first check {fmt_seconds(r.get('first_check_s'))}.")
+    for r in rows:
+        if r.get("kind") == "memory":
+            out.append(f"- peak memory, {r['contender']} engine on {r['case']}: {r['peak_bytes'] / 2**20:,.0f} MiB "
+                       f"(the check itself added {r['check_increase_bytes'] / 2**20:,.1f} MiB; theta is "
+                       f"{r['theta_bytes'] / 2**20:,.1f} MiB).")
+    accuracy = [r for r in rows if r.get("kind") == "accuracy" and r.get("engine") == "dense"]
+    if accuracy:
+        out.append("- accuracy on the smooth network (relative error against the exact gradient): " + ", ".join(
+            f"{r['method']} {r['relative_error']:.1e}" for r in accuracy) + ".")
+    return out
+
+
+def notes(rows: list[dict]) -> list[str]:
+    out = [
+        "- **Noise.** The machine has 2 cores and was shared with other work while these ran: every time is "
+        "the median of its rounds, and ratios (measured in the same run) are more trustworthy than absolute "
+        "seconds. Expect differences of tens of percent between runs.",
+        "- **Naive loop.** The course loop (copy theta, rebuild the dict, two full NumPy forward passes per "
+        "component) is timed on a subset of components spread evenly over theta and extrapolated linearly: "
+        "every component costs it the same. It is timed with BLAS on its default threads and on one thread; "
+        "the faster of the two is the baseline of the speed-ups. The generic cases' baseline is the same "
+        "loop around the same compiled cost function (`python-loop`).",
+        "- **generic** on the networks: `fastgrad.gradcheck` with the network written as a plain compiled "
+        "cost function of theta (`fastgrad._cases.network_cost`), timed on the naive loop's subset and "
+        "extrapolated. **dense-full-forward**: `DenseNet.gradcheck(engine=\"generic\")`, one compiled full "
+        "forward pass per perturbed point. **dense**: `DenseNet.gradcheck(engine=\"dense\")`, the "
+        "structure-exploiting engine, every component.",
+        "- **Quick modes** (`sampled`, `directional`) do not check every component; their components/s "
+        "counts what they evaluated (sampled components; for directional, all of theta in a few "
+        "directional derivatives) and they have no speed-up against a full check.",
+        "- **GFLOP/s** of the dense engine counts the work of the row-grouped algorithm written as matrix "
+        "products (rank-one update of the next layer, full products below, per perturbed point) divided by "
+        "the engine's time; the engine skips much of that work (examples whose activation does not change, "
+        "a linear path while no ReLU flips), so this *equivalent* rate can exceed the machine's "
+        "matrix-multiply rate.",
+        "- **BLAS threads.** Rows marked `(BLAS 1 thread)` ran inside `threadpoolctl.threadpool_limits(1)`. "
+        "A cost that calls BLAS (`np.dot`) inside fastgrad's parallel loop, and OpenBLAS worker threads still "
+        "spinning after DenseNet's back-prop, compete with Numba's threads for the 2 cores.",
+    ]
+    failed = [r for r in rows if r.get("kind") == "directional" and r.get("passed") is False]
+    for r in failed:
+        out.append(
+            f"- **Directional check on {r['case']} reported a failure** for back-prop's correct gradient "
+            f"(difference {r.get('difference', float('nan')):.2g}): a random direction through every "
+            "component of a ReLU network crosses kinks at the default step. A full or sampled check of the "
+            "same gradient passes."
+        )
+    if not any(r["contender"].startswith("torch") for r in rows if "contender" in r):
+        out.append("- **torch.autograd.gradcheck** was not measured: torch is not installed here "
+                   "(`pip install torch` and rerun to add it; it is skipped on L, where it would take hours).")
+    return out
+
+
+def write_report(rows: list[dict], machine: dict, when: str, md_path: Path, png_path: Path) -> None:
+    by_case = throughput_rows(rows)
+    plot(by_case, png_path)
+    sections = [
+        "# fastgrad benchmarks",
+        "",
+        f"Generated by `{REPORT_COMMAND}` (it runs `{FULL_COMMAND}` and writes this file and "
+        f"`{png_path.relative_to(REPO) if png_path.is_relative_to(REPO) else png_path}`). "
+        "Do not edit by hand: rerun the command.",
+        "",
+        "## Machine",
+        "",
+        machine_section(machine, when),
+        "",
+        "## Headlines",
+        "",
+        *headline(by_case, rows),
+        "",
+        "## Throughput: every contender on every case (same run)",
+        "",
+        main_table(by_case),
+        "",
+        f"![components per second against parameters]({png_path.name})",
+        "",
+        "## Dense engine against the machine's matrix-multiply rate",
+        "",
+        dense_rate_table(rows),
+        "",
+        "## Thread scaling (1 vs 2 Numba threads; BLAS limited to 1 thread in both runs)",
+        "",
+        thread_table(rows),
+        "",
+        "## Compile time: a check in a new process, cold cache and from cache",
+        "",
+        "Cold: an empty `NUMBA_CACHE_DIR`; cached: a second process with the same directory. The generic "
+        "engine runs on the quadratic form; `generic, new cost function` checks a cost compiled for the first "
+        "time in that process (only the cost compiles; fastgrad's kernel loads from the cache). The dense "
+        "engine runs on S.",
+        "",
+        compile_table(rows),
+        "",
+        "## Peak memory (ru_maxrss of a new process)",
+        "",
+        memory_table(rows),
+        "",
+        "## Accuracy per method on a smooth network (exact gradient by back-prop)",
+        "",
+        accuracy_table(rows),
+        "",
+        "## Notes",
+        "",
+        *notes(rows),
+        "",
+    ]
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join(sections))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="read this saved pytest-benchmark JSON instead of running the suite")
+    parser.add_argument("--save-json", type=Path, default=DEFAULT_JSON, help="where a run saves its JSON")
+    parser.add_argument("--smoke", action="store_true", help="run the small variants (a quick try of this script)")
+    parser.add_argument("--md", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--png", type=Path, default=REPO / "docs" / "throughput.png")
+    options = parser.parse_args(argv)
+    json_path = options.json
+    if json_path is None:
+        json_path = options.save_json
+        run_suite(json_path, smoke=options.smoke)
+    rows, machine, when = load_rows(json_path)
+    if not rows:
+        raise SystemExit(f"{json_path} holds no fastgrad benchmark rows")
+    write_report(rows, machine, when, options.md.resolve(), options.png.resolve())
+    print(f"wrote {options.md} and {options.png} from {json_path} ({len(rows)} benchmarks)")
+
+
+if __name__ == "__main__":
+    main()
