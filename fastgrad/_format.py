@@ -103,6 +103,9 @@ def _shape(shape: Sequence[int]) -> str:
 def _verdict(report: "Report", color: bool) -> list[str]:
     word = "PASSED" if report.passed else "FAILED"
     verdict = _paint(f"gradient check {word}", "bold+" + ("green" if report.passed else "red"), color)
+    if getattr(report, "interrupted", False) and report.checked == 0:
+        return [_paint("gradient check INTERRUPTED", "bold+yellow", color)
+                + f": stopped (Ctrl-C) before any of the {report.size:,} components was checked"]
     if getattr(report, "interrupted", False):
         # A partial verdict: only the components done before Ctrl-C were checked.
         verdict += " " + _paint(f"so far (interrupted after {report.checked:,} of {report.size:,} components)",

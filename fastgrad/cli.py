@@ -693,10 +693,20 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _interrupted(partial: object, args: argparse.Namespace) -> int:
     from fastgrad.report import Report
 
-    if isinstance(partial, Report):
+    if isinstance(partial, Report) and partial.checked > 0:
         _print_report(partial, args)  # its verdict line says it is partial
     else:
         print("fastgrad: interrupted (Ctrl-C) before any component was checked", file=sys.stderr)
@@ -735,6 +745,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckInterrupted as exc:
         return _interrupted(exc.partial, args)
     except KeyboardInterrupt:
+        print("fastgrad: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemError as exc:
+        # Ctrl-C during a compiled call that returns arrays surfaces as a
+        # SystemError: Numba runs a little Python while boxing the result, and
+        # the pending KeyboardInterrupt is raised there.
+        if not _caused_by_interrupt(exc):
+            raise
         print("fastgrad: interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except UsageError as exc:

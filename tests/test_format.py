@@ -171,6 +171,19 @@ def test_interrupted_report_says_it_is_partial():
     assert first.startswith("gradient check PASSED so far (interrupted after 5 of 18 components)")
 
 
+def test_report_interrupted_before_any_component_says_so():
+    theta, layout = layout_case()
+    empty = fastgrad.numerical.Estimate(
+        indices=np.zeros(0, dtype=np.int64), approx=np.zeros(0), steps=np.zeros(0), noise=np.zeros(0),
+        kinks=np.zeros(0, dtype=bool), method="central", eps=None, cost_value=quadratic(theta),
+    )
+    report = fastgrad.Report.from_estimate(
+        quadratic_grad(theta), empty, threshold=None, layout=layout, interrupted=True
+    )
+    first = str(report).splitlines()[0]
+    assert first == "gradient check INTERRUPTED: stopped (Ctrl-C) before any of the 18 components was checked"
+
+
 def test_l2_terms_are_shown_with_their_verdicts():
     net = fastgrad.DenseNet([3, 4, 2], "tanh", "mse", l2=0.5)
     params = net.init(seed=1)
