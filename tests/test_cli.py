@@ -241,25 +241,45 @@ BAD_USAGE = [
 ]
 
 
-@pytest.mark.parametrize("args, message", BAD_USAGE, ids=[" ".join(a) or "no-command" for a, _ in BAD_USAGE])
-def test_bad_usage_exits_2_with_one_line_and_no_traceback(saved_course, args, message):
+@pytest.fixture(scope="module")
+def bad_usage_results(tmp_path_factory):
+    """Every bad command line, run at once (each is a separate process; together they take seconds)."""
+    folder = tmp_path_factory.mktemp("bad_usage")
     X, Y, params = course_case()
-    np.savez(saved_course / "transposed.npz", X=X.T, Y=Y)
-    np.savez(saved_course / "no_y.npz", X=X)
+    np.savez(folder / "params.npz", **params)
+    np.savez(folder / "data.npz", X=X, Y=Y)
+    np.savez(folder / "buggy.npz", **course_backward_with_bugs(X, Y, params))
+    np.savez(folder / "transposed.npz", X=X.T, Y=Y)
+    np.savez(folder / "no_y.npz", X=X)
     grads = course_backward(X, Y, params)
     del grads["db3"]
-    np.savez(saved_course / "short.npz", **grads)
-    np.save(saved_course / "single.npy", X)
-    (saved_course / "junk.npz").write_text("not an archive")
-    np.savez(saved_course / "nan.npz", **{**params, "b2": np.full((3, 1), np.nan)})
+    np.savez(folder / "short.npz", **grads)
+    np.save(folder / "single.npy", X)
+    (folder / "junk.npz").write_text("not an archive")
+    np.savez(folder / "nan.npz", **{**params, "b2": np.full((3, 1), np.nan)})
+    processes = {
+        tuple(args): subprocess.Popen(
+            [sys.executable, "-m", "fastgrad", *args], cwd=folder, env=environment(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for args, _ in BAD_USAGE
+    }
+    results = {}
+    for args, process in processes.items():
+        out, err = process.communicate(timeout=300)
+        results[args] = (process.returncode, out, err)
+    return results
 
-    result = run(*args, cwd=saved_course)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = error_lines(result.stderr)
-    assert len(lines) == 1, result.stderr
+
+@pytest.mark.parametrize("args, message", BAD_USAGE, ids=[" ".join(a) or "no-command" for a, _ in BAD_USAGE])
+def test_bad_usage_exits_2_with_one_line_and_no_traceback(bad_usage_results, args, message):
+    returncode, out, err = bad_usage_results[tuple(args)]
+    assert returncode == 2, (out, err)
+    lines = error_lines(err)
+    assert len(lines) == 1, err
     assert "error:" in lines[0] and message in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
+    assert "Traceback" not in err
+    assert out == ""
 
 
 # --------------------------------------------------------------------------- #
