@@ -289,7 +289,7 @@ def test_torch_gradcheck(benchmark, name, problem_of, naive_baseline):
     benchmark.group = f"dense {case.name}"
     cost = _torch_cost(torch, case, problem)
     theta = torch.tensor(problem.theta, dtype=torch.float64, requires_grad=True)
-    assert float(cost(theta)) == pytest.approx(problem.cost(problem.theta, *problem.args), rel=1e-12)
+    assert float(cost(theta).detach()) == pytest.approx(problem.cost(problem.theta, *problem.args), rel=1e-12)
 
     def run():
         return torch.autograd.gradcheck(cost, (theta,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=False)

@@ -189,7 +189,7 @@ def main_table(by_case: dict[str, list[dict]]) -> str:
             ])
     return table(
         ["case", "parameters", "contender", "what was timed", "seconds (whole check)", "components/s",
-         "speed-up vs naive"],
+         "speed-up vs baseline"],
         lines,
     )
 
@@ -199,7 +199,7 @@ def dense_rate_table(rows: list[dict]) -> str:
     for row in sorted((r for r in rows if "model_gflops_per_s" in r), key=lambda r: (_case_key(r["case"]), r["contender"])):
         lines.append([
             row["case"], f"{row['n_params']:,}", row["contender"], fmt_seconds(row["seconds_check"]),
-            f"{row['model_gflop']:.1f}", f"{row['model_gflops_per_s']:.1f}",
+            f"{row['model_gflop']:.3g}", f"{row['model_gflops_per_s']:.3g}",
             f"{row['numpy_matmul_gflops_per_s']:.1f}", f"{row['fraction_of_matmul_rate']:.2f}",
             str(row.get("kinks", "-")),
         ])
@@ -324,23 +324,28 @@ def plot(by_case: dict[str, list[dict]], path: Path) -> None:
             covers_all = row["kind"] in ("full", "extrapolated")
             rate = row["n_params"] / row["seconds_check"] if covers_all else row["components_per_s"]
             lines[(family, row["contender"])].append((row["n_params"], rate, row["kind"]))
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for (family, contender), points in sorted(lines.items()):
-        points.sort()
-        x = [p[0] for p in points]
-        y = [p[1] for p in points]
-        kinds = {p[2] for p in points}
-        quick = kinds <= {"sampled", "directional"}
-        style = ":" if quick else ("-" if family == "networks" else "--")
-        label = f"{contender} [{family}]" + (" (quick mode: not every component)" if quick else "")
-        ax.plot(x, y, style, marker="o", label=label, alpha=0.6 if quick else 1.0)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("parameters (components of theta)")
-    ax.set_ylabel("components checked per second")
-    ax.set_title("fastgrad gradient-check throughput (median of rounds; naive loops extrapolated)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    contenders = sorted({contender for _, contender in lines})
+    palette = plt.get_cmap("tab20")
+    colours = {name: palette(i % 20) for i, name in enumerate(contenders)}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6.5))
+    titles = {"networks": "dense networks S, M, L (ReLU)", "cost functions": "general cost functions (generic engine)"}
+    for ax, family in zip(axes, ("networks", "cost functions")):
+        for (fam, contender), points in sorted(lines.items()):
+            if fam != family:
+                continue
+            points.sort()
+            quick = {p[2] for p in points} <= {"sampled", "directional"}
+            label = contender + (" (quick: not every component)" if quick else "")
+            ax.plot([p[0] for p in points], [p[1] for p in points], ":" if quick else "-", marker="o",
+                    color=colours[contender], label=label, alpha=0.55 if quick else 1.0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("parameters (components of theta)")
+        ax.set_ylabel("components checked per second")
+        ax.set_title(titles[family])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("fastgrad gradient-check throughput (medians; naive loops timed on a subset and extrapolated)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
