@@ -125,7 +125,19 @@ def _verdict(report: "Report", color: bool) -> list[str]:
             lines.append("  wrong: " + _paint(", ".join(failing_terms), "red", color))
         if not culprits and not failing_terms and report.mode == "directional" and not report.blocks:
             lines.append("  wrong: somewhere in theta (no layout to narrow it down to a block)")
+    unchecked = [b.name for b in report.blocks if not _conclusive(b)]
+    if unchecked:
+        label = "block" if len(unchecked) == 1 else "blocks"
+        lines.append(
+            "  not checked: " + _paint(f"{label} {', '.join(unchecked)}", "yellow", color)
+            + " (every component sits at a kink; check again at another point)"
+        )
     return lines
+
+
+def _conclusive(block) -> bool:
+    """False when every checked component of the block sits at a kink (nothing was really checked)."""
+    return block.checked > block.kinks or block.checked == 0
 
 
 def _summary(report: "Report") -> str:
@@ -147,7 +159,12 @@ def _summary(report: "Report") -> str:
     line = "  " + ", ".join(parts)
     if report.n_kinks:
         n = report.n_kinks
-        line += f"\n  {n} component{'s' if n != 1 else ''} at a kink (not differentiable here, e.g. a ReLU switching): left out of the verdict"
+        line += (f"\n  {n:,} component{'s' if n != 1 else ''} at a kink (not differentiable here, "
+                 "e.g. a ReLU switching): left out of the verdict")
+        outside = sum(getattr(b, "kinks_outside", 0) for b in report.blocks)
+        if outside:
+            line += (f"\n  {outside:,} of them with grad outside the range of the one-sided slopes "
+                     "(suspicious, see the kinks column)")
     return line
 
 
@@ -163,11 +180,18 @@ def _blocks(report: "Report", color: bool, max_blocks: int) -> list[str]:
         right.append(True)
     rows, styles = [], []
     for b in shown:
-        status = "ok" if b.passed else "FAIL"
+        if not b.passed:
+            status, status_style = "FAIL", "bold+red"
+        elif not directional and not _conclusive(b):
+            status, status_style = "not checked", "yellow"
+        else:
+            status, status_style = "ok", "green"
         row = [b.name, _shape(b.shape), str(b.checked), format_number(b.difference), format_number(b.tolerance), status]
-        style = [None, None, None, None, None, "green" if b.passed else "bold+red"]
+        style = [None, None, None, None, None, status_style]
         if not directional:
-            row.append(str(b.kinks) if b.kinks else "-")
+            outside = getattr(b, "kinks_outside", 0)
+            kinks = (f"{b.kinks} ({outside} outside)" if outside else str(b.kinks)) if b.kinks else "-"
+            row.append(kinks)
             style.append("yellow" if b.kinks else None)
         rows.append(row)
         styles.append(style)

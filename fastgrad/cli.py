@@ -67,7 +67,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" not in text and action.default not in (None, False, argparse.SUPPRESS):
+        default = action.default
+        shown = not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
+        if "%(default)" not in text and shown:
             text += " (default: %(default)s)"
         return text
 
@@ -182,7 +184,8 @@ examples:
   fastgrad check --layers 20,10,1 --activation tanh --loss mse --l2 0.1 --json
   fastgrad check --layers 3072,512,256,10 --batch 32 --mode directional
   fastgrad check --layers 784,128,64,10 --sample 50 --method richardson
-  python -c "import numpy as np; np.savez('p.npz', W1=..., b1=...)"   # then:
+  # your arrays, saved with numpy.savez("p.npz", W1=W1, b1=b1, ...), savez("g.npz", dW1=dW1, ...)
+  # and savez("d.npz", X=X, Y=Y):
   fastgrad check --params p.npz --grads g.npz --data d.npz --activation relu
 
 exit status: 0 passed, 1 failed, 2 bad usage or input, 130 interrupted (Ctrl-C:

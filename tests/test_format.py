@@ -149,6 +149,21 @@ def test_kinks_are_counted_and_said_to_be_left_out():
     assert "left out of the verdict" in text
 
 
+def test_block_made_only_of_kinks_is_named_as_not_checked():
+    layout = fastgrad.Layout(("a", "b"), ((2,), (1,)))
+    # |a| at a = 0 is a kink in both components; grad 5 lies outside the one-sided slopes -1 and 1.
+    report = fastgrad.gradcheck(
+        lambda t: float(np.abs(t[:2]).sum() + t[2] ** 2), np.array([0.0, 5.0, 2.0]), np.array([0.0, 0.0, 1.0]),
+        layout=layout,
+    )
+    assert report.inconclusive_blocks == ("a",)
+    lines = str(report).splitlines()
+    assert lines[1].startswith("  not checked: block a (every component sits at a kink")
+    row = next(line.split() for line in lines if line.split()[:1] == ["a"])
+    assert row[-4:] == ["checked", "2", "(1", "outside)"]  # status "not checked", kinks "2 (1 outside)"
+    assert any("1 of them with grad outside the range of the one-sided slopes" in line for line in lines)
+
+
 def test_sampled_report_says_sampled():
     report = passing_report(sample=2)
     assert f"{report.checked} of {report.size} components sampled" in str(report)
