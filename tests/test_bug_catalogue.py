@@ -491,6 +491,7 @@ def test_script_reports_full_rates_and_exits_zero(tmp_path, capsys):
     assert f"| detection rate | {n_checks}/{n_checks} = 100.0% | 100% |" in text
     assert f"| localisation rate | {n_checks}/{n_checks} = 100.0% | 100% |" in text
     assert "= 0.0% | 0% |" in text and "**Verdict: PASS.**" in text
+    assert f"| directional (8 random directions) | {n_checks - 2}/{n_checks - 2} |" in text
     assert text in capsys.readouterr().out
 
 
@@ -507,3 +508,6 @@ def test_script_exits_non_zero_when_a_verdict_is_wrong():
     false_failure = dict(clean, failures=1, failed=["net [dense]: ('W1',) difference 0.1"])
     text, ok = script.render([full], [false_failure], args, 0.0)
     assert not ok and "net [dense]" in text
+    mode = {"mode": "directional", "checks": 2, "detected": 2, "localised": 1, "required": True, "missed": ["x"]}
+    assert not script.render([full], [clean], args, 0.0, [mode])[1]
+    assert script.render([full], [clean], args, 0.0, [dict(mode, required=False)])[1]
