@@ -580,6 +580,28 @@ class PenaltyWrongFactor(MissingPenalty):
         return config.l2 / (2 * m) * W
 
 
+class PenaltyOnBiases(MissingPenalty):
+    name = "l2_term_on_biases"
+    description = (
+        "the L2 term also added to db (l2/m b): invisible at the usual zero-bias initialisation, "
+        "seen after training"
+    )
+
+    def expected(self, config):
+        return frozenset(f"b{l}" for l in range(1, config.n_layers + 1))
+
+    def penalty_gradient(self, config, l, W, m):
+        return config.l2 / m * W
+
+    def __call__(self, params, X, Y, config):
+        grads = super().__call__(params, X, Y, config)
+        m = X.shape[1]
+        return {
+            name: value + config.l2 / m * params[name[1:]] if name.startswith("db") else value
+            for name, value in grads.items()
+        }
+
+
 #: The catalogue, one instance per bug.
 CATALOGUE: tuple[Backprop, ...] = (
     WeightGradientDoubled(),
@@ -601,6 +623,7 @@ CATALOGUE: tuple[Backprop, ...] = (
     DropoutNotRescaled(),
     MissingPenalty(),
     PenaltyWrongFactor(),
+    PenaltyOnBiases(),
 )
 
 

@@ -19,6 +19,7 @@ from bugs import (
     Architecture,
     BiasMissingInverseM,
     Config,
+    PenaltyOnBiases,
     PenaltyWrongFactor,
     MissingPenalty,
     WeightGradientDoubled,
@@ -457,6 +458,33 @@ def test_l2_report_checks_data_and_penalty_terms_separately():
     report = check_dense(WeightGradientDoubled(), arch, params, X, Y, config)
     data, penalty = report.terms
     assert not data.passed and penalty.passed
+
+
+def test_check_after_training_catches_a_bug_invisible_at_initialisation():
+    # With the usual zero biases at initialisation, penalising the biases changes nothing;
+    # after some training it does: the course's "check again after some training".
+    bug = PenaltyOnBiases()
+    arch = ARCHITECTURES[4]
+    params, X, Y, config = make_problem(arch, 0)
+    net = arch.dense_net()
+    result = net.check_before_and_after_training(
+        net.init(0), X, Y, backward=lambda p, X_, Y_: bug(p, X_, Y_, config), steps=50, learning_rate=0.1,
+    )
+    assert result.before.passed
+    assert not result.after.passed and not result.passed
+    assert set(result.after.failing_blocks) == set(bug.expected(config))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="/tmp/dense_findings.md (helper-4, 17:30): the L2 term split blames the data term when the "
+    "penalty is applied to the biases",
+)
+def test_penalty_on_biases_is_named_as_a_penalty_bug():
+    arch = ARCHITECTURES[1]
+    params, X, Y, config = make_problem(arch, 0)
+    data, penalty = check_dense(PenaltyOnBiases(), arch, params, X, Y, config).terms
+    assert data.passed and not penalty.passed, (data, penalty)
 
 
 def test_every_block_is_named_in_the_report():
