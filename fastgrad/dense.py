@@ -28,7 +28,7 @@ from fastgrad._layout import Layout, unpack
 from fastgrad._validation import as_indices, check_eps, check_threshold
 from fastgrad.check import check_directions, directional_report, prepare_grad, sample_indices
 from fastgrad.numerical import CheckInterrupted, Estimate, estimate_with
-from fastgrad.report import Report, TermResult
+from fastgrad.report import Report, TermResult, _rule
 
 __all__ = ["DenseNet", "TrainingCheck"]
 
@@ -781,31 +781,36 @@ class DenseNet:
         R = G - N
 
         def rule(g, a, z):
-            error = float(np.linalg.norm(g - a))
-            scale = float(np.linalg.norm(g)) + float(np.linalg.norm(a))
-            noise_norm = float(np.linalg.norm(z))
-            difference = error / scale if scale > 0 else 0.0
-            tolerance = threshold + (noise_norm / scale if scale > 0 else 0.0)
-            return difference, tolerance, error <= threshold * scale + noise_norm
+            return _rule(g, a, z, threshold)
 
         # The penalty gradient implied by G: (1 + c_b) P on every weight block b
-        # whose failure a multiple of P explains, P elsewhere.
+        # whose failure a multiple of P explains, P elsewhere; and c_b (l2/m) b on
+        # a bias block whose failure is explained by penalising the biases too.
         implied = P.copy()
         wrong = []
         for b, name in enumerate(self._layout.names):
             members = block_ids == b
-            if not name.startswith("W") or not members.any():
+            if not members.any() or rule(G[members], N[members], noise[members])[2]:
                 continue
-            P_b, R_b = P[members], R[members]
-            p_norm2 = float(P_b @ P_b)
-            if p_norm2 == 0.0 or rule(G[members], N[members], noise[members])[2]:
+            R_b = R[members]
+            if name.startswith("W"):
+                pattern = P[members]
+            else:
+                pattern = (self.l2 / m) * theta[idx][members]
+            p_norm2 = float(pattern @ pattern)
+            if p_norm2 == 0.0:
                 continue
-            c = float(R_b @ P_b) / p_norm2
-            if float(np.linalg.norm(R_b - c * P_b)) <= 0.1 * float(np.linalg.norm(R_b)):
-                implied[members] = (1.0 + c) * P_b
+            c = float(R_b @ pattern) / p_norm2
+            if float(np.linalg.norm(R_b - c * pattern)) > 0.1 * float(np.linalg.norm(R_b)):
+                continue
+            if name.startswith("W"):
+                implied[members] = (1.0 + c) * pattern
                 factor = 1.0 + c
                 how = "missing" if abs(factor) < 1e-3 else f"{factor:.3g} x l2/m * {name} (expected 1 x)"
-                wrong.append(f"{name}: {how}")
+            else:
+                implied[members] = c * pattern
+                how = f"{c:.3g} x l2/m * {name} (biases are not regularised)"
+            wrong.append(f"{name}: {how}")
         d_data, t_data, ok_data = rule(G - implied, N - P, noise)
         d_pen, t_pen, ok_pen = rule(implied, P, np.zeros(0))
         if wrong:

@@ -475,11 +475,6 @@ def test_check_after_training_catches_a_bug_invisible_at_initialisation():
     assert set(result.after.failing_blocks) == set(bug.expected(config))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/tmp/dense_findings.md (helper-4, 17:30): the L2 term split blames the data term when the "
-    "penalty is applied to the biases",
-)
 def test_penalty_on_biases_is_named_as_a_penalty_bug():
     arch = ARCHITECTURES[1]
     params, X, Y, config = make_problem(arch, 0)
