@@ -762,7 +762,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastgrad {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, TypeError, KeyError, ArithmeticError, FileNotFoundError) as exc:
-        # The library's checks say what is wrong and what to do; show that line only.
+        # The library's checks say what is wrong and what to do; show that line
+        # only (FASTGRAD_DEBUG=1 shows the traceback, for fastgrad's developers).
+        if os.environ.get("FASTGRAD_DEBUG"):
+            raise
         print(f"fastgrad {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
