@@ -345,7 +345,7 @@ def test_interrupted_before_any_component_exits_130_with_one_line(monkeypatch, c
 @pytest.mark.xfail(
     reason="known bug, reported: a pending Ctrl-C is raised inside Numba's boxing of a prange kernel's "
     "results and crashes the process (SIGSEGV); fastgrad.numerical._run_chunks must defer SIGINT to a flag "
-    "checked between chunks",
+    "checked between chunks (patch sent to the lead; remove this mark with it)",
     strict=False,
 )
 def test_ctrl_c_in_a_long_check_exits_130_without_traceback():
@@ -366,9 +366,8 @@ def test_ctrl_c_in_a_long_check_exits_130_without_traceback():
             process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err
-    assert "interrupted" in out + err
-    if "gradient check" in out:
-        assert "so far (interrupted after" in out
+    # The partial report of the components done (at least the first chunk, which was running).
+    assert "gradient check PASSED so far (interrupted after" in out, (out, err)
 
 
 def test_colour_follows_terminal_and_no_color(monkeypatch):
