@@ -26,7 +26,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["main"]
+from fastgrad._dense_spec import ACTIVATIONS, LOSSES
+from fastgrad._steps import METHODS
+
+__all__ = ["main", "build_parser"]
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -39,10 +42,6 @@ BUG_KINDS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "negate": lambda block: -block,
     "zero": lambda block: np.zeros_like(block),
 }
-
-_LOSS_NAMES = ("binary_cross_entropy", "softmax_cross_entropy", "mse")
-_METHODS = ("central", "forward", "richardson", "complex")
-
 
 class UsageError(Exception):
     """Bad usage or bad input: reported as one line on stderr, exit status 2.
@@ -103,7 +102,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -249,11 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     network.add_argument(
         "--activation", default="relu", metavar="NAME[,NAME...]",
-        help="hidden activation (relu, leaky_relu, tanh, sigmoid, linear; the output one follows from the loss), "
+        help=f"hidden activation ({', '.join(ACTIVATIONS)}; the output one follows from the loss), "
         "or one name per layer separated by commas",
     )
     network.add_argument(
-        "--loss", choices=_LOSS_NAMES, metavar="LOSS",
+        "--loss", choices=tuple(LOSSES), metavar="LOSS",
         help="binary_cross_entropy, softmax_cross_entropy or mse (default: binary_cross_entropy for one output, "
         "softmax_cross_entropy for several)",
     )
@@ -268,10 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"plant a bug in the gradient before checking it (KIND: {', '.join(BUG_KINDS)}; e.g. double-dW2)",
     )
     how = check.add_argument_group("how to check")
-    how.add_argument("--seed", type=_seed, default=0, help="seed of the random parameters, data, samples and directions")
+    how.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the random parameters, data, samples and directions")
     how.add_argument("--eps", type=_number, metavar="EPS", help="fixed step (the course's formula); default: a step per component from the numerics")
     how.add_argument("--threshold", type=_number, metavar="T", help="pass threshold on the relative difference (default 1e-6, 1e-5 for forward)")
-    how.add_argument("--method", choices=_METHODS, default="central", help="difference formula")
+    how.add_argument("--method", choices=METHODS, default="central", help="difference formula")
     how.add_argument("--sample", type=_positive_int, metavar="K", help="check only K random components per block")
     how.add_argument("--mode", choices=("full", "directional"), default="full",
                      help="directional: a few random directional derivatives, whatever the size")
@@ -279,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="dense: the structure-exploiting kernel; generic: a full forward pass per point")
     out = check.add_argument_group("output")
     _add_output_options(out)
-    out.add_argument("--worst", type=_seed, default=5, metavar="K", help="how many of the worst components to list")
+    out.add_argument("--worst", type=_non_negative_int, default=5, metavar="K", help="how many of the worst components to list")
     out.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when stdout is not a terminal)")
     check.set_defaults(run=_run_check)
 
