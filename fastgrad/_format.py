@@ -284,7 +284,9 @@ def render_report(
     -------
     str
         Several lines, no trailing newline. The first line reads
-        ``gradient check PASSED: ...`` or ``gradient check FAILED: ...``.
+        ``gradient check PASSED: ...`` or ``gradient check FAILED: ...``
+        (``PASSED so far (interrupted ...)`` for a partial report, and
+        ``gradient check INTERRUPTED: ...`` when nothing was checked).
     """
     lines = _verdict(report, color)
     lines.append(_summary(report))

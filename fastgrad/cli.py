@@ -23,11 +23,16 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._steps import METHODS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fastgrad.dense import DenseNet
+    from fastgrad.report import Report
 
 __all__ = ["main", "build_parser"]
 
@@ -332,7 +337,7 @@ def _print_json(value: object) -> None:
     print(json.dumps(_jsonable(value), indent=2, allow_nan=False))
 
 
-def _print_report(report, args: argparse.Namespace) -> None:
+def _print_report(report: "Report", args: argparse.Namespace) -> None:
     from fastgrad._format import render_report
 
     if args.json:
@@ -470,7 +475,7 @@ def _activations(text: str) -> str | list[str]:
     return names[0] if len(names) == 1 else names
 
 
-def _random_data(net, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _random_data(net: "DenseNet", batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded inputs and labels that every loss accepts."""
     rng = np.random.default_rng(seed)
     n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
@@ -484,7 +489,7 @@ def _random_data(net, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def _plant_bugs(net, grads: dict[str, np.ndarray], bugs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
+def _plant_bugs(net: "DenseNet", grads: dict[str, np.ndarray], bugs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
     grads = dict(grads)
     for kind, block in bugs:
         name = block[1:] if block.startswith("d") and block[1:] in net.layout.names else block
