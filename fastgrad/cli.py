@@ -620,6 +620,18 @@ def _naive_seconds(problem, components: int) -> tuple[float, int]:
     return elapsed / prefix * n, prefix
 
 
+def _machine_load() -> str | None:
+    """A description of a machine busy with other work, or None when it looks quiet."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return None
+    cores = os.cpu_count() or 1
+    if load > cores:
+        return f"load average {load:.1f} on {cores} core{'s' if cores != 1 else ''}: other work is running"
+    return None
+
+
 def _case_names(text: str) -> list[str]:
     from fastgrad._cases import NETWORK_CASES
 
@@ -648,6 +660,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     warm.net.gradcheck(warm.params, warm.X, warm.Y, progress=False)
     first_call = time.perf_counter() - started
     say(f"  first call (loads or compiles the kernels): {first_call:.2f} s")
+    busy = _machine_load()
+    if busy is not None:
+        say(f"  warning: {busy}; timings (the naive loop's multi-threaded BLAS above all) will be slow and noisy")
     say()
 
     rows = []
@@ -664,7 +679,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         })
 
     if args.json:
-        _print_json({"threads": numba.get_num_threads(), "first_call_seconds": first_call, "cases": rows})
+        _print_json({
+            "threads": numba.get_num_threads(), "first_call_seconds": first_call, "machine_busy": busy,
+            "cases": rows,
+        })
         return EXIT_PASSED
     header = ["case", "network", "m", "parameters", "fastgrad s", "components/s", "naive s", "speed-up"]
     table = [
