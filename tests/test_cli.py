@@ -296,12 +296,12 @@ def test_help_on_every_command_has_examples(command, capsys):
 
 
 def test_bench_prints_a_table_and_json():
-    result = run("bench", "--cases", "S")
+    result = run("bench", "--quick", "--cases", "S")
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if line.split()[:2] == ["case", "network"])
     assert "speed-up" in header and "components/s" in header
     assert any(line.split()[:2] == ["S", "4-5-3-1"] for line in result.stdout.splitlines())
-    result = run("bench", "--cases", "S", "--json")
+    result = run("bench", "--quick", "--cases", "S", "--json")
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)["cases"]
     assert row["case"] == "S" and row["parameters"] == 47
