@@ -10,6 +10,7 @@ so a check can be split over chunks, processes or machines.
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -208,6 +209,37 @@ class _Progress:
             self.bar.close()
 
 
+class _DeferredInterrupt:
+    """Ctrl-C becomes a flag while compiled kernels run; the driver stops between chunks.
+
+    Python raises a pending KeyboardInterrupt at the next Python code it runs.
+    After a long kernel that is Numba's boxing of the kernel's results
+    (``numba.core.serialize._numba_unpickle``), where the exception is turned
+    into a SystemError or, for a kernel returning several arrays from a
+    ``prange`` loop, a crash. Recording the signal instead and checking it
+    between chunks stops the check at a safe point. Outside the main thread
+    (where signal handlers cannot be set) Ctrl-C keeps its default behaviour.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _run_chunks(
     evaluate_chunk: EvaluateChunk,
     indices: np.ndarray,
@@ -225,20 +257,21 @@ def _run_chunks(
     done = 0
     chunk = min(n, min_chunk)
     try:
-        while done < n:
-            stop = min(n, done + chunk)
-            started = time.perf_counter()
-            v, kk, st = evaluate_chunk(indices[done:stop], points[done:stop])
-            values[done:stop] = v
-            kinks[done:stop] = kk
-            status[done:stop] = st
-            elapsed = time.perf_counter() - started
-            bar.update(stop, stop - done)
-            # Aim for chunks of about _CHUNK_SECONDS: responsive to Ctrl-C and
-            # the progress bar, long enough to keep every thread busy.
-            rate = (stop - done) / max(elapsed, 1e-9)
-            chunk = int(min(max(min_chunk, rate * _CHUNK_SECONDS), 4 * chunk + min_chunk))
-            done = stop
+        with _DeferredInterrupt() as interrupt:
+            while done < n and not interrupt.requested:
+                stop = min(n, done + chunk)
+                started = time.perf_counter()
+                v, kk, st = evaluate_chunk(indices[done:stop], points[done:stop])
+                values[done:stop] = v
+                kinks[done:stop] = kk
+                status[done:stop] = st
+                elapsed = time.perf_counter() - started
+                bar.update(stop, stop - done)
+                # Aim for chunks of about _CHUNK_SECONDS: responsive to Ctrl-C and
+                # the progress bar, long enough to keep every thread busy.
+                rate = (stop - done) / max(elapsed, 1e-9)
+                chunk = int(min(max(min_chunk, rate * _CHUNK_SECONDS), 4 * chunk + min_chunk))
+                done = stop
     except KeyboardInterrupt:
         bar.close()
         return values, kinks, status, done

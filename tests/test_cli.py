@@ -342,12 +342,6 @@ def test_interrupted_before_any_component_exits_130_with_one_line(monkeypatch, c
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery to a child process is POSIX-only")
-@pytest.mark.xfail(
-    reason="known bug, reported: a pending Ctrl-C is raised inside Numba's boxing of a prange kernel's "
-    "results and crashes the process (SIGSEGV); fastgrad.numerical._run_chunks must defer SIGINT to a flag "
-    "checked between chunks (patch sent to the lead; remove this mark with it)",
-    strict=False,
-)
 def test_ctrl_c_in_a_long_check_exits_130_without_traceback():
     # The generic engine on the M network runs for minutes: long enough to interrupt.
     process = subprocess.Popen(
