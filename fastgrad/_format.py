@@ -106,6 +106,10 @@ def _verdict(report: "Report", color: bool) -> list[str]:
     if getattr(report, "interrupted", False) and report.checked == 0:
         return [_paint("gradient check INTERRUPTED", "bold+yellow", color)
                 + f": stopped (Ctrl-C) before any of the {report.size:,} components was checked"]
+    unchecked = [b.name for b in report.blocks if not _conclusive(b)]
+    if report.passed and unchecked:
+        # Nothing failed, but some blocks were not checked at all: say so up front.
+        verdict += " " + _paint(f"except {', '.join(unchecked)} (not checked: all at kinks)", "yellow", color)
     if getattr(report, "interrupted", False):
         # A partial verdict: only the components done before Ctrl-C were checked.
         verdict += " " + _paint(f"so far (interrupted after {report.checked:,} of {report.size:,} components)",
@@ -125,7 +129,6 @@ def _verdict(report: "Report", color: bool) -> list[str]:
             lines.append("  wrong: " + _paint(", ".join(failing_terms), "red", color))
         if not culprits and not failing_terms and report.mode == "directional" and not report.blocks:
             lines.append("  wrong: somewhere in theta (no layout to narrow it down to a block)")
-    unchecked = [b.name for b in report.blocks if not _conclusive(b)]
     if unchecked:
         label = "block" if len(unchecked) == 1 else "blocks"
         lines.append(

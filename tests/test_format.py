@@ -158,6 +158,7 @@ def test_block_made_only_of_kinks_is_named_as_not_checked():
     )
     assert report.inconclusive_blocks == ("a",)
     lines = str(report).splitlines()
+    assert lines[0].startswith("gradient check PASSED except a (not checked: all at kinks)")
     assert lines[1].startswith("  not checked: block a (every component sits at a kink")
     row = next(line.split() for line in lines if line.split()[:1] == ["a"])
     assert row[-4:] == ["checked", "2", "(1", "outside)"]  # status "not checked", kinks "2 (1 outside)"
