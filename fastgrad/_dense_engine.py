@@ -293,9 +293,15 @@ def _order_by_decreasing(values):
 
 
 @njit(cache=True)
-def _plan(layer_sizes, activations, loss, indices, n_pts, m, n_chunks, w_off, b_off, z_row):
+def _plan(layer_sizes, activations, loss, indices, n_pts, n_chunks, w_off, b_off, z_row, Z, dropout_scale):
     """Group components by row, cut rows into pieces, and spread the pieces over
-    chunks (largest estimated cost first, each to the least-loaded chunk)."""
+    chunks (largest estimated cost first, each to the least-loaded chunk).
+
+    A piece's cost is estimated from the examples its row actually passes on
+    (positive ReLU pre-activations, units not dropped), so that the static
+    split between chunks comes out even."""
+    m = Z.shape[1]
+    has_dropout = dropout_scale.shape[0] > 0
     n_layers = layer_sizes.size - 1
     n_idx = indices.size
     n_out = layer_sizes[n_layers]
@@ -358,13 +364,22 @@ def _plan(layer_sizes, activations, loss, indices, n_pts, m, n_chunks, w_off, b_
             if k < n_layers and not _is_piecewise_linear(activations[k - 1]):
                 piecewise = False
         per_column = 12 * n_out + 24 if (piecewise and fast_loss) else downstream + 4 * n_out + 8
+        passing = m
+        if l < n_layers:
+            passing = 0
+            code = activations[l - 1]
+            for e in range(m):
+                if has_dropout and dropout_scale[row, e] == 0.0:
+                    continue
+                if code != RELU or Z[row, e] > 0.0:
+                    passing += 1
         for t in range(parts):
             a = start + (run * t) // parts
             b = start + (run * (t + 1)) // parts
             piece_start[p] = a
             piece_len[p] = b - a
             piece_row[p] = row
-            cost[p] = m * (downstream + (b - a) * n_pts * per_column)
+            cost[p] = passing * (downstream + (b - a) * n_pts * per_column) + m * (b - a) * n_pts * 4
             p += 1
 
     chunk_of = np.empty(n_pieces, dtype=np.int64)
@@ -784,7 +799,7 @@ def _perturbed_cost_differences(
     )
     n_chunks = max(1, n_chunks)
     order, col_of, layer_of_row, piece_start, piece_len, piece_row, chunk_ptr, chunk_pieces, cap = _plan(
-        layer_sizes, activations, loss, indices, n_pts, m, n_chunks, w_off, b_off, z_row
+        layer_sizes, activations, loss, indices, n_pts, n_chunks, w_off, b_off, z_row, Z, dropout_scale
     )
 
     n_max = 1
