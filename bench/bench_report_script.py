@@ -38,7 +38,9 @@ def saved_run() -> dict:
         _row("quadratic", 300, "python-loop", "extrapolated", 0.1, timed=100),
         _row("quadratic", 300, "generic", "full", 0.1),
         _row("M", 1000, "dense (1 thread)", "full", 0.2, threads=1),
-        _row("M", 1000, "dense (2 threads)", "full", 0.1, threads=2, speedup_1_to_2_threads=2.0),
+        _row("M", 1000, "dense (2 threads)", "full", 0.1, threads=2, speedup_1_to_2_threads=2.0,
+             interleaved_median_1_thread=0.2, interleaved_median_2_threads=0.1, interleaved_min_1_thread=0.19,
+             interleaved_min_2_threads=0.1, interleaved_speedup_median=2.0, interleaved_speedup_min=1.9),
         {"case": "S", "n_params": 47, "contender": "dense: new process, empty cache", "kind": "compile",
          "process_wall_s": 20.0, "import_s": 0.5, "first_check_s": 18.0, "second_check_s": 0.001,
          "compiled_during_first_check": {"fastgrad": 9, "other": 20}},
@@ -69,7 +71,7 @@ def test_report_script_renders_a_saved_run(tmp_path):
     assert "| M | 1,000 | dense | every component | 100.0 ms | 10.0 k | 200x |" in text
     assert "| M | 1,000 | naive (BLAS 1 thread) | extrapolated from 10 components | ~20.00 s | 50 | 1.00x |" in text
     assert "quick: 18 sampled components" in text and "verdict FAILED" in text
-    assert "| dense | M | 1,000 | 200.0 ms | 100.0 ms | 2.00x |" in text
+    assert "| dense | M | 1,000 | 200.0 ms / 190.0 ms | 100.0 ms / 100.0 ms | 2.00x | 1.90x |" in text
     assert "test CPU, 2 cores" in text
     assert "complex 3.0e-16" in text
     assert "torch.autograd.gradcheck** was not measured" in text
