@@ -237,6 +237,23 @@ def test_deeper_network_middle_layers(hidden):
         np.testing.assert_array_equal(kinks, ref_kinks)
 
 
+@pytest.mark.parametrize("loss,output,n_out", [
+    ("binary_cross_entropy", "sigmoid", 1),
+    ("softmax_cross_entropy", "linear", 3),
+    ("mse", "relu", 2),
+])
+def test_single_layer_network(loss, output, n_out):
+    # Logistic / softmax regression: the only layer is the output layer.
+    case = make_case([6, n_out], "relu", output, loss, m=4, seed=7)
+    indices = np.arange(case["theta"].size, dtype=np.int64)
+    for h in (1e-4, 0.3):
+        points = central_points(case["theta"], indices, h)
+        deltas, kinks, _ = run_kernel(case, indices, points)
+        ref, ref_kinks = run_reference(case, indices, points)
+        assert_close_to_reference(case, deltas, ref, scale=1.0 if h < 1e-3 else 10.0)
+        np.testing.assert_array_equal(kinks, ref_kinks)
+
+
 def test_one_point_and_unequal_points():
     case = make_case([4, 5, 3, 2], "relu", "linear", "softmax_cross_entropy", seed=5)
     indices = np.array([30, 0, 47, 24, 3, 24], dtype=np.int64)  # unsorted, repeated, every layer
