@@ -73,6 +73,8 @@ _L3 = 1.0 / 3.0
 _L4 = -1.0 / 4.0
 _L5 = 1.0 / 5.0
 _L6 = -1.0 / 6.0
+_T3 = -1.0 / 3.0
+_T5 = 2.0 / 15.0
 
 
 # --------------------------------------------------------------------------- #
@@ -96,6 +98,52 @@ def _expm1_small(x):
 def _log1p_small(s):
     """log1p(s) for |s| <= 1.001 POLY_LIMIT: its Taylor polynomial, exact to rounding there."""
     return s * (1.0 + s * (_L2 + s * (_L3 + s * (_L4 + s * (_L5 + s * _L6)))))
+
+
+@njit(cache=True, inline="always")
+def _tanh_small(x):
+    """tanh(x) for |x| <= POLY_LIMIT: its Taylor polynomial, exact to rounding there."""
+    x2 = x * x
+    return x * (1.0 + x2 * (_T3 + x2 * _T5))
+
+
+@njit(cache=True)
+def _smooth_change_row(code, z, drop, DZ_row, DA_row, n_cols):
+    """DA_row[b] = drop (g(z + DZ_row[b]) - g(z)) for tanh / sigmoid, in loops
+    that vectorise: the terms that depend on z only are computed once, and
+    tanh / expm1 of the small change are polynomials. Entries beyond
+    POLY_LIMIT are redone by ``_activation_change``: each entry's path depends
+    on its own value only, never on its neighbours."""
+    if code == TANH:
+        # tanh(z + d) - tanh(z) = tanh(d) sech(z)^2 / (1 + tanh(z) tanh(d))
+        th = math.tanh(z)
+        c = math.cosh(z)
+        sech2 = 1.0 / (c * c)
+        for b in range(n_cols):
+            td = _tanh_small(DZ_row[b])
+            DA_row[b] = drop * (td * sech2 / (1.0 + th * td))
+    else:
+        # sigmoid(z + d) - sigmoid(z) = -expm1(-d) sigmoid(z + d) sigmoid(-z), with
+        # sigmoid(z + d) from exp(-|z|) (never overflows) and expm1(+-d)
+        s_minus = _sigmoid(-z)
+        if z >= 0.0:
+            ez = math.exp(-z)
+            for b in range(n_cols):
+                em = _expm1_small(-DZ_row[b])
+                DA_row[b] = drop * (-em * (1.0 / (1.0 + ez * (1.0 + em))) * s_minus)
+        else:
+            ez = math.exp(z)
+            for b in range(n_cols):
+                d = DZ_row[b]
+                g = ez * (1.0 + _expm1_small(d))
+                DA_row[b] = drop * (-_expm1_small(-d) * (g / (1.0 + g)) * s_minus)
+    n_far = 0
+    for b in range(n_cols):
+        n_far += not (abs(DZ_row[b]) <= POLY_LIMIT)
+    if n_far > 0:
+        for b in range(n_cols):
+            if not (abs(DZ_row[b]) <= POLY_LIMIT):
+                DA_row[b] = drop * _activation_change(code, z, DZ_row[b])
 
 
 @njit(cache=True)
@@ -459,7 +507,7 @@ def _loss_change(loss, out_code, n_out, zl, e, Z, A, P, lse, Y, DZ, b, U):
 @njit(cache=True)
 def _exact_columns(
     layer_sizes, activations, loss, theta, dropout_scale, w_off, z_row, Z, A, P, lse, Y,
-    l, i, e, n_cols, TB, OUT, KB, DZ, DA, U,
+    l, i, e, n_cols, TB, OUT, KB, KF, DZ, DA, U,
 ):
     """Loss change of example e for each column b: A_l[i, e] moved by TB[b] (or,
     for l = L, Z_L[i, e] moved by TB[b]). The change is pushed through the
@@ -499,6 +547,9 @@ def _exact_columns(
                     for b in range(n_cols):
                         if ((z + DZ[u, b]) > 0.0) != positive:
                             KB[b] = 1
+                if code == TANH or code == SIGMOID:
+                    _smooth_change_row(code, z, drop, DZ[u], DA[u], n_cols)
+                    continue
                 for b in range(n_cols):
                     DA[u, b] = drop * _activation_change(code, z, DZ[u, b])
             n_k1 = layer_sizes[k + 1]
@@ -520,6 +571,46 @@ def _exact_columns(
             for b in range(n_cols):
                 if ((z + DZ[c, b]) > 0.0) != (z > 0.0):
                     KB[b] = 1
+    if loss != MSE or out_code == LINEAR:
+        # The fast path's formulas, vectorised over the columns; columns whose
+        # output moved beyond POLY_LIMIT are then redone one by one.
+        for b in range(n_cols):
+            OUT[b] = 0.0
+            KF[b] = 0
+        for c in range(n_out):
+            for b in range(n_cols):
+                KF[b] |= not (abs(DZ[c, b]) <= POLY_LIMIT)
+        if loss == SOFTMAX_CROSS_ENTROPY:
+            dot = TB  # free now: TB was consumed by the first layer
+            for b in range(n_cols):
+                dot[b] = 0.0
+            for c in range(n_out):
+                pc = P[c, e]
+                yc = Y[c, e]
+                for b in range(n_cols):
+                    OUT[b] += pc * _expm1_small(DZ[c, b])
+                if yc != 0.0:
+                    for b in range(n_cols):
+                        dot[b] += yc * DZ[c, b]
+            for b in range(n_cols):
+                OUT[b] = _log1p_small(OUT[b]) - dot[b]
+        elif loss == BINARY_CROSS_ENTROPY:
+            for c in range(n_out):
+                sc = P[c, e]
+                yc = Y[c, e]
+                for b in range(n_cols):
+                    x = DZ[c, b]
+                    OUT[b] += _log1p_small(sc * _expm1_small(x)) - yc * x
+        else:
+            for c in range(n_out):
+                rc = A[zl + c, e] - Y[c, e]
+                for b in range(n_cols):
+                    x = DZ[c, b]
+                    OUT[b] += 0.5 * x * (x + 2.0 * rc)
+        for b in range(n_cols):
+            if KF[b] and loss != MSE:
+                OUT[b] = _loss_change(loss, out_code, n_out, zl, e, Z, A, P, lse, Y, DZ, b, U)
+        return
     for b in range(n_cols):
         OUT[b] = _loss_change(loss, out_code, n_out, zl, e, Z, A, P, lse, Y, DZ, b, U)
 
@@ -533,7 +624,7 @@ def _process_piece(
     w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
     order, col_of, start, n_comp, l, i,
     deltas, kinks, status,
-    DLT, XA, T, S, YD, CONTRIB, ACC, FLIP, EXQ, JC, KINK, TB, OUT, KB, DZ, DA, WA, WB, V, U,
+    DLT, XA, T, S, YD, CONTRIB, ACC, FLIP, EXQ, JC, KINK, TB, OUT, KB, KF, DZ, DA, WA, WB, V, U,
 ):
     n_layers = layer_sizes.size - 1
     n_out = layer_sizes[n_layers]
@@ -713,7 +804,7 @@ def _process_piece(
                     TB[b] = T[q]
             _exact_columns(
                 layer_sizes, activations, loss, theta, dropout_scale, w_off, z_row, Z, A, P, lse, Y,
-                l, i, e, n_cols, TB, OUT, KB, DZ, DA, U,
+                l, i, e, n_cols, TB, OUT, KB, KF, DZ, DA, U,
             )
             for b in range(n_cols):
                 q = EXQ[done + b]
@@ -773,7 +864,7 @@ def _run_pieces(
                 order, col_of, piece_start[piece], piece_len[piece], l, row - z_row[l],
                 deltas, kinks, status,
                 q_scratch[0], q_scratch[1], q_scratch[2], q_scratch[3], q_scratch[4], q_scratch[5],
-                q_scratch[6], FLIP[c], EXQ[c], JC[c], KINK[c], BF[c, 0], BF[c, 1], KB[c],
+                q_scratch[6], FLIP[c], EXQ[c], JC[c], KINK[c], BF[c, 0], BF[c, 1], KB[c, 0], KB[c, 1],
                 DZA[c, 0], DZA[c, 1], WAB[c, 0], WAB[c, 1], VU[c, 0], VU[c, 1],
             )
 
@@ -814,7 +905,7 @@ def _perturbed_cost_differences(
     JC = np.empty((n_chunks, cap), dtype=np.int64)
     KINK = np.empty((n_chunks, cap), dtype=np.uint8)
     BF = np.empty((n_chunks, 2, EXACT_BLOCK))
-    KB = np.empty((n_chunks, EXACT_BLOCK), dtype=np.uint8)
+    KB = np.empty((n_chunks, 2, EXACT_BLOCK), dtype=np.uint8)
     DZA = np.empty((n_chunks, 2, n_max, EXACT_BLOCK))
     WAB = np.empty((n_chunks, 2, n_max))
     VU = np.empty((n_chunks, 2, n_out))
