@@ -210,7 +210,17 @@ def machine_description() -> dict:
         load = os.getloadavg()
     except OSError:
         load = None
+    try:
+        import subprocess
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
     return {
+        "commit": commit,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],

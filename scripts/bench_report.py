@@ -292,7 +292,8 @@ def machine_section(machine: dict, when: str) -> str:
     ) or "unknown"
     load = info.get("load_average")
     lines = [
-        f"- date: {when or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
+        f"- date: {when or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}"
+        + (f", fastgrad at commit `{info['commit']}`" if info.get("commit") else ""),
         f"- CPU: {info.get('cpu', machine.get('cpu', {}).get('brand_raw', 'unknown'))}, "
         f"{info.get('cores', '?')} cores",
         f"- Python {info.get('python', machine.get('python_version', '?'))}, numba {info.get('numba', '?')}, "
@@ -418,6 +419,14 @@ def notes(rows: list[dict]) -> list[str]:
         "the engine's time; the engine skips much of that work (examples whose activation does not change, "
         "a linear path while no ReLU flips), so this *equivalent* rate can exceed the machine's "
         "matrix-multiply rate.",
+        "- **Generic engine against the Python loop.** The Python loop here already calls the *compiled* "
+        "cost, so its only overhead is a copy of theta and two calls per component; against an expensive "
+        "cost the engine's gain is at most its threads, and the quadratic form and logistic regression read "
+        "a matrix larger than the cache at every evaluation (memory-bound: a second thread barely helps). "
+        "With the default step the engine also confirms smoothness numerically (half-step re-evaluation of "
+        "components whose one-sided slopes differ beyond the threshold), which on these smooth costs means "
+        "about 4 evaluations per component instead of 2. The network cost (`mlp`) is compute-bound and "
+        "scales with threads (thread table).",
         "- **BLAS threads.** Rows marked `(BLAS 1 thread)` ran inside `threadpoolctl.threadpool_limits(1)`. "
         "A cost that calls BLAS (`np.dot`) inside fastgrad's parallel loop, and OpenBLAS worker threads still "
         "spinning after DenseNet's back-prop, compete with Numba's threads for the 2 cores.",
