@@ -687,9 +687,8 @@ def _process_piece(
                 continue  # stays on the flat side of a ReLU: exactly no change
             for q in range(n_q):
                 T[q] = factor * XA[q]
-        else:
-            for q in range(n_q):
-                T[q] = drop * _activation_change(code, z, XA[q])
+        else:  # tanh, sigmoid
+            _smooth_change_row(code, z, drop, XA, T, n_q)
 
         n_exact = 0
         if fast and (factor != 0.0 or not piecewise_here):
