@@ -21,6 +21,7 @@ from fastgrad._dense_engine import (
     POLY_LIMIT,
     _expm1_small,
     _log1p_small,
+    _tanh_small,
     kernel_is_cached,
     perturbed_cost_differences,
 )
@@ -408,7 +409,7 @@ def test_kernel_is_cached_after_a_call():
 
 
 def test_fast_path_polynomials_are_exact_to_rounding():
-    # The fast path's expm1 / log1p are Taylor polynomials, valid only for
+    # The fast path's expm1 / log1p / tanh are Taylor polynomials, valid only for
     # arguments up to POLY_LIMIT (logits moved by about 1e-3 at most).
     xs = np.concatenate([np.linspace(-POLY_LIMIT, POLY_LIMIT, 2001), [1e-300, -1e-12, 0.0]])
     for x in xs:
@@ -417,3 +418,5 @@ def test_fast_path_polynomials_are_exact_to_rounding():
         s = 1.001 * x
         exact = math.log1p(s)
         assert abs(_log1p_small(s) - exact) <= 2.5e-16 * abs(exact)
+        exact = math.tanh(x)
+        assert abs(_tanh_small(x) - exact) <= 2.5e-16 * abs(exact)
