@@ -243,6 +243,29 @@ def _tables(layer_sizes, m):
     return w_off, b_off, z_row, at_off
 
 
+@njit(cache=True, parallel=True)
+def _layer_forward(W, A_prev, b, code, dropped, dropout_scale, row0, Z, A):
+    """Z[row0 + i] = W[i] A_prev + b[i], A = activation (times dropout), rows in
+    parallel. Our own loops rather than BLAS: BLAS threads left spinning after
+    a call compete with the prange workers that follow."""
+    m = A_prev.shape[1]
+    for i in prange(W.shape[0]):
+        row = row0 + i
+        for e in range(m):
+            Z[row, e] = 0.0
+        for j in range(W.shape[1]):
+            w = W[i, j]
+            for e in range(m):
+                Z[row, e] += w * A_prev[j, e]
+        for e in range(m):
+            z = Z[row, e] + b[i]
+            Z[row, e] = z
+            a = _activation(code, z)
+            if dropped:
+                a = a * dropout_scale[row, e]
+            A[row, e] = a
+
+
 @njit(cache=True)
 def _forward_base(layer_sizes, activations, loss, theta, X, Y, dropout_scale, w_off, b_off, z_row, at_off):
     """Pre-activations Z and activations A (after dropout) of every layer, stacked
@@ -262,26 +285,10 @@ def _forward_base(layer_sizes, activations, loss, theta, X, Y, dropout_scale, w_
             A_prev = X
         else:
             A_prev = A[z_row[l - 1] : z_row[l - 1] + n_in]
-        code = activations[l - 1]
-        dropped = has_dropout and l < n_layers
-        # Our own loops rather than BLAS: BLAS threads left spinning after a
-        # call compete with the prange workers that follow.
-        for i in range(n_out):
-            row = z_row[l] + i
-            for e in range(m):
-                Z[row, e] = 0.0
-            for j in range(n_in):
-                w = W[i, j]
-                for e in range(m):
-                    Z[row, e] += w * A_prev[j, e]
-            b_i = theta[b_off[l] + i]
-            for e in range(m):
-                z = Z[row, e] + b_i
-                Z[row, e] = z
-                a = _activation(code, z)
-                if dropped:
-                    a = a * dropout_scale[row, e]
-                A[row, e] = a
+        _layer_forward(
+            W, A_prev, theta[b_off[l] : b_off[l] + n_out], activations[l - 1],
+            has_dropout and l < n_layers, dropout_scale, z_row[l], Z, A,
+        )
 
     n_out = layer_sizes[n_layers]
     zl = z_row[n_layers]
