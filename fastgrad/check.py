@@ -18,6 +18,7 @@ import numpy as np
 
 from fastgrad import _steps
 from fastgrad._layout import Layout, pack
+from fastgrad._threads import single_threaded_blas
 from fastgrad._validation import as_float_vector, as_indices, check_eps, check_threshold, first_nonfinite
 from fastgrad.numerical import (
     CheckInterrupted,
@@ -109,6 +110,7 @@ def check_directions(directions: object) -> int:
     return int(directions)
 
 
+@single_threaded_blas
 def gradcheck(
     cost: Callable,
     grad: np.ndarray | Mapping[str, np.ndarray],

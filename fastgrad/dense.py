@@ -25,6 +25,7 @@ from numba.core import event as numba_event
 from fastgrad import _dense_kernels, _steps
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
+from fastgrad._threads import blas_on_one_thread, single_threaded_blas
 from fastgrad._validation import as_indices, check_eps, check_threshold
 from fastgrad.check import check_directions, directional_report, prepare_grad, sample_indices
 from fastgrad.numerical import CheckInterrupted, Estimate, estimate_with
@@ -71,12 +72,19 @@ class _CompileNotice(numba_event.Listener):
 
 @contextmanager
 def _announce_compilation():
-    """Run compiled kernels, announcing on stderr the first time a process compiles them."""
-    if _compile_announced:
-        yield
-        return
-    with numba_event.install_listener("numba:compile", _CompileNotice()):
-        yield
+    """Run compiled kernels: BLAS on one thread, and a notice the first time a process compiles them.
+
+    The kernels parallelise with Numba's threads. Matrix products inside them
+    (SciPy's OpenBLAS) would otherwise start threads of their own that keep
+    spinning after each call and, on a small machine, take the cores the
+    ``prange`` workers need: a full check of the M network ran 2-3x slower.
+    """
+    with blas_on_one_thread():
+        if _compile_announced:
+            yield
+            return
+        with numba_event.install_listener("numba:compile", _CompileNotice()):
+            yield
 
 
 # --------------------------------------------------------------------------- #
@@ -583,6 +591,7 @@ class DenseNet:
     # ------------------------------------------------------------------ #
     # Gradient check
     # ------------------------------------------------------------------ #
+    @single_threaded_blas
     def gradcheck(
         self,
         params: Mapping[str, object],

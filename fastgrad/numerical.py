@@ -22,6 +22,7 @@ from numba.extending import is_jitted
 
 from fastgrad import _steps
 from fastgrad._generic_kernels import kernel_for
+from fastgrad._threads import single_threaded_blas
 from fastgrad._validation import as_float_vector, as_indices, check_args, check_eps
 
 __all__ = [
@@ -635,6 +636,7 @@ def _python_evaluator(cost: _Cost, theta: np.ndarray, complex_step: bool) -> Eva
     return evaluate
 
 
+@single_threaded_blas
 def estimate_gradient(
     cost: Callable,
     theta: np.ndarray,
