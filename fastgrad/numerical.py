@@ -9,6 +9,7 @@ so a check can be split over chunks, processes or machines.
 
 from __future__ import annotations
 
+import inspect
 import math
 import signal
 import sys
@@ -593,6 +594,12 @@ def _numba_arg_types(args: tuple) -> tuple:
 
 
 def _compiled_evaluator(cost: _Cost, theta: np.ndarray, complex_step: bool) -> EvaluateChunk:
+    parameters = inspect.signature(cost.function.py_func).parameters.values()
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+        raise TypeError(
+            "A compiled cost with *args or **kwargs cannot be passed to the compiled engine (Numba's "
+            "function types need a fixed argument list): name its arguments, e.g. def cost(theta, X, y)."
+        )
     arg_types = _numba_arg_types(cost.args)
     scalar = numba.types.complex128 if complex_step else numba.types.float64
     vector = numba.types.Array(scalar, 1, "C")

@@ -234,3 +234,12 @@ def test_default_step_is_exactly_representable():
     points = _steps.perturbation_points(theta, np.arange(4), None, "central")
     np.testing.assert_array_equal((theta + points.steps) - theta, points.steps)
     assert np.all(points.steps >= _steps.DEFAULT_STEPS["central"] * 0.99 * np.maximum(1, np.abs(theta)))
+
+
+def test_compiled_cost_with_star_args_gets_a_clear_error():
+    @numba.njit
+    def cost(theta, *args):
+        return np.sum(theta * theta) * args[0].sum()
+
+    with pytest.raises(TypeError, match=r"\*args or \*\*kwargs cannot be passed to the compiled engine"):
+        fastgrad.numerical_gradient(cost, np.ones(3), args=(np.ones(2),))
