@@ -11,7 +11,9 @@ kernels wraps its work in :func:`blas_on_one_thread`.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
@@ -21,13 +23,30 @@ __all__ = ["blas_on_one_thread", "single_threaded_blas"]
 F = TypeVar("F", bound=Callable)
 
 
-def blas_on_one_thread() -> threadpool_limits:
+_depth = threading.local()
+
+
+@contextmanager
+def blas_on_one_thread():
     """A context manager limiting every loaded BLAS library to one thread.
 
-    The libraries are looked up at each call (about a millisecond), so a BLAS
-    that Numba loads late is limited too.
+    The libraries are looked up on entry (about a millisecond), so a BLAS that
+    Numba loads late is limited too; nested uses cost nothing.
     """
-    return threadpool_limits(limits=1, user_api="blas")
+    depth = getattr(_depth, "value", 0)
+    if depth:
+        _depth.value = depth + 1
+        try:
+            yield
+        finally:
+            _depth.value = depth
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        _depth.value = 1
+        try:
+            yield
+        finally:
+            _depth.value = 0
 
 
 def single_threaded_blas(function: F) -> F:
