@@ -110,6 +110,29 @@ def check_directions(directions: object) -> int:
     return int(directions)
 
 
+def check_options(
+    method: object, mode: object, eps: object, threshold: object, directions: object,
+    sample: object, indices: object,
+) -> tuple[str, str, float | None, float | None, int]:
+    """Validate the options every gradient check shares (``gradcheck``, ``DenseNet.gradcheck``).
+
+    Returns ``(method, mode, eps, threshold, directions)``; ``sample`` itself is
+    checked where the components are drawn (:func:`sample_indices`).
+    """
+    method = _steps.check_method(method)
+    mode = _check_mode(mode)
+    eps = None if eps is None else check_eps(eps)
+    threshold = None if threshold is None else check_threshold(threshold)
+    directions = check_directions(directions)
+    if sample is not None and indices is not None:
+        raise ValueError("Give either indices= or sample=, not both.")
+    if mode == "directional" and (sample is not None or indices is not None):
+        raise ValueError("mode='directional' checks all of theta at once; drop indices= and sample=.")
+    if mode == "directional" and method != "central":
+        raise ValueError("mode='directional' uses central differences; drop method= or use mode='full'.")
+    return method, mode, eps, threshold, directions
+
+
 @single_threaded_blas
 def gradcheck(
     cost: Callable,
@@ -189,17 +212,9 @@ def gradcheck(
     theta = as_float_vector(theta, "theta")
     layout = check_layout(layout, theta.size)
     grad_vector, grad_dtype = prepare_grad(grad, theta.size, layout)
-    method = _steps.check_method(method)
-    mode = _check_mode(mode)
-    eps = None if eps is None else check_eps(eps)
-    threshold = None if threshold is None else check_threshold(threshold)
-    directions = check_directions(directions)
-    if sample is not None and indices is not None:
-        raise ValueError("Give either indices= or sample=, not both.")
-    if mode == "directional" and (sample is not None or indices is not None):
-        raise ValueError("mode='directional' checks all of theta at once; drop indices= and sample=.")
-    if mode == "directional" and method != "central":
-        raise ValueError("mode='directional' uses central differences; drop method= or use mode='full'.")
+    method, mode, eps, threshold, directions = check_options(
+        method, mode, eps, threshold, directions, sample, indices
+    )
 
     cost_value = cost_at(cost_fn, theta)
     if mode == "directional":

@@ -26,8 +26,8 @@ from fastgrad import _dense_kernels, _steps
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
 from fastgrad._threads import blas_on_one_thread, single_threaded_blas
-from fastgrad._validation import as_indices, check_eps, check_threshold
-from fastgrad.check import check_directions, directional_report, prepare_grad, sample_indices
+from fastgrad._validation import as_indices
+from fastgrad.check import check_options, directional_report, prepare_grad, sample_indices
 from fastgrad.numerical import CheckInterrupted, Estimate, estimate_with
 from fastgrad.report import Report, TermResult, _rule
 
@@ -666,19 +666,10 @@ class DenseNet:
         """
         theta = self.pack(params)
         X, Y = self._data(X, Y)
-        method = _steps.check_method(method)
-        eps = None if eps is None else check_eps(eps)
-        threshold = None if threshold is None else check_threshold(threshold)
+        method, mode, eps, threshold, directions = check_options(
+            method, mode, eps, threshold, directions, sample, indices
+        )
         use_dense = _choose_engine(engine, method)
-        if mode not in ("full", "directional"):
-            raise ValueError(f"Unknown mode {mode!r}; choose 'full' or 'directional' (and sample=k for a sample).")
-        directions = check_directions(directions)
-        if sample is not None and indices is not None:
-            raise ValueError("Give either indices= or sample=, not both.")
-        if mode == "directional" and (sample is not None or indices is not None):
-            raise ValueError("mode='directional' checks all of theta at once; drop indices= and sample=.")
-        if mode == "directional" and method != "central":
-            raise ValueError("mode='directional' uses central differences; drop method= or use mode='full'.")
         if grads is None:
             grad, grad_dtype = None, "float64"
         else:
