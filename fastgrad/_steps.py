@@ -167,3 +167,8 @@ def rounding_noise(cost_scale: np.ndarray | float, steps: np.ndarray, method: st
         # (4 D(h/2) - D(h)) / 3 amplifies the rounding of D(h) by about 3.
         return 3.0 * scale / steps
     return scale / steps
+
+
+def float32_noise(grad: np.ndarray) -> np.ndarray:
+    """Allowance for the rounding of a user's float32 gradient, per component."""
+    return FLOAT32_ROUNDING_FACTOR * FLOAT32_EPS * np.abs(grad)

@@ -19,7 +19,7 @@ import numpy as np
 from fastgrad import _steps
 from fastgrad._layout import Layout, pack
 from fastgrad._threads import single_threaded_blas
-from fastgrad._validation import as_float_vector, as_indices, check_eps, check_threshold, first_nonfinite
+from fastgrad._validation import as_float_vector, as_indices, check_eps, check_threshold
 from fastgrad.numerical import (
     CheckInterrupted,
     kink_test,
@@ -60,9 +60,6 @@ def prepare_grad(grad: object, theta_size: int, layout: Layout | None) -> tuple[
             f"grad has {vector.size} components but theta has {theta_size}: pass the gradient of "
             "the same parameters, packed in the same order (fastgrad.pack(grads, layout=layout))."
         )
-    bad = first_nonfinite(vector)
-    if bad is not None:
-        raise ValueError(f"grad contains {vector[bad]} at index {bad}: fix the back-prop that produced it.")
     grad_dtype = "float32" if any(d == np.float32 for d in dtypes) else "float64"
     return vector, grad_dtype
 
@@ -286,7 +283,7 @@ def directional_report(
 
     offsets = np.array([[step, -step]])
     half_offsets = offsets / 2.0
-    rounding = _steps.ROUNDING_FACTOR * _steps.EPS_MACH * abs(cost_value) / step
+    rounding = float(_steps.rounding_noise(cost_value, np.array([step]), "central")[0])
 
     def run(mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         analytic = np.empty(directions)
@@ -317,7 +314,7 @@ def directional_report(
                     break
         noise = np.full(directions, rounding)
         if grad_dtype == "float32":
-            noise += _steps.FLOAT32_ROUNDING_FACTOR * _steps.FLOAT32_EPS * np.abs(analytic)
+            noise += _steps.float32_noise(analytic)
         return analytic, numerical, noise, kinks
 
     analytic, numerical, noise, kinks = run(None)
@@ -329,7 +326,13 @@ def directional_report(
         for i, name in enumerate(names):
             mask = np.zeros(theta.size, dtype=bool)
             mask[slice(0, theta.size) if layout is None else layout.slice(name)] = True
-            a, n, z, k = run(mask)
+            if not mask.any():
+                continue  # an empty block has no direction to move along
+            if layout is None:
+                # The whole of theta is the one block: the first run already says it all.
+                a, n, z, k = analytic, numerical, noise, kinks
+            else:
+                a, n, z, k = run(mask)
             d, t, p = _rule(a[~k], n[~k], z[~k], threshold)
             shape = (theta.size,) if layout is None else layout.shapes[i]
             blocks.append(BlockResult(name, tuple(shape), int(mask.sum()), d, t, p, int(k.sum())))

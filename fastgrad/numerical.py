@@ -370,11 +370,11 @@ def estimate_with(
         # one formula serve both kinds of engine.
         values = values - cost_value
     estimate = _derivatives(values, pts, indices, method, eps, cost_value)
+    if kink_threshold is None:
+        kink_threshold = _steps.default_threshold(method)
     if engine_detects_kinks:
         estimate = replace(estimate, kinks=engine_kinks.astype(bool))
     elif method == "forward" and done and not interrupted and suspect_grad is not None:
-        if kink_threshold is None:
-            kink_threshold = _steps.default_threshold(method)
         estimate = _examine_forward_suspects(
             estimate, evaluate_chunk, theta, pts, values, values_are_differences,
             suspect_grad[:done], kink_threshold,
@@ -382,8 +382,6 @@ def estimate_with(
     elif method in ("central", "richardson") and done and not interrupted:
         # (After Ctrl-C no further evaluations are made: the partial result
         # goes without numerical kink detection.)
-        if kink_threshold is None:
-            kink_threshold = _steps.default_threshold(method)
         estimate = _detect_kinks(
             estimate, evaluate_chunk, theta, pts, values, values_are_differences, kink_threshold
         )
@@ -569,7 +567,9 @@ def cost_at(cost: _Cost, theta: np.ndarray, what: str = "theta") -> float:
     try:
         value = cost(theta.copy())
     except Exception as exc:
-        raise type(exc)(f"The cost raised an error at {what}: {exc}") from exc
+        # Keep the user's own exception (its type and arguments); say where it happened.
+        exc.add_note(f"fastgrad: raised by the cost at {what}")
+        raise
     if isinstance(value, complex) or np.iscomplexobj(value):
         raise TypeError(f"The cost returned a complex value {value!r} at {what}; it must return a real scalar.")
     array = np.asarray(value)

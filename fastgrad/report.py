@@ -16,7 +16,6 @@ import numpy as np
 
 from fastgrad import _steps
 from fastgrad._layout import Layout
-from fastgrad._metrics import _relative_difference
 from fastgrad.numerical import Estimate, merge_estimates
 
 __all__ = ["Report", "BlockResult", "Component", "TermResult", "DirectionalResult", "merge_reports"]
@@ -260,7 +259,7 @@ class Report:
         noise = estimate.noise
         notes = list(notes)
         if is_float32:
-            noise = noise + _steps.FLOAT32_ROUNDING_FACTOR * _steps.FLOAT32_EPS * np.abs(grad_selected)
+            noise = noise + _steps.float32_noise(grad_selected)
             notes.append(
                 f"grad is float32: compared with the float64 numerical gradient at threshold {threshold:.3g}, "
                 f"allowing {_steps.FLOAT32_ROUNDING_FACTOR:g} float32 ulps of rounding per component."
@@ -415,7 +414,7 @@ class Report:
             "size": self.size,
             "checked": self.checked,
             "kinks": self.n_kinks,
-            "kinks_outside": int(np.count_nonzero(self.errors()[self.kinks])),
+            "kinks_outside": sum(b.kinks_outside for b in self.blocks),
             "cost": self.cost_value,
             "grad_dtype": self.grad_dtype,
             "blocks": [b.to_dict() for b in self.blocks],

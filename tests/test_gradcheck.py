@@ -221,3 +221,28 @@ def test_relative_difference_definition():
     assert fastgrad.relative_difference(g, a) == pytest.approx(1.0 / (3.0 + np.sqrt(14.0)))
     with pytest.raises(ValueError, match="same size"):
         fastgrad.relative_difference(np.ones(2), np.ones(3))
+
+
+def test_directional_check_skips_an_empty_block():
+    layout = fastgrad.Layout(("a", "empty", "b"), ((2,), (0,), (2,)))
+    theta = np.array([1.0, -2.0, 0.5, 3.0])
+    grad = 2 * theta
+    grad[3] *= 1.5  # a bug in block b
+    report = fastgrad.gradcheck(quad, grad, theta, layout=layout, mode="directional")
+    assert not report.passed
+    assert report.failing_blocks == ("b",)
+    assert "empty" not in {b.name for b in report.blocks}
+
+
+def test_the_costs_own_exception_reaches_the_caller_unchanged():
+    class CostError(Exception):
+        def __init__(self, code, detail):
+            super().__init__(code, detail)
+
+    def cost(theta):
+        raise CostError(7, "bad")
+
+    with pytest.raises(CostError) as caught:
+        fastgrad.gradcheck(cost, np.ones(2), np.ones(2))
+    assert caught.value.args == (7, "bad")
+    assert any("raised by the cost at theta" in note for note in caught.value.__notes__)
