@@ -327,6 +327,7 @@ class DenseNet:
         if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, (int, np.integer)):
             raise TypeError(f"dropout_seed must be an integer, got {type(dropout_seed).__name__}.")
         self.dropout_seed = int(dropout_seed)
+        self._dropout_cache: dict[int, np.ndarray] = {}
 
         names, shapes = [], []
         for l in range(1, n_layers + 1):
@@ -501,10 +502,15 @@ class DenseNet:
         return [mask / (1.0 - rate) for mask, rate in zip(masks, self.dropout)]
 
     def _dropout_array(self, m: int) -> np.ndarray:
-        scales = self.dropout_scales(m)
-        if scales is None:
-            return np.zeros((0, m))
-        return np.ascontiguousarray(np.vstack(scales))
+        # Drawn once per batch size: training and checks call the kernels many
+        # times with the same masks. (Kept writeable: a read-only array is
+        # another type to Numba, and would compile every kernel again.)
+        cached = self._dropout_cache.get(m)
+        if cached is None:
+            scales = self.dropout_scales(m)
+            cached = np.zeros((0, m)) if scales is None else np.ascontiguousarray(np.vstack(scales))
+            self._dropout_cache[m] = cached
+        return cached
 
     # ------------------------------------------------------------------ #
     # Cost and back-prop
