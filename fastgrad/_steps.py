@@ -115,6 +115,14 @@ _MULTIPLIERS = {
 }
 
 
+def _columns(base: np.ndarray, h: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
+    """``base + multiplier * h`` for each multiplier, one column each (column-wise: faster than broadcasting)."""
+    values = np.empty((base.size, multipliers.size))
+    for j, multiplier in enumerate(multipliers):
+        values[:, j] = base + multiplier * h
+    return values
+
+
 def perturbation_points(theta: np.ndarray, indices: np.ndarray, eps: float | None, method: str) -> Points:
     """Perturbed values of ``theta[indices]`` for ``method`` (see module docstring).
 
@@ -136,12 +144,12 @@ def perturbation_points(theta: np.ndarray, indices: np.ndarray, eps: float | Non
         # Round so that base + h is exact; the derivative then divides by the
         # step really taken, which removes the representation error of h.
         h = (base + h) - base
-        values = base[:, None] + h[:, None] * multipliers[None, :]
+        values = _columns(base, h, multipliers)
         offsets = values - base[:, None]
         return Points(values=values, offsets=offsets, steps=h, nominal=False)
 
     h = np.full(base.shape, float(eps))
-    values = base[:, None] + h[:, None] * multipliers[None, :]
+    values = _columns(base, h, multipliers)
     unchanged = np.flatnonzero((values == base[:, None]).any(axis=1))
     if unchanged.size:
         k = int(indices[unchanged[0]])
