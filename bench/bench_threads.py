@@ -119,3 +119,35 @@ def test_generic_engine_threads(benchmark, threads, problem_of):
     timing = _run_with_threads(benchmark, threads, run, rounds(5))
     assert timing.result.passed, str(timing.result)
     _scaling(benchmark, "generic", case, "generic", threads, timing, run)
+
+
+@pytest.mark.skipif(not _has_dense_engine(), reason="fastgrad._dense_engine is not available yet")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dense_kernel_threads(benchmark, threads, problem_of):
+    """The compiled dense engine alone: every component of M in one call, no Python around it.
+
+    ``DenseNet.gradcheck`` adds back-prop, step choice and the report, which run
+    in one thread; this row shows how the parallel part itself scales.
+    """
+    from types import SimpleNamespace
+
+    from fastgrad import _steps
+
+    case = case_for("M")
+    problem = problem_of(case)
+    benchmark.group = "threads"
+    net = problem.net
+    theta = net.pack(problem.params)
+    X = np.ascontiguousarray(problem.X, dtype=np.float64)
+    Y = np.ascontiguousarray(problem.Y, dtype=np.float64)
+    indices = np.arange(theta.size, dtype=np.int64)
+    points = _steps.perturbation_points(theta, indices, None, "central").values
+    evaluate, _ = net._evaluator(theta, X, Y, "central", True)
+
+    def run():
+        deltas, kinks, status = evaluate(indices, points)
+        return SimpleNamespace(approx=deltas.ravel(), passed=not status.any())
+
+    timing = _run_with_threads(benchmark, threads, run, rounds(9))
+    assert timing.result.passed
+    _scaling(benchmark, "dense-kernel", case, "dense kernel", threads, timing, run)
