@@ -7,43 +7,9 @@ twin (``cost.py_func``) do the same arithmetic.
 import numba
 import numpy as np
 
-
-@numba.njit(cache=True)
-def quadratic(theta, A, b):
-    """0.5 theta' A theta - b' theta."""
-    n = theta.shape[0]
-    total = 0.0
-    for i in range(n):
-        row = 0.0
-        for j in range(n):
-            row += A[i, j] * theta[j]
-        total += 0.5 * theta[i] * row - b[i] * theta[i]
-    return total
-
-
-def quadratic_gradient(theta, A, b):
-    return 0.5 * (A + A.T) @ theta - b
-
-
-@numba.njit(cache=True)
-def logistic(theta, X, y):
-    """Mean logistic loss of a linear model with weights theta (X is m x n)."""
-    m, n = X.shape
-    total = 0.0
-    for e in range(m):
-        z = 0.0
-        for j in range(n):
-            z += X[e, j] * theta[j]
-        # log(1 + exp(-y z)) written stably
-        t = -y[e] * z
-        total += max(t, 0.0) + np.log1p(np.exp(-abs(t)))
-    return total / m
-
-
-def logistic_gradient(theta, X, y):
-    z = X @ theta
-    s = 1.0 / (1.0 + np.exp(y * z))
-    return -(X.T @ (y * s)) / X.shape[0]
+# The quadratic form and logistic regression come from the case registry shared
+# with the benchmarks; the costs below exist only for the tests.
+from fastgrad._cases import logistic_cost, logistic_gradient, quadratic_cost, quadratic_gradient
 
 
 @numba.njit(cache=True)
@@ -96,7 +62,8 @@ def cases(seed=0):
     """(name, cost, args, theta, exact gradient) for each cost."""
     rng = np.random.default_rng(seed)
     n = 12
-    A = rng.normal(size=(n, n))
+    B = rng.normal(size=(n, n))
+    A = np.ascontiguousarray(B @ B.T)  # the registry's quadratic assumes a symmetric A
     b = rng.normal(size=n)
     theta_q = rng.normal(size=n)
     X = rng.normal(size=(40, 6))
@@ -106,7 +73,7 @@ def cases(seed=0):
     Yn = rng.normal(size=10)
     theta_n = rng.normal(size=21)
     return [
-        ("quadratic", quadratic, (A, b), theta_q, quadratic_gradient(theta_q, A, b)),
-        ("logistic", logistic, (X, y), theta_l, logistic_gradient(theta_l, X, y)),
+        ("quadratic", quadratic_cost, (A, b), theta_q, quadratic_gradient(theta_q, A, b)),
+        ("logistic", logistic_cost, (X, y, 0.0), theta_l, logistic_gradient(theta_l, X, y, 0.0)),
         ("tiny_network", tiny_network, (Xn, Yn), theta_n, tiny_network_gradient(theta_n, Xn, Yn)),
     ]

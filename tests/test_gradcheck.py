@@ -8,7 +8,7 @@ import pytest
 import fastgrad
 from fastgrad import merge_reports
 
-from generic_costs import logistic, logistic_gradient, quadratic, tiny_network, tiny_network_gradient
+from generic_costs import logistic_cost, logistic_gradient, quadratic_cost, tiny_network, tiny_network_gradient
 
 
 def network_case(seed=0):
@@ -123,7 +123,7 @@ def test_large_loss_does_not_fail_a_correct_gradient():
     X = rng.normal(size=(200, 5)) * 30
     y = np.where(rng.random(200) < 0.5, -1.0, 1.0)
     theta = rng.normal(size=5) * 30
-    report = fastgrad.gradcheck(logistic, logistic_gradient(theta, X, y), theta, args=(X, y))
+    report = fastgrad.gradcheck(logistic_cost, logistic_gradient(theta, X, y, 0.0), theta, args=(X, y, 0.0))
     assert report.cost_value > 100
     assert report.passed
 
@@ -132,9 +132,11 @@ def test_course_eps_and_threshold_reproduce_course_numbers_for_quadratic():
     A = np.eye(3) * 2
     b = np.zeros(3)
     theta = np.array([1.0, 2.0, 3.0])
-    report = fastgrad.gradcheck(quadratic, A @ theta, theta, args=(A, b), eps=1e-7, threshold=1e-7)
+    report = fastgrad.gradcheck(quadratic_cost, A @ theta, theta, args=(A, b), eps=1e-7, threshold=1e-7)
     assert report.eps == 1e-7 and report.threshold == 1e-7
-    expected = [(quadratic(theta + 1e-7 * e, A, b) - quadratic(theta - 1e-7 * e, A, b)) / 2e-7 for e in np.eye(3)]
+    expected = [
+        (quadratic_cost(theta + 1e-7 * e, A, b) - quadratic_cost(theta - 1e-7 * e, A, b)) / 2e-7 for e in np.eye(3)
+    ]
     np.testing.assert_array_equal(report.approx, expected)
 
 

@@ -13,7 +13,7 @@ import fastgrad
 from fastgrad import _steps
 from fastgrad.numerical import CheckInterrupted, NonFiniteCostError, estimate_gradient
 
-from generic_costs import cases, complex_safe_smooth, complex_safe_smooth_gradient, quadratic
+from generic_costs import cases, complex_safe_smooth, complex_safe_smooth_gradient, quadratic_cost
 
 
 def reference_central(cost, theta, eps):
@@ -103,9 +103,9 @@ def test_one_wrong_component_fails_and_is_named():
     theta, layout = fastgrad.pack(params)
     A = np.diag(np.arange(1.0, 9.0))
     b = np.ones(8)
-    grad = A @ theta - b
+    grad = A @ theta + b
     grad[4] += 1e-3  # W1[1, 1]
-    report = fastgrad.gradcheck(quadratic, grad, theta, args=(A, b), layout=layout)
+    report = fastgrad.gradcheck(quadratic_cost, grad, theta, args=(A, b), layout=layout)
     assert not report.passed
     worst = report.worst(1)[0]
     assert (worst.index, worst.block, worst.position) == (4, "W1", (1, 1))
@@ -217,7 +217,7 @@ def test_kernel_is_cached_for_a_new_cost_in_a_new_process(tmp_path):
 def test_caller_arrays_unchanged():
     name, cost, args, theta, exact = cases(3)[1]
     theta_before, exact_before = theta.copy(), exact.copy()
-    args_before = [a.copy() for a in args]
+    args_before = [np.copy(a) for a in args]
     for method in ("central", "forward", "richardson"):
         fastgrad.gradcheck(cost, exact, theta, args=args, method=method)
     fastgrad.gradcheck(cost, exact, theta, args=args, sample=2)
