@@ -58,3 +58,15 @@ def single_threaded_blas(function: F) -> F:
             return function(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+# One parallel compiled region at a time: Numba's workqueue threading layer
+# aborts the process when two Python threads enter parallel code at once.
+_parallel_lock = threading.RLock()
+
+
+@contextmanager
+def parallel_region():
+    """Hold the process-wide lock around a call into a parallel compiled kernel."""
+    with _parallel_lock:
+        yield

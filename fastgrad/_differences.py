@@ -1,0 +1,433 @@
+"""Measured numerical error: the cost's noise, step choice, and the difference table.
+
+Everything here is plain NumPy on values the engines returned; no cost is
+evaluated in this module. The driver (``fastgrad._driver``) asks for
+evaluations, this module says what they mean.
+
+The rule, in full
+-----------------
+**Noise.** The cost's own rounding noise ``sigma`` is measured once per check
+from a few evaluations along a random line (More & Wild's ECnoise: the k-th
+differences of a smooth function at a tiny spacing are pure noise, and their
+root-mean-square times ``gamma_k = (k!)^2 / (2k)!`` estimates the standard
+deviation of the noise). It is at least half an ulp of ``|J(theta)|``. A cost
+computed through ``-log(p)`` near ``p = 1`` or a large constant shows a noise
+far above ``eps_mach |J|``; a sum of many terms shows its real rounding.
+
+**Step.** Component ``k`` is perturbed by ``h_k = rho^(1/3) max(1, |theta_k|)``
+for central differences, where ``rho = sigma / |J|`` is the cost's relative
+noise (``rho^(1/2)`` for forward, ``rho^(1/5)`` for Richardson), rounded so that
+``theta_k + h_k`` is exact. An explicit ``eps`` is used as written (the course's
+formula, denominators ``2 eps``).
+
+**Error of one central difference** at step ``s``: rounding ``3 sigma / s``
+(a three-sigma bound on ``(J+ - J-) / 2s``) plus truncation, which one pair
+cannot tell. Components whose first pair already agrees with the analytic
+gradient (``|g - a| <= threshold (|g| + |a|) + rounding``) cost nothing more.
+
+**The table.** Every other component is evaluated at more steps ``s 2^j``
+(first ``s/2``, then smaller where truncation dominates, larger where rounding
+does). From central differences ``D`` at two adjacent steps, Richardson's
+``E = (4 D(s/2) - D(s)) / 3`` has error at most ``|D(s) - D(s/2)| / 3`` plus
+rounding (asymptotically the error of ``D(s/2)``, a bound for ``E``); the pair
+with the least error is kept, and disagreement with the next pair is added to
+the error. One-sided slopes ``(J(theta + s) - J) / s`` and
+``(J - J(theta - s)) / s`` extrapolated the same way (first order) give the
+right and left derivatives: when they differ by more than four times their
+errors, at the finest pair, the component is at a kink. A smooth cost's
+one-sided limits agree, so it never yields a kink.
+
+**Decision per component.** ``agree`` when ``|g - a| <= threshold (|g| + |a|)
++ error``; ``wrong`` when ``|g - a| > 8 error + 10 threshold scale`` (``scale``
+is ``|g| + |a|``, or the block's root-mean-square of it when larger, so the
+rounding of a tiny component cannot make it wrong); ``settled`` when its error is
+already far below its share of the threshold (more steps would change nothing);
+otherwise more steps, up to six. At a kink the analytic value must lie between
+the one-sided derivatives (the sum of each example's, when the cost gives
+per-example losses), widened by their errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS_MACH = float(np.finfo(np.float64).eps)
+
+METHODS = ("central", "forward", "richardson", "complex")
+
+#: Default pass threshold: the course's 1e-7 on each block's relative difference.
+DEFAULT_THRESHOLD = 1e-7
+
+#: A block whose measured numerical error alone allows a relative difference
+#: above this cannot be verified: its verdict is inconclusive.
+MAX_ALLOWANCE = 1e-3
+
+#: A component is wrong when its discrepancy exceeds this many times its error.
+WRONG_FACTOR = 8.0
+#: ... and this many thresholds of its scale.
+WRONG_THRESHOLDS = 10.0
+#: One-sided derivatives differing by this many times their errors make a kink.
+KINK_FACTOR = 4.0
+#: Three-sigma bound of a central difference's rounding, in units of sigma / s.
+ROUNDING_FACTOR = 3.0
+#: Unit roundoff of the dtypes a user's gradient may come in, and how many of its
+#: units its rounding is allowed.
+GRAD_EPS = {"float16": float(np.finfo(np.float16).eps), "float32": float(np.finfo(np.float32).eps), "float64": EPS_MACH}
+GRAD_ROUNDING_UNITS = 64.0
+
+#: Table columns: steps ``s * 2**k`` for k in LEVELS.
+LEVELS = np.arange(-6, 7)
+ZERO_LEVEL = 6
+MAX_ROUNDS = 6
+
+# Component states.
+AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG, UNRESOLVED = range(7)
+STATE_NAMES = ("agree", "wrong", "settled", "undecided", "kink", "wrong at a kink", "unresolved")
+
+
+def check_method(method: object) -> str:
+    """Validate a method name."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}: choose one of {', '.join(map(repr, METHODS))}.")
+    return str(method)
+
+
+# --------------------------------------------------------------------------- #
+# Noise
+# --------------------------------------------------------------------------- #
+
+#: Points along the line of the noise measurement, and their relative spacing.
+NOISE_POINTS = 9
+NOISE_SPACING = 1e-6
+
+
+def noise_line(theta: np.ndarray, seed: int = 12345) -> np.ndarray:
+    """``(NOISE_POINTS, n)`` points on a short random line through theta."""
+    rng = np.random.default_rng(seed)
+    direction = rng.choice((-1.0, 1.0), size=theta.size) * np.maximum(1.0, np.abs(theta))
+    direction *= NOISE_SPACING / math.sqrt(theta.size)
+    offsets = np.arange(NOISE_POINTS) - NOISE_POINTS // 2
+    return theta[None, :] + offsets[:, None] * direction[None, :]
+
+
+def noise_level(values: np.ndarray, cost_value: float) -> float:
+    """Standard deviation of the cost's rounding noise from values along a line (ECnoise).
+
+    ``values`` are the cost at :func:`noise_line`'s points. The k-th
+    differences of a smooth function at this spacing are noise; where three
+    consecutive orders agree within a factor of four and the differences change
+    sign, that level is the noise; otherwise the largest estimate of orders 2-6
+    (a cautious fallback). Never below half an ulp of ``|J|``.
+    """
+    floor = 0.5 * EPS_MACH * abs(cost_value)
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 4 or not np.all(np.isfinite(values)):
+        return max(floor, 64.0 * EPS_MACH * abs(cost_value))
+    scale = float(np.max(np.abs(values)))
+    if scale == 0.0:
+        return floor
+    table = values / scale  # exact scaling keeps the differences from overflowing
+    estimates = []
+    sign_changes = []
+    for order in range(1, values.size):
+        table = np.diff(table)
+        gamma = math.factorial(order) ** 2 / math.factorial(2 * order)
+        estimates.append(math.sqrt(gamma * float(np.mean(table**2))))
+        sign_changes.append(bool(np.any(table > 0) and np.any(table < 0)))
+    sigma = None
+    for k in range(1, len(estimates) - 2):
+        window = estimates[k:k + 3]
+        if min(window) > 0 and max(window) <= 4.0 * min(window) and sign_changes[k]:
+            sigma = max(window)
+            break
+    if sigma is None:
+        sigma = max(estimates[1:6])
+    return max(floor, sigma * scale)
+
+
+def relative_noise(sigma: float, cost_value: float) -> float:
+    """``sigma / |J|``, kept within ``[eps_mach, 1e-2]`` for the step rule."""
+    if cost_value == 0.0:
+        return EPS_MACH if sigma == 0.0 else 1e-2
+    return min(max(sigma / abs(cost_value), EPS_MACH), 1e-2)
+
+
+# --------------------------------------------------------------------------- #
+# Steps
+# --------------------------------------------------------------------------- #
+
+_STEP_POWER = {"central": 1.0 / 3.0, "forward": 0.5, "richardson": 0.2}
+
+
+def base_steps(theta_values: np.ndarray, rho: float, method: str) -> np.ndarray:
+    """Nominal step of each component (see the module docstring)."""
+    if method == "complex":
+        return 1e-20 * np.maximum(1.0, np.abs(theta_values))
+    return rho ** _STEP_POWER[method] * np.maximum(1.0, np.abs(theta_values))
+
+
+def level_points(
+    theta_values: np.ndarray, steps: np.ndarray, levels: np.ndarray, nominal: bool, sides: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Perturbed values and the offsets really taken, ``(n, sides)`` each.
+
+    Column 0 is ``theta_k + s``, column 1 ``theta_k - s`` with ``s = steps * 2**levels``;
+    unless ``nominal`` (an explicit eps), ``s`` is rounded so ``theta_k + s`` is exact.
+    """
+    s = steps * np.exp2(levels.astype(np.float64))
+    points = np.empty((theta_values.size, sides))
+    points[:, 0] = theta_values + s
+    if sides == 2:
+        points[:, 1] = theta_values - s
+    if nominal:
+        offsets = np.empty_like(points)
+        offsets[:, 0] = s
+        if sides == 2:
+            offsets[:, 1] = -s
+    else:
+        offsets = points - theta_values[:, None]
+    return points, offsets
+
+
+# --------------------------------------------------------------------------- #
+# The table of differences
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class Table:
+    """Cost differences of some components at several steps (NaN: not evaluated).
+
+    ``plus[r, c]`` is ``J(theta + o e_k) - J(theta)`` with ``o = off_plus[r, c]`` at
+    step level ``LEVELS[c]``; ``minus`` and ``off_minus`` the same on the other side
+    (``off_minus < 0``). ``kinked[r, c]``: the engine saw a kink crossed there.
+    ``failed[r, c]``: an evaluation there was not finite (never asked again).
+    """
+
+    plus: np.ndarray
+    minus: np.ndarray
+    off_plus: np.ndarray
+    off_minus: np.ndarray
+    kinked: np.ndarray
+    failed: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "Table":
+        shape = (n, LEVELS.size)
+        nan = lambda: np.full(shape, np.nan)  # noqa: E731
+        return cls(nan(), nan(), nan(), nan(), np.zeros(shape, bool), np.zeros(shape, bool))
+
+    def subset(self, rows: np.ndarray) -> "Table":
+        return Table(self.plus[rows], self.minus[rows], self.off_plus[rows], self.off_minus[rows],
+                     self.kinked[rows], self.failed[rows])
+
+    def store(self, rows: np.ndarray, columns: np.ndarray, values: np.ndarray, offsets: np.ndarray,
+              kinks: np.ndarray) -> None:
+        """Put evaluations ``(len(rows), 1 or 2)`` at ``(rows, columns)``."""
+        finite = np.all(np.isfinite(values), axis=1)
+        good_rows, good_columns = rows[finite], columns[finite]
+        self.plus[good_rows, good_columns] = values[finite, 0]
+        self.off_plus[good_rows, good_columns] = offsets[finite, 0]
+        if values.shape[1] > 1:
+            self.minus[good_rows, good_columns] = values[finite, 1]
+            self.off_minus[good_rows, good_columns] = offsets[finite, 1]
+        self.kinked[rows, columns] |= kinks.astype(bool)
+        self.failed[rows[~finite], columns[~finite]] = True
+
+    def both_sides(self) -> np.ndarray:
+        return np.isfinite(self.plus) & np.isfinite(self.minus)
+
+
+@dataclass
+class Analysis:
+    """What the table says about each component."""
+
+    approx: np.ndarray      # best derivative estimate
+    error: np.ndarray       # its measured error bound (rounding + truncation)
+    rounding: np.ndarray    # the rounding part of it
+    kink: np.ndarray        # bool: one-sided derivatives differ (a kink at theta)
+    right: np.ndarray       # right derivative (NaN unless both sides at two levels)
+    left: np.ndarray        # left derivative
+    side_error: np.ndarray  # error of each one-sided derivative
+    best_level: np.ndarray  # table column of the finer step of the pair used (or the single level)
+
+
+def central_differences(table: Table, steps: np.ndarray, nominal: bool) -> np.ndarray:
+    """``(n, levels)`` central differences (NaN where a side is missing)."""
+    if nominal:
+        denominators = 2.0 * steps[:, None] * np.exp2(LEVELS.astype(np.float64))[None, :]
+    else:
+        denominators = table.off_plus - table.off_minus
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (table.plus - table.minus) / denominators
+
+
+def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forward_only: bool = False) -> Analysis:
+    """Best estimate, measured error and kink status of every component of ``table``."""
+    n = steps.size
+    s = steps[:, None] * np.exp2(LEVELS.astype(np.float64))[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if forward_only:
+            single = table.plus / table.off_plus
+            single_rounding = 1.5 * ROUNDING_FACTOR * sigma / s
+        else:
+            single = central_differences(table, steps, nominal)
+            single_rounding = ROUNDING_FACTOR * sigma / s
+        rounding_all = single_rounding
+        coarse, fine = single[:, 1:], single[:, :-1]
+        order_gain = 2.0 if forward_only else 4.0
+        extrapolated = (order_gain * fine - coarse) / (order_gain - 1.0)
+        pair_rounding = (order_gain * rounding_all[:, :-1] + rounding_all[:, 1:]) / (order_gain - 1.0)
+        pair_error = np.abs(coarse - fine) / (order_gain - 1.0) + pair_rounding
+        clean = ~(table.kinked[:, 1:] | table.kinked[:, :-1])
+        pair_error = np.where(np.isfinite(pair_error) & clean, pair_error, np.inf)
+        # Disagreement with the next finer pair joins the error: Richardson's
+        # bound holds only where the table has settled into its asymptotic regime.
+        neighbour = np.full_like(pair_error, np.inf)
+        neighbour[:, 1:] = np.abs(extrapolated[:, 1:] - extrapolated[:, :-1])
+        neighbour[:, :-1] = np.fmin(neighbour[:, :-1], np.abs(extrapolated[:, :-1] - extrapolated[:, 1:]))
+        neighbour = np.where(np.isfinite(neighbour), neighbour, 0.0)
+        has_neighbour = np.zeros_like(pair_error, dtype=bool)
+        finite_pairs = np.isfinite(pair_error)
+        has_neighbour[:, 1:] |= finite_pairs[:, :-1]
+        has_neighbour[:, :-1] |= finite_pairs[:, 1:]
+        total_pair_error = pair_error + np.where(has_neighbour, neighbour, 0.0)
+
+    rows = np.arange(n)
+    best_pair = np.argmin(total_pair_error, axis=1)
+    pair_found = np.isfinite(total_pair_error[rows, best_pair])
+
+    # Components with a single level: the difference itself, with rounding only.
+    only_level = np.where(np.isfinite(single), np.arange(LEVELS.size)[None, :], -1).max(axis=1)
+    approx = np.where(pair_found, extrapolated[rows, best_pair], single[rows, np.maximum(only_level, 0)])
+    error = np.where(pair_found, total_pair_error[rows, best_pair], rounding_all[rows, np.maximum(only_level, 0)])
+    rounding = np.where(pair_found, pair_rounding[rows, best_pair], rounding_all[rows, np.maximum(only_level, 0)])
+    no_value = ~pair_found & (only_level < 0)
+    approx[no_value] = np.nan
+    error[no_value] = np.inf
+
+    right, left, side_error, kink = _one_sided(table, s, sigma, single, forward_only)
+    best_level = np.where(pair_found, best_pair, np.maximum(only_level, 0))
+    return Analysis(approx, error, rounding, kink, right, left, side_error, best_level)
+
+
+def _one_sided(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, forward_only: bool):
+    """Right and left derivatives from the finest pair of levels with both sides."""
+    n = s.shape[0]
+    nan = np.full(n, np.nan)
+    if forward_only:
+        return nan, nan.copy(), nan.copy(), np.zeros(n, bool)
+    both = table.both_sides()
+    pairs = both[:, 1:] & both[:, :-1]
+    any_pair = pairs.any(axis=1)
+    finest = np.argmax(pairs, axis=1)  # lowest column index = finest step
+    rows = np.arange(n)
+    f, c = finest, finest + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        right_f = table.plus[rows, f] / table.off_plus[rows, f]
+        right_c = table.plus[rows, c] / table.off_plus[rows, c]
+        left_f = table.minus[rows, f] / table.off_minus[rows, f]
+        left_c = table.minus[rows, c] / table.off_minus[rows, c]
+        right = 2.0 * right_f - right_c
+        left = 2.0 * left_f - left_c
+        # Rounding of 2 p(s/2) - p(s): each slope carries sqrt(2) sigma / step.
+        side_rounding = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * (2.0 / s[rows, f] + 1.0 / s[rows, c])
+        curvature = np.abs(central[rows, c] - central[rows, f])
+        side_error = side_rounding + curvature
+        kink = any_pair & (np.abs(right - left) > KINK_FACTOR * 2.0 * side_error)
+    right[~any_pair] = np.nan
+    left[~any_pair] = np.nan
+    side_error[~any_pair] = np.nan
+    return right, left, side_error, kink
+
+
+def decide(
+    grad: np.ndarray, analysis: Analysis, threshold: float, scale_floor: np.ndarray,
+    bracket: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The state of each component (AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG).
+
+    ``scale_floor`` is each component's block root-mean-square of ``|g| + |a|``;
+    ``bracket`` optionally overrides the one-sided derivatives at kinks (the
+    per-example sums).
+    """
+    a, e = analysis.approx, analysis.error
+    discrepancy = np.abs(grad - a)
+    magnitude = np.abs(grad) + np.abs(a)
+    scale = np.maximum(magnitude, scale_floor)
+    state = np.full(grad.size, UNDECIDED, dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        agree = discrepancy <= threshold * magnitude + e
+        wrong = discrepancy > WRONG_FACTOR * e + WRONG_THRESHOLDS * threshold * scale
+        settled = e <= 0.25 * threshold * magnitude
+    state[settled] = SETTLED
+    state[wrong] = WRONG
+    state[agree] = AGREE
+    kink = analysis.kink
+    if np.any(kink):
+        low, high, width_error = kink_bracket(analysis, bracket)
+        excess = np.maximum(0.0, np.maximum(low - grad, grad - high))
+        allowance = width_error + threshold * np.maximum(np.abs(low), np.abs(high))
+        inside = excess <= allowance
+        clearly_out = excess > WRONG_FACTOR * width_error + WRONG_THRESHOLDS * threshold * np.maximum(
+            np.maximum(np.abs(low), np.abs(high)), scale_floor)
+        state[kink & inside] = KINK_AGREE
+        state[kink & ~inside & clearly_out] = KINK_WRONG
+        state[kink & ~inside & ~clearly_out] = UNDECIDED
+    return state
+
+
+def kink_bracket(analysis: Analysis, bracket=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Low and high ends of the subgradient range at each component, and their error."""
+    if bracket is not None:
+        low, high = bracket
+    else:
+        low = np.minimum(analysis.left, analysis.right)
+        high = np.maximum(analysis.left, analysis.right)
+    return low, high, analysis.side_error
+
+
+def next_levels(table: Table, analysis: Analysis) -> np.ndarray:
+    """The step level to evaluate next for each component (-1 when none is left).
+
+    Finer when truncation dominates the error (or a kink may lie within the
+    step), coarser when rounding does.
+    """
+    evaluated = table.both_sides() | table.failed
+    columns = np.arange(LEVELS.size)
+    lowest = np.where(evaluated, columns[None, :], LEVELS.size).min(axis=1)
+    highest = np.where(evaluated, columns[None, :], -1).max(axis=1)
+    rounding_bound = analysis.rounding >= 0.5 * analysis.error
+    go_up = rounding_bound & ~analysis.kink & (lowest < ZERO_LEVEL)
+    target = np.where(go_up, highest + 1, lowest - 1)
+    target = np.where(highest < 0, ZERO_LEVEL, target)
+    # Only level 0 so far: look at s/2 first.
+    only_zero = (lowest == ZERO_LEVEL) & (highest == ZERO_LEVEL)
+    target = np.where(only_zero, ZERO_LEVEL - 1, target)
+    # Past either end, try the other way once before giving up.
+    target = np.where(target < 0, np.where(highest + 1 < LEVELS.size, highest + 1, -1), target)
+    target = np.where(target >= LEVELS.size, np.where(lowest - 1 >= 0, lowest - 1, -1), target)
+    return target
+
+
+def scaled_norm(x: np.ndarray) -> float:
+    """``||x||_2`` without overflow or underflow (inf only when an entry is)."""
+    if x.size == 0:
+        return 0.0
+    biggest = float(np.max(np.abs(x)))
+    if biggest == 0.0 or not math.isfinite(biggest):
+        return biggest
+    return biggest * float(np.linalg.norm(x / biggest))
+
+
+def block_rms(magnitude: np.ndarray, block_ids: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Each component's block root-mean-square of ``magnitude`` (overflow-safe)."""
+    result = np.zeros(magnitude.size)
+    for b in range(n_blocks):
+        members = block_ids == b
+        if members.any():
+            result[members] = scaled_norm(magnitude[members]) / math.sqrt(int(members.sum()))
+    return result

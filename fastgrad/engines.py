@@ -1,0 +1,374 @@
+"""Engines: what evaluates the cost at perturbed points.
+
+The check driver (``fastgrad._driver.run_check``) knows nothing of how a cost
+is computed; it talks to an :class:`Engine`. An engine is built once per check
+(any per-check set-up, such as the dense network's base forward pass, happens
+then) and is asked for *chunks*: a list of components, each with the values it
+takes in turn. A third engine (a distributed one, a GPU one) implements the
+same protocol and needs no change to the driver.
+
+Engines here:
+
+* :class:`GenericEngine`: any cost ``J(theta, *args)``; a Numba-compiled cost
+  runs in one compiled ``prange`` kernel, any other callable in a plain loop.
+* ``fastgrad.dense.DenseEngine`` and ``DenseForwardEngine``: a dense network's
+  structured kernel, and a full forward pass per point.
+* :class:`DirectionalEngine`: "components" are random directions ``v_r``;
+  evaluating direction ``r`` at ``t`` means ``J(theta + t v_r)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numba
+import numpy as np
+from numba.extending import is_jitted
+
+from fastgrad._validation import check_args
+
+__all__ = ["EngineTraits", "Engine", "GenericEngine", "DirectionalEngine", "prepare_cost", "Cost"]
+
+
+@dataclass(frozen=True)
+class EngineTraits:
+    """What an engine evaluates and what it knows.
+
+    Attributes
+    ----------
+    name : str
+        Shown in reports and notes.
+    returns_differences : bool
+        ``evaluate`` returns ``J(point) - J(theta)`` (computed in a way that
+        keeps their precision) rather than ``J(point)``.
+    exact_kinks : bool
+        Its ``kinks`` output says exactly whether a kink was crossed.
+    first_chunk : int
+        Components in the first chunk; later chunks are sized by time.
+    per_example : bool
+        :meth:`Engine.example_terms` returns the terms the cost sums, so kinks
+        can be judged per example.
+    complex_step : bool
+        Points are complex (``theta_k + i h``) and values are imaginary parts.
+    """
+
+    name: str
+    returns_differences: bool = False
+    exact_kinks: bool = False
+    first_chunk: int = 8
+    per_example: bool = False
+    complex_step: bool = False
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The protocol every engine implements.
+
+    ``theta`` is the float64 point, ``cost_value`` is ``J(theta)``.
+    ``evaluate(indices, points)`` takes int64 ``indices`` (n,) and ``points``
+    ``(n, p)`` and returns ``(values (n, p) float64, kinks (n,) uint8, status
+    (n,) uint8)``: ``values[r, j]`` is the cost with ``theta[indices[r]] =
+    points[r, j]`` (minus ``J(theta)`` when ``traits.returns_differences``;
+    the imaginary part for a complex step), ``status`` non-zero where a value
+    is not finite. ``costs(points)`` evaluates whole points ``(q, n_theta)``
+    (used to measure the cost's noise and for directional checks);
+    ``example_terms(point)`` returns the per-example terms of the cost (only
+    when ``traits.per_example``).
+    """
+
+    traits: EngineTraits
+    theta: np.ndarray
+    cost_value: float
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def costs(self, points: np.ndarray) -> np.ndarray: ...
+
+    def example_terms(self, point: np.ndarray) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- #
+# A user's cost function
+# --------------------------------------------------------------------------- #
+
+PER_EXAMPLE = (None, "mean", "sum")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A validated cost function with its extra arguments.
+
+    ``per_example`` is None for a scalar cost, or ``"mean"``/``"sum"`` when the
+    function returns each example's loss and the cost is their mean or sum.
+    """
+
+    function: Callable
+    args: tuple
+    compiled: bool
+    per_example: str | None = None
+
+    def raw(self, theta: np.ndarray):
+        return self.function(theta, *self.args)
+
+    def __call__(self, theta: np.ndarray) -> float:
+        value = self.function(theta, *self.args)
+        if self.per_example is None:
+            return value
+        terms = np.asarray(value)
+        return terms.mean() if self.per_example == "mean" else terms.sum()
+
+    def terms(self, theta: np.ndarray) -> np.ndarray:
+        terms = np.asarray(self.function(theta, *self.args), dtype=np.float64).ravel()
+        return terms / terms.size if self.per_example == "mean" else terms
+
+
+def prepare_cost(cost: object, args: object, per_example: object = None) -> Cost:
+    """Validate a cost function and its arguments (before anything is evaluated)."""
+    if not callable(cost):
+        raise TypeError(f"cost must be a callable J(theta, *args) -> float, got {type(cost).__name__}.")
+    if per_example not in PER_EXAMPLE:
+        raise ValueError(
+            f"per_example must be None, 'mean' or 'sum' (how the cost reduces the per-example losses "
+            f"it returns), got {per_example!r}."
+        )
+    return Cost(function=cost, args=check_args(args), compiled=is_jitted(cost), per_example=per_example)
+
+
+def cost_at(cost: Cost, theta: np.ndarray, what: str = "theta") -> float:
+    """``J(theta)`` as a Python float, with a clear error when it is not a finite scalar."""
+    working = theta.copy()
+    try:
+        value = cost(working)
+    except Exception as exc:
+        # Keep the user's own exception (its type and arguments); say where it happened.
+        exc.add_note(f"fastgrad: raised by the cost at {what}")
+        raise
+    if not np.array_equal(working, theta):
+        raise RuntimeError(
+            f"The cost modified its theta argument at {what}; a cost must not write into theta: "
+            "work on a copy (theta = theta.copy())."
+        )
+    return as_cost_value(value, what)
+
+
+def as_cost_value(value: object, what: str) -> float:
+    """A cost's return value as a finite float, or a clear error."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"The cost returned {value!r} at {what}; it must return a real number.")
+    if isinstance(value, complex) or np.iscomplexobj(value):
+        raise TypeError(f"The cost returned a complex value {value!r} at {what}; it must return a real scalar.")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"The cost returned a {type(value).__name__} at {what}; it must return a real number."
+        ) from None
+    if array.size != 1:
+        raise TypeError(
+            f"The cost must return a scalar, but returned an array of shape {array.shape} at {what}: "
+            "reduce it (for example with np.sum or np.mean), or pass per_example='mean' or 'sum'."
+        )
+    result = float(array.reshape(()))
+    if not math.isfinite(result):
+        raise ValueError(
+            f"The cost is {result} at {what}; it must be finite there before it can be differentiated."
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- #
+# The generic engine
+# --------------------------------------------------------------------------- #
+
+
+class CostRaised(Exception):
+    """Internal: the user's cost raised at a perturbed point (re-raised by the driver)."""
+
+
+class GenericEngine:
+    """Any cost function: compiled costs in one parallel kernel, others in a loop."""
+
+    def __init__(self, cost: Cost, theta: np.ndarray, *, complex_step: bool = False) -> None:
+        self.cost = cost
+        self.theta = theta
+        self.cost_value = cost_at(cost, theta)
+        self._complex = complex_step
+        self._kernel = None
+        compiled = cost.compiled and cost.per_example is None
+        if complex_step:
+            _check_complex_cost(cost, theta)
+        if compiled:
+            self._kernel, self._arg_types = _compiled_kernel(cost, complex_step)
+        self.traits = EngineTraits(
+            name="compiled" if compiled else "python",
+            first_chunk=max(2, 2 * numba.get_num_threads()) if compiled else 2,
+            per_example=cost.per_example is not None,
+            complex_step=complex_step,
+        )
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray):
+        if self._kernel is not None:
+            return self._evaluate_compiled(indices, points)
+        return self._evaluate_python(indices, points)
+
+    def _evaluate_compiled(self, indices, points):
+        from fastgrad._threads import parallel_region
+
+        base = self.theta.astype(np.complex128) if self._complex else self.theta
+        out = np.empty((indices.size, points.shape[1]), dtype=np.float64)
+        n_chunks = min(indices.size, 4 * max(1, numba.get_num_threads()))
+        with parallel_region():
+            self._kernel(self.cost.function, base, indices, np.ascontiguousarray(points), self.cost.args,
+                         n_chunks, out)
+        return out, np.zeros(indices.size, np.uint8), (~np.isfinite(out).all(axis=1)).astype(np.uint8)
+
+    def _evaluate_python(self, indices, points):
+        base = self.theta.astype(np.complex128) if self._complex else self.theta
+        local = base.copy()
+        out = np.empty((indices.size, points.shape[1]), dtype=np.float64)
+        for r, k in enumerate(indices):
+            for j in range(points.shape[1]):
+                local[k] = points[r, j]
+                try:
+                    value = self.cost(local)
+                except Exception as exc:
+                    exc.add_note(f"fastgrad: raised by the cost with theta[{int(k)}] = {points[r, j]!r}")
+                    raise
+                if local[k] != points[r, j] or not _unchanged_except(local, base, k):
+                    raise RuntimeError(
+                        f"The cost modified its theta argument (while evaluating component {int(k)}); "
+                        "a cost must not write into theta: work on a copy (theta = theta.copy())."
+                    )
+                out[r, j] = _part(value, self._complex, int(k))
+            local[k] = base[k]
+        status = (~np.isfinite(out).all(axis=1)).astype(np.uint8)
+        return out, np.zeros(indices.size, np.uint8), status
+
+    def costs(self, points: np.ndarray) -> np.ndarray:
+        return np.array([_real(self.cost(np.ascontiguousarray(p))) for p in points], dtype=np.float64)
+
+    def example_terms(self, point: np.ndarray) -> np.ndarray:
+        return self.cost.terms(np.ascontiguousarray(point))
+
+
+def _unchanged_except(local: np.ndarray, base: np.ndarray, k: int) -> bool:
+    """Whether ``local`` equals ``base`` except at ``k`` (a cost wrote into theta otherwise)."""
+    saved = local[k]
+    local[k] = base[k]
+    same = bool(np.array_equal(local, base))
+    local[k] = saved
+    return same
+
+
+def _real(value) -> float:
+    try:
+        return float(np.real(value))
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _part(value, complex_step: bool, k: int) -> float:
+    if complex_step:
+        return float(np.imag(value))
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"The cost returned a {type(value).__name__} when component {k} was perturbed; "
+            "it must return a real number."
+        ) from None
+    if array.size != 1:
+        raise TypeError(
+            f"The cost returned an array of shape {array.shape} when component {k} was perturbed; "
+            "it must return a scalar."
+        )
+    return float(array.reshape(()))
+
+
+def _numba_arg_types(args: tuple) -> tuple:
+    try:
+        return tuple(numba.typeof(a) for a in args)
+    except Exception as exc:
+        raise TypeError(f"args must be values Numba can pass to a compiled cost (arrays, numbers): {exc}") from None
+
+
+def _compiled_kernel(cost: Cost, complex_step: bool):
+    from fastgrad._generic_kernels import kernel_for
+
+    parameters = inspect.signature(cost.function.py_func).parameters.values()
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+        raise TypeError(
+            "A compiled cost with *args or **kwargs cannot be passed to the compiled engine (Numba's "
+            "function types need a fixed argument list): name its arguments, e.g. def cost(theta, X, y)."
+        )
+    arg_types = _numba_arg_types(cost.args)
+    scalar = numba.types.complex128 if complex_step else numba.types.float64
+    vector = numba.types.Array(scalar, 1, "C")
+    try:
+        cost.function.compile((vector, *arg_types))
+        result = cost.function.overloads[(vector, *arg_types)].signature.return_type
+    except numba.core.errors.TypingError as exc:
+        what = "complex128" if complex_step else "float64"
+        hint = " (method='complex' needs a cost written for complex input)" if complex_step else ""
+        raise TypeError(f"The compiled cost cannot be called with a {what} theta and args{hint}: {exc}") from None
+    if result != scalar:
+        raise TypeError(
+            f"The compiled cost returns {result}, but fastgrad's compiled engine needs {scalar}: "
+            "make the cost return a float64 (for example float(...) or np.float64(...))."
+        )
+    return kernel_for(arg_types, complex_step), arg_types
+
+
+def _check_complex_cost(cost: Cost, theta: np.ndarray) -> None:
+    if cost.compiled:
+        return  # checked when the compiled kernel types the cost
+    try:
+        value = cost(theta.astype(np.complex128) + 0j)
+    except Exception as exc:
+        raise TypeError(
+            f"method='complex' needs a cost that accepts complex theta, but it raised {type(exc).__name__}: {exc}"
+        ) from None
+    if not np.iscomplexobj(value):
+        raise TypeError(
+            "method='complex' needs a cost that keeps complex input complex (it returned a real value); "
+            "avoid abs(), np.real and comparisons on complex numbers, or use method='central'."
+        )
+
+
+# --------------------------------------------------------------------------- #
+# Directions as components
+# --------------------------------------------------------------------------- #
+
+
+class DirectionalEngine:
+    """Evaluates ``J(theta + t v_r)``: component ``r`` is direction ``v_r``.
+
+    Wraps another engine's :meth:`costs`, so directional checks run through the
+    same driver, tables and kink tests as component checks.
+    """
+
+    def __init__(self, engine: Engine, directions: np.ndarray) -> None:
+        self.engine = engine
+        self.directions = directions
+        self.theta = np.zeros(directions.shape[0])
+        self.cost_value = engine.cost_value
+        self.traits = EngineTraits(name=f"directional ({engine.traits.name})", first_chunk=directions.shape[0])
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray):
+        base = self.engine.theta
+        full = np.empty((indices.size * points.shape[1], base.size))
+        for r, d in enumerate(indices):
+            for j in range(points.shape[1]):
+                full[r * points.shape[1] + j] = base + points[r, j] * self.directions[d]
+        values = self.engine.costs(full).reshape(indices.size, points.shape[1])
+        return values, np.zeros(indices.size, np.uint8), (~np.isfinite(values).all(axis=1)).astype(np.uint8)
+
+    def costs(self, points: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("a directional engine evaluates directions only")
+
+    def example_terms(self, point: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("a directional engine has no per-example terms")
