@@ -346,15 +346,15 @@ def _one_sided(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, f
 
 def decide(
     grad: np.ndarray, analysis: Analysis, threshold: float, scale_floor: np.ndarray,
-    bracket: tuple[np.ndarray, np.ndarray] | None = None,
+    bracket: tuple[np.ndarray, np.ndarray] | None = None, extra_error: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """The state of each component (AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG).
 
     ``scale_floor`` is each component's block root-mean-square of ``|g| + |a|``;
     ``bracket`` optionally overrides the one-sided derivatives at kinks (the
-    per-example sums).
+    per-example sums); ``extra_error`` is the analytic side's own rounding.
     """
-    a, e = analysis.approx, analysis.error
+    a, e = analysis.approx, analysis.error + extra_error
     discrepancy = np.abs(grad - a)
     magnitude = np.abs(grad) + np.abs(a)
     scale = np.maximum(magnitude, scale_floor)
@@ -369,6 +369,7 @@ def decide(
     kink = analysis.kink
     if np.any(kink):
         low, high, width_error = kink_bracket(analysis, bracket)
+        width_error = width_error + extra_error
         excess = np.maximum(0.0, np.maximum(low - grad, grad - high))
         allowance = width_error + threshold * np.maximum(np.abs(low), np.abs(high))
         inside = excess <= allowance

@@ -100,26 +100,24 @@ def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+_WORDS = {"pass": ("PASSED", "green"), "fail": ("FAILED", "red"), "inconclusive": ("INCONCLUSIVE", "yellow")}
+
+
 def _verdict(report: "Report", color: bool) -> list[str]:
-    word = "PASSED" if report.passed else "FAILED"
-    verdict = _paint(f"gradient check {word}", "bold+" + ("green" if report.passed else "red"), color)
     if getattr(report, "interrupted", False) and report.checked == 0:
         return [_paint("gradient check INTERRUPTED", "bold+yellow", color)
                 + f": stopped (Ctrl-C) before any of the {report.size:,} components was checked"]
-    unchecked = [b.name for b in report.blocks if not _conclusive(b)]
-    if report.passed and unchecked:
-        # Nothing failed, but some blocks were not checked at all: say so up front.
-        verdict += " " + _paint(f"except {', '.join(unchecked)} (not checked: all at kinks)", "yellow", color)
+    word, hue = _WORDS[report.verdict]
+    verdict = _paint(f"gradient check {word}", "bold+" + hue, color)
     if getattr(report, "interrupted", False):
-        # A partial verdict: only the components done before Ctrl-C were checked.
         verdict += " " + _paint(f"so far (interrupted after {report.checked:,} of {report.size:,} components)",
                                 "yellow", color)
     lines = [
         f"{verdict}: difference {format_number(report.difference)}, "
         f"tolerance {format_number(report.tolerance)} "
-        f"(threshold {format_number(report.threshold)} plus rounding noise)"
+        f"(threshold {format_number(report.threshold)} plus measured numerical error)"
     ]
-    if not report.passed:
+    if report.verdict == "fail":
         culprits = list(report.failing_blocks)
         failing_terms = [t.name for t in report.terms if not t.passed]
         if culprits:
@@ -129,18 +127,9 @@ def _verdict(report: "Report", color: bool) -> list[str]:
             lines.append("  wrong: " + _paint(", ".join(failing_terms), "red", color))
         if not culprits and not failing_terms and report.mode == "directional" and not report.blocks:
             lines.append("  wrong: somewhere in theta (no layout to narrow it down to a block)")
-    if unchecked:
-        label = "block" if len(unchecked) == 1 else "blocks"
-        lines.append(
-            "  not checked: " + _paint(f"{label} {', '.join(unchecked)}", "yellow", color)
-            + " (every component sits at a kink; check again at another point)"
-        )
+    for reason in report.reasons:
+        lines.append("  " + _paint("cannot tell: ", "yellow", color) + reason)
     return lines
-
-
-def _conclusive(block) -> bool:
-    """False when every checked component of the block sits at a kink (nothing was really checked)."""
-    return block.checked > block.kinks or block.checked == 0
 
 
 def _summary(report: "Report") -> str:
@@ -160,14 +149,11 @@ def _summary(report: "Report") -> str:
     if report.grad_dtype != "float64":
         parts.append(f"grad {report.grad_dtype}")
     line = "  " + ", ".join(parts)
+    line += f"\n  measured noise of the cost {format_number(report.noise_level)}"
     if report.n_kinks:
         n = report.n_kinks
         line += (f"\n  {n:,} component{'s' if n != 1 else ''} at a kink (not differentiable here, "
-                 "e.g. a ReLU switching): left out of the verdict")
-        outside = sum(getattr(b, "kinks_outside", 0) for b in report.blocks)
-        if outside:
-            line += (f"\n  {outside:,} of them with grad outside the range of the one-sided slopes "
-                     "(suspicious, see the kinks column)")
+                 "e.g. a ReLU switching): judged against the range of one-sided derivatives")
     return line
 
 
@@ -183,18 +169,16 @@ def _blocks(report: "Report", color: bool, max_blocks: int) -> list[str]:
         right.append(True)
     rows, styles = [], []
     for b in shown:
-        if not b.passed:
+        if b.verdict == "fail":
             status, status_style = "FAIL", "bold+red"
-        elif not directional and not _conclusive(b):
-            status, status_style = "not checked", "yellow"
+        elif b.verdict == "inconclusive":
+            status, status_style = "cannot tell", "yellow"
         else:
             status, status_style = "ok", "green"
         row = [b.name, _shape(b.shape), str(b.checked), format_number(b.difference), format_number(b.tolerance), status]
         style = [None, None, None, None, None, status_style]
         if not directional:
-            outside = getattr(b, "kinks_outside", 0)
-            kinks = (f"{b.kinks} ({outside} outside)" if outside else str(b.kinks)) if b.kinks else "-"
-            row.append(kinks)
+            row.append(str(b.kinks) if b.kinks else "-")
             style.append("yellow" if b.kinks else None)
         rows.append(row)
         styles.append(style)
@@ -204,7 +188,7 @@ def _blocks(report: "Report", color: bool, max_blocks: int) -> list[str]:
     lines += _table(header, rows, right=right, styles=styles, color=color)
     hidden = report.blocks[max_blocks:]
     if hidden:
-        failing = sum(not b.passed for b in hidden)
+        failing = sum(b.verdict == "fail" for b in hidden)
         lines.append(
             f"  ... {len(hidden)} more block{'s' if len(hidden) != 1 else ''} "
             + (f"({failing} failing)" if failing else "(all ok)")
@@ -213,7 +197,7 @@ def _blocks(report: "Report", color: bool, max_blocks: int) -> list[str]:
 
 
 def _worst(report: "Report", color: bool, k: int) -> list[str]:
-    components = report.worst(k, include_kinks=False)
+    components = report.worst(k)
     if not components:
         return []
     rows, styles = [], []
@@ -221,12 +205,12 @@ def _worst(report: "Report", color: bool, k: int) -> list[str]:
         suspect = c.score > 1.0
         rows.append(
             [c.name, format_number(c.grad, 6), format_number(c.approx, 6), format_number(c.abs_error),
-             format_number(c.score)]
+             format_number(c.error), format_number(c.score), c.state]
         )
-        styles.append([None, None, None, "red" if suspect else None, "red" if suspect else None])
-    lines = ["", "  worst components (largest |grad - approx|; score > 1 is beyond tolerance):"]
-    lines += _table(["component", "grad", "approx", "|diff|", "score"], rows,
-                    right=[False, True, True, True, True], styles=styles, color=color)
+        styles.append([None, None, None, "red" if suspect else None, None, "red" if suspect else None, None])
+    lines = ["", "  worst components (|grad - approx| against the measured error; score > 1 is beyond tolerance):"]
+    lines += _table(["component", "grad", "approx", "|diff|", "error", "score", "state"], rows,
+                    right=[False, True, True, True, True, True, False], styles=styles, color=color)
     return lines
 
 

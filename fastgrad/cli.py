@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
-from fastgrad._steps import METHODS
+from fastgrad._differences import METHODS
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastgrad.dense import DenseNet
@@ -39,6 +39,7 @@ __all__ = ["main", "build_parser"]
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3
 EXIT_INTERRUPTED = 130
 
 #: ``--bug KIND-BLOCK``: what each kind of planted bug does to the gradient block.
@@ -391,7 +392,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     _say(args)
 
     named = set(report_buggy.failing_blocks)
-    as_expected = (not report_buggy.passed) and named == {"W2", "b1"} and report_fixed.passed
+    as_expected = report_buggy.verdict == "fail" and named == {"W2", "b1"} and report_fixed.passed
     args.status = EXIT_PASSED if as_expected else EXIT_FAILED
     if args.json:
         _print_json({
@@ -580,7 +581,7 @@ def _run_check(args: argparse.Namespace) -> int:
         sample=args.sample, mode=args.mode, seed=args.seed, progress=_progress(args), engine=args.engine,
     )
     # Known before printing, so a reader that stops early (| head) does not change it.
-    args.status = EXIT_PASSED if report.passed else EXIT_FAILED
+    args.status = {"pass": EXIT_PASSED, "fail": EXIT_FAILED}.get(report.verdict, EXIT_INCONCLUSIVE)
     _print_report(report, args)
     return args.status
 
@@ -748,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 passed, 1 failed, 2 bad usage or input, 130 interrupted.
+        0 passed, 1 failed, 2 bad usage or input, 3 inconclusive, 130 interrupted.
     """
     parser = build_parser()
     try:

@@ -22,14 +22,16 @@ import numba
 import numpy as np
 from numba.core import event as numba_event
 
-from fastgrad import _dense_kernels, _steps
+from fastgrad import _dense_kernels
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
 from fastgrad._threads import blas_on_one_thread, single_threaded_blas
-from fastgrad._validation import as_indices
-from fastgrad.check import check_options, directional_report, prepare_grad, sample_indices
-from fastgrad.numerical import CheckInterrupted, Estimate, estimate_with
-from fastgrad.report import Report, TermResult, _rule
+from fastgrad._differences import UNRESOLVED
+from fastgrad._driver import run_check
+from fastgrad._options import resolve_options
+from fastgrad.check import prepare_grad
+from fastgrad.engines import DenseEngine, DenseForwardEngine
+from fastgrad.report import Report, TermResult, judge
 
 __all__ = ["DenseNet", "TrainingCheck"]
 
@@ -631,7 +633,7 @@ class DenseNet:
             tolerance stated in the report. None checks fastgrad's own back-prop.
         eps : float, optional
             Explicit step (the course's formula, ``theta_k +- eps``). Default: a
-            step per component from the numerics (``fastgrad._steps``).
+            step per component from the cost's measured noise (``fastgrad._differences``).
         threshold : float, optional
             Pass threshold on the relative difference (default from the method
             and the gradient's dtype).
@@ -672,95 +674,29 @@ class DenseNet:
         """
         theta = self.pack(params)
         X, Y = self._data(X, Y)
-        method, mode, eps, threshold, directions = check_options(
-            method, mode, eps, threshold, directions, sample, indices
+        grad, grad_dtype = (None, "float64") if grads is None else prepare_grad(grads, theta.size, self._layout)
+        opts = resolve_options(
+            theta.size, self._layout, method=method, mode=mode, eps=eps, threshold=threshold, indices=indices,
+            sample=sample, seed=seed, directions=directions, progress=progress, grad_dtype=grad_dtype,
         )
-        use_dense = _choose_engine(engine, method)
-        if grads is None:
-            grad, grad_dtype = None, "float64"
-        else:
-            grad, grad_dtype = prepare_grad(grads, theta.size, self._layout)
-        if sample is not None:
-            selected = sample_indices(theta.size, self._layout, sample, seed)
-        elif indices is not None:
-            selected = as_indices(indices, theta.size)
-        else:
-            selected = np.arange(theta.size, dtype=np.int64)
+        use_dense = _choose_engine(engine, opts.method)
         # One compiled kernel gives the cost and fastgrad's own back-prop.
         cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
-        if grad is None:
-            grad = own_grad
         if not math.isfinite(cost_value):
             raise ValueError(f"The cost is {cost_value} at these parameters; it must be finite to be differentiated.")
-
-        if mode == "directional":
-            args = self._kernel_args(X, Y)
-            with _announce_compilation():
-                return directional_report(
-                    lambda point: float(_dense_kernels.forward_cost(point, *args)), grad, theta,
-                    layout=self._layout, eps=eps, threshold=threshold, directions=directions, seed=seed,
-                    cost_value=cost_value, grad_dtype=grad_dtype,
-                )
-
-        evaluate, are_differences = self._evaluator(theta, X, Y, method, use_dense)
-        report_mode = "sampled" if sample is not None else "full"
-        try:
-            with _announce_compilation():
-                estimate = estimate_with(
-                    evaluate, theta, selected, eps=eps, method=method, cost_value=cost_value,
-                    values_are_differences=are_differences, engine_detects_kinks=True, progress=progress,
-                    description="gradcheck " + "-".join(map(str, self.layer_sizes)),
-                )
-        except CheckInterrupted as interrupted:
-            partial = interrupted.partial
-            if isinstance(partial, Estimate) and len(partial):
-                note = f"interrupted: only {len(partial)} of {selected.size} components were checked"
-                partial = self._report(
-                    theta, X, grad, grad_dtype, partial, threshold, report_mode, (note,), interrupted=True
-                )
-            raise CheckInterrupted(partial, str(interrupted)) from None
-        return self._report(theta, X, grad, grad_dtype, estimate, threshold, report_mode)
-
-    def _evaluator(self, theta, X, Y, method, use_dense):
-        """The engine as ``evaluate_chunk(indices, points)``, and whether it returns differences."""
+        grad = own_grad if grad is None else grad
         args = self._kernel_args(X, Y)
-        if use_dense:
-            fast = _fast_engine()
-            layer_sizes, activations, loss, l2, X_, Y_, dropout = args
+        with _announce_compilation():
+            if use_dense:
+                check_engine = DenseEngine(args, theta, cost_value, self._layout)
+            else:
+                check_engine = DenseForwardEngine(args, theta, cost_value, self._layout,
+                                                  complex_step=opts.method == "complex")
+            terms = None if self.l2 == 0.0 else (lambda est, g: self._l2_terms(theta, X.shape[1], g, est, opts))
+            return run_check(check_engine, grad, opts, self._layout, terms=terms,
+                             description="gradcheck " + "-".join(map(str, self.layer_sizes)))
 
-            def evaluate(indices, points):
-                return fast.perturbed_cost_differences(
-                    layer_sizes, activations, loss, l2, theta, X_, Y_, dropout,
-                    np.ascontiguousarray(indices), np.ascontiguousarray(points),
-                )
-
-            return evaluate, True
-
-        take_imaginary = method == "complex"
-        n_threads = numba.get_num_threads()
-
-        def evaluate(indices, points):
-            points = np.ascontiguousarray(points)
-            # Every component costs the same full forward pass, so one chunk per
-            # thread balances the load and keeps one copy of theta per thread.
-            n_chunks = max(1, min(indices.size, n_threads))
-            return _dense_kernels.perturbed_costs(
-                args[0], args[1], args[2], args[3], theta, args[4], args[5], args[6],
-                np.ascontiguousarray(indices), points, take_imaginary, n_chunks,
-            )
-
-        return evaluate, False
-
-    def _report(self, theta, X, grad, grad_dtype, estimate, threshold, mode, notes=(), interrupted=False) -> Report:
-        terms = ()
-        if self.l2 > 0.0:
-            terms = self._l2_terms(theta, X.shape[1], grad, grad_dtype, estimate, threshold)
-        return Report.from_estimate(
-            grad, estimate, threshold=threshold, layout=self._layout, grad_dtype=grad_dtype, mode=mode, terms=terms,
-            notes=notes, interrupted=interrupted,
-        )
-
-    def _l2_terms(self, theta, m, grad, grad_dtype, estimate, threshold) -> tuple[TermResult, ...]:
+    def _l2_terms(self, theta, m, grad, estimate, opts) -> tuple[TermResult, ...]:
         """The data term and the L2 penalty checked on their own.
 
         The penalty's gradient is known exactly, ``P = (l2/m) W`` (zero on
@@ -772,22 +708,22 @@ class DenseNet:
         against ``G`` minus the penalty gradient so implied, and the penalty
         against ``P``.
         """
-        smooth = ~estimate.kinks
+        smooth = ~estimate.kinks & (estimate.state != UNRESOLVED)
         idx = estimate.indices[smooth]
         if idx.size == 0:
             return ()
-        if threshold is None:
-            threshold = _steps.default_threshold(estimate.method, grad_dtype == "float32")
-        G = grad[idx] if grad.size == theta.size else grad[smooth]
+        G = grad[smooth]
         N = estimate.approx[smooth]
-        noise = estimate.noise[smooth]
+        error = estimate.error[smooth]
         block_ids = self._layout.block_of(idx)
         is_weight = np.array([name.startswith("W") for name in self._layout.names])[block_ids]
         P = np.where(is_weight, (self.l2 / m) * theta[idx], 0.0)
         R = G - N
 
-        def rule(g, a, z):
-            return _rule(g, a, z, threshold)
+        def rule(g, a, e):
+            # Per-component states were judged in the main report; here only the norms count.
+            verdict = judge(g, a, e, np.zeros(g.size, np.int8), opts.threshold)
+            return verdict.difference, verdict.tolerance, verdict.verdict != "fail"
 
         # The penalty gradient implied by G: (1 + c_b) P on every weight block b
         # whose failure a multiple of P explains, P elsewhere; and c_b (l2/m) b on
@@ -796,13 +732,10 @@ class DenseNet:
         wrong = []
         for b, name in enumerate(self._layout.names):
             members = block_ids == b
-            if not members.any() or rule(G[members], N[members], noise[members])[2]:
+            if not members.any() or rule(G[members], N[members], error[members])[2]:
                 continue
             R_b = R[members]
-            if name.startswith("W"):
-                pattern = P[members]
-            else:
-                pattern = (self.l2 / m) * theta[idx][members]
+            pattern = P[members] if name.startswith("W") else (self.l2 / m) * theta[idx][members]
             p_norm2 = float(pattern @ pattern)
             if p_norm2 == 0.0:
                 continue
@@ -817,8 +750,8 @@ class DenseNet:
                 implied[members] = c * pattern
                 how = f"{c:.3g} x l2/m * {name} (biases are not regularised)"
             wrong.append(f"{name}: {how}")
-        d_data, t_data, ok_data = rule(G - implied, N - P, noise)
-        d_pen, t_pen, ok_pen = rule(implied, P, np.zeros(0))
+        d_data, t_data, ok_data = rule(G - implied, N - P, error)
+        d_pen, t_pen, ok_pen = rule(implied, P, np.zeros(idx.size))
         if wrong:
             note = "penalty gradient wrong in " + "; ".join(wrong)
         elif ok_data:
@@ -888,7 +821,7 @@ def _check_training(steps: object, learning_rate: object) -> None:
 
 
 def _choose_engine(engine: str, method: str) -> bool:
-    """True for the dense engine, False for the generic one; raises for a bad choice."""
+    """True for the dense engine, False for the full-forward one; raises for a bad choice."""
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine {engine!r}; choose one of {_names_list(ENGINES)}.")
     if engine == "generic":
@@ -900,21 +833,4 @@ def _choose_engine(engine: str, method: str) -> bool:
                 "(or engine='auto')."
             )
         return False
-    available = _fast_engine() is not None
-    if engine == "dense" and not available:
-        raise ValueError(
-            "engine='dense' needs fastgrad._dense_engine, which is not available in this installation; "
-            "use engine='generic'."
-        )
-    return available
-
-
-def _fast_engine():
-    """``fastgrad._dense_engine`` if it is present, else None."""
-    try:
-        from fastgrad import _dense_engine
-    except ImportError:
-        return None
-    if not hasattr(_dense_engine, "perturbed_cost_differences"):
-        return None
-    return _dense_engine
+    return True

@@ -31,7 +31,7 @@ from numba.extending import is_jitted
 
 from fastgrad._validation import check_args
 
-__all__ = ["EngineTraits", "Engine", "GenericEngine", "DirectionalEngine", "prepare_cost", "Cost"]
+__all__ = ["EngineTraits", "Engine", "GenericEngine", "DirectionalEngine", "DenseEngine", "DenseForwardEngine", "prepare_cost", "Cost"]
 
 
 @dataclass(frozen=True)
@@ -372,3 +372,97 @@ class DirectionalEngine:
 
     def example_terms(self, point: np.ndarray) -> np.ndarray:
         raise NotImplementedError("a directional engine has no per-example terms")
+
+
+# --------------------------------------------------------------------------- #
+# Dense networks
+# --------------------------------------------------------------------------- #
+
+
+class _DenseCosts:
+    """Whole-point evaluations shared by both dense engines.
+
+    ``args`` is ``DenseNet._kernel_args``: ``(layer_sizes, activations, loss,
+    l2, X, Y, dropout_scale)``, validated float64 arrays.
+    """
+
+    def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout) -> None:
+        self.args = args
+        self.theta = theta
+        self.cost_value = float(cost_value)
+        self.layout = layout
+
+    def costs(self, points: np.ndarray) -> np.ndarray:
+        from fastgrad._dense_kernels import forward_cost
+
+        return np.array([forward_cost(np.ascontiguousarray(p), *self.args) for p in points], dtype=np.float64)
+
+    def example_terms(self, point: np.ndarray) -> np.ndarray:
+        """Each example's share of the cost (loss / m), then the L2 penalty as one more term."""
+        from fastgrad._dense_kernels import forward_cost
+
+        layer_sizes, activations, loss, l2, X, Y, dropout = self.args
+        point = np.ascontiguousarray(point)
+        m = X.shape[1]
+        terms = np.empty(m + 1)
+        for i in range(m):
+            column = slice(i, i + 1)
+            terms[i] = forward_cost(point, layer_sizes, activations, loss, 0.0, np.ascontiguousarray(X[:, column]),
+                                    np.ascontiguousarray(Y[:, column]),
+                                    np.ascontiguousarray(dropout[:, column])) / m
+        penalty = 0.0
+        if l2 > 0.0:
+            for name in self.layout.names:
+                if name.startswith("W"):
+                    block = point[self.layout.slice(name)]
+                    penalty += float(block @ block)
+            penalty *= l2 / (2.0 * m)
+        terms[m] = penalty
+        return terms
+
+
+class DenseEngine(_DenseCosts):
+    """A dense network's structured kernel: only what a perturbation changes is recomputed.
+
+    Kinks are exact (a ReLU pre-activation that changes sign is seen), and the
+    values are cost differences computed without cancellation.
+    """
+
+    def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout) -> None:
+        super().__init__(args, theta, cost_value, layout)
+        self.traits = EngineTraits(name="dense", returns_differences=True, exact_kinks=True, first_chunk=256,
+                                   per_example=True)
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray):
+        from fastgrad import _dense_engine
+        from fastgrad._threads import parallel_region
+
+        layer_sizes, activations, loss, l2, X, Y, dropout = self.args
+        with parallel_region():
+            return _dense_engine.perturbed_cost_differences(
+                layer_sizes, activations, loss, l2, self.theta, X, Y, dropout,
+                np.ascontiguousarray(indices), np.ascontiguousarray(points),
+            )
+
+
+class DenseForwardEngine(_DenseCosts):
+    """A dense network, one full compiled forward pass per perturbed point (complex step too)."""
+
+    def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout, *, complex_step: bool = False):
+        super().__init__(args, theta, cost_value, layout)
+        self._complex = complex_step
+        self.traits = EngineTraits(name="dense forward", first_chunk=2 * max(1, numba.get_num_threads()),
+                                   per_example=True, complex_step=complex_step)
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray):
+        from fastgrad import _dense_kernels
+        from fastgrad._threads import parallel_region
+
+        layer_sizes, activations, loss, l2, X, Y, dropout = self.args
+        # Every component costs the same full forward pass: one chunk per thread.
+        n_chunks = max(1, min(indices.size, numba.get_num_threads()))
+        with parallel_region():
+            return _dense_kernels.perturbed_costs(
+                layer_sizes, activations, loss, l2, self.theta, X, Y, dropout,
+                np.ascontiguousarray(indices), np.ascontiguousarray(points), self._complex, n_chunks,
+            )

@@ -1,32 +1,48 @@
 """The result of a gradient check: a verdict, and where the errors are.
 
 A :class:`Report` is an immutable dataclass built from an
-:class:`~fastgrad.numerical.Estimate` (numerical derivatives for some
-components) and the analytic gradient. Reports for disjoint sets of components
-of the same check merge into one (:func:`merge_reports`), so a check can be
-split across chunks, processes or machines.
+:class:`~fastgrad.numerical.Estimate` (numerical derivatives with measured
+errors) and the analytic gradient. Its :attr:`Report.verdict` is one of
+
+* ``"pass"``: every block was compared and agrees within the threshold plus the
+  measured numerical error, and no component is wrong beyond its own error;
+* ``"fail"``: some block or component disagrees beyond what numerical error
+  explains (``failing_blocks`` names them);
+* ``"inconclusive"``: nothing failed, but fastgrad could not tell: a block was
+  not compared, a norm or tolerance is not finite, the measured error would let
+  a zero or negated gradient pass, or a directional check found no clean
+  direction. ``reasons`` says why and what to do.
+
+Reports for disjoint sets of components of the same check merge into one
+(:func:`merge_reports`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fastgrad import _steps
+from fastgrad import _differences as fd
 from fastgrad._layout import Layout
 from fastgrad.numerical import Estimate, merge_estimates
 
-__all__ = ["Report", "BlockResult", "Component", "TermResult", "DirectionalResult", "merge_reports"]
+__all__ = ["Report", "BlockResult", "Component", "TermResult", "DirectionalResult", "merge_reports", "VERDICTS"]
+
+VERDICTS = ("pass", "fail", "inconclusive")
+
+_KINK_STATES = (fd.KINK_AGREE, fd.KINK_WRONG)
+_WRONG_STATES = (fd.WRONG, fd.KINK_WRONG)
 
 
 @dataclass(frozen=True)
 class BlockResult:
     """The check of one named block (``W1``, ``b1``, ...) on its own.
 
-    ``tolerance`` is the threshold plus the part of the difference that
-    rounding alone explains; the block passes when ``difference <= tolerance``.
+    ``tolerance`` is the threshold plus the relative difference the measured
+    numerical error alone allows (``allowance``).
     """
 
     name: str
@@ -34,28 +50,30 @@ class BlockResult:
     checked: int
     difference: float
     tolerance: float
-    passed: bool
+    verdict: str
     kinks: int
-    #: Components at a kink whose grad lies outside the range of the one-sided
-    #: slopes: suspicious, but not a failure on its own (with several examples
-    #: on one kink, a back-prop convention such as relu'(0) = 0 may lie outside).
-    kinks_outside: int = 0
+    wrong: int = 0
+    unresolved: int = 0
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
 
     @property
     def conclusive(self) -> bool:
-        """False when every checked component of the block sits at a kink."""
-        return self.checked > self.kinks
+        return self.verdict != "inconclusive"
+
+    @property
+    def allowance(self) -> float:
+        return self.tolerance - 0.0 if not math.isfinite(self.tolerance) else self.tolerance
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "checked": self.checked,
-            "difference": self.difference,
-            "tolerance": self.tolerance,
-            "passed": self.passed,
-            "kinks": self.kinks,
-            "kinks_outside": self.kinks_outside,
+            "name": self.name, "shape": list(self.shape), "checked": self.checked,
+            "difference": self.difference, "tolerance": self.tolerance, "verdict": self.verdict,
+            "passed": self.passed, "kinks": self.kinks, "wrong": self.wrong, "unresolved": self.unresolved,
+            "reasons": list(self.reasons),
         }
 
 
@@ -63,9 +81,9 @@ class BlockResult:
 class Component:
     """One component of theta, with its analytic and numerical derivative.
 
-    ``score`` is ``|grad - approx|`` divided by the component's own tolerance
-    (its threshold share, scaled to its size and its block's, plus its
-    estimated rounding noise): above 1 the component is suspect.
+    ``score`` is ``|grad - approx|`` over the component's own tolerance (its
+    threshold share plus its measured error): above 1 the component is suspect.
+    ``error`` is the measured numerical error of ``approx``.
     """
 
     index: int
@@ -76,6 +94,8 @@ class Component:
     abs_error: float
     score: float
     kink: bool
+    error: float = 0.0
+    state: str = "agree"
 
     @property
     def name(self) -> str:
@@ -84,14 +104,9 @@ class Component:
 
     def to_dict(self) -> dict:
         return {
-            "index": self.index,
-            "block": self.block,
-            "position": list(self.position),
-            "grad": self.grad,
-            "approx": self.approx,
-            "abs_error": self.abs_error,
-            "score": self.score,
-            "kink": self.kink,
+            "index": self.index, "block": self.block, "position": list(self.position), "grad": self.grad,
+            "approx": self.approx, "abs_error": self.abs_error, "score": self.score, "kink": self.kink,
+            "error": self.error, "state": self.state,
         }
 
 
@@ -106,18 +121,13 @@ class TermResult:
     note: str = ""
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "difference": self.difference,
-            "tolerance": self.tolerance,
-            "passed": self.passed,
-            "note": self.note,
-        }
+        return {"name": self.name, "difference": self.difference, "tolerance": self.tolerance,
+                "passed": self.passed, "note": self.note}
 
 
 @dataclass(frozen=True)
 class DirectionalResult:
-    """Directional derivatives ``grad . v`` against ``(J(theta + h v) - J(theta - h v)) / 2h``."""
+    """Directional derivatives ``grad . v`` against the difference quotient along ``v``."""
 
     analytic: np.ndarray
     numerical: np.ndarray
@@ -125,25 +135,114 @@ class DirectionalResult:
     blocks_checked: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {
-            "analytic": self.analytic.tolist(),
-            "numerical": self.numerical.tolist(),
-            "noise": self.noise.tolist(),
-            "blocks_checked": list(self.blocks_checked),
-        }
+        return {"analytic": self.analytic.tolist(), "numerical": self.numerical.tolist(),
+                "noise": self.noise.tolist(), "blocks_checked": list(self.blocks_checked)}
 
 
-def _passes(error: float, scale: float, noise: float, threshold: float) -> tuple[float, float, bool]:
-    """(difference, tolerance, passed) of the pass rule in ``fastgrad._steps``."""
-    difference = error / scale if scale > 0.0 else 0.0
-    tolerance = threshold + (noise / scale if scale > 0.0 else 0.0)
-    return difference, tolerance, bool(error <= threshold * scale + noise)
+# --------------------------------------------------------------------------- #
+# The rule
+# --------------------------------------------------------------------------- #
 
 
-def _rule(grad: np.ndarray, approx: np.ndarray, noise: np.ndarray, threshold: float) -> tuple[float, float, bool]:
-    error = float(np.linalg.norm(grad - approx))
-    scale = float(np.linalg.norm(grad)) + float(np.linalg.norm(approx))
-    return _passes(error, scale, float(np.linalg.norm(noise)), threshold)
+@dataclass(frozen=True)
+class _Judgement:
+    verdict: str
+    difference: float
+    tolerance: float
+    reasons: tuple[str, ...]
+    wrong: int
+    unresolved: int
+    kinks: int
+
+
+def compared_values(grad, estimate: Estimate, grad_dtype: str):
+    """The numerical value each component is compared with, and its error.
+
+    At a kink the comparison value is the point of the subgradient range nearest
+    to grad (so ``|grad - value|`` is how far grad lies outside it).
+    """
+    state = estimate.state
+    kink = np.isin(state, _KINK_STATES)
+    value = estimate.approx.copy()
+    if kink.any():
+        value[kink] = np.clip(grad[kink], estimate.low[kink], estimate.high[kink])
+    error = estimate.error.copy()
+    error[state == fd.UNDECIDED] *= fd.WRONG_FACTOR
+    error = error + fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype] * np.abs(grad)
+    return value, error
+
+
+def judge(grad, value, error, state, threshold: float, low=None, high=None) -> _Judgement:
+    """The verdict of one set of components (a block, or all of theta)."""
+    unresolved = int(np.count_nonzero(state == fd.UNRESOLVED))
+    wrong = int(np.count_nonzero(np.isin(state, _WRONG_STATES)))
+    kink = np.isin(state, _KINK_STATES)
+    compared = state != fd.UNRESOLVED
+    g, a, e = grad[compared], value[compared], error[compared]
+    scale = fd.scaled_norm(g) + fd.scaled_norm(a)
+    gap = fd.scaled_norm(g - a)
+    spread = fd.scaled_norm(e)
+    if scale > 0.0:
+        difference, allowance = gap / scale, spread / scale
+    else:
+        difference, allowance = 0.0, (math.inf if spread > 0.0 else 0.0)
+    tolerance = threshold + allowance
+    reasons: list[str] = []
+    if wrong or difference > tolerance:
+        return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
+    if not compared.any():
+        reasons.append("no component could be compared (every one unresolved): move theta a little and check again")
+    elif not (math.isfinite(difference) and math.isfinite(tolerance)):
+        reasons.append(
+            "the gradients or their measured error are not finite (overflow): rescale the data or parameters, "
+            "or use float64 throughout"
+        )
+    elif allowance > fd.MAX_ALLOWANCE:
+        reasons.append(
+            f"the measured numerical error alone allows a relative difference of {allowance:.3g} "
+            f"(more than {fd.MAX_ALLOWANCE:g}), so a wrong gradient could pass: the cost is too noisy or too "
+            "flat here; use float64 data, a larger eps, or a point where the gradient is larger"
+        )
+    if unresolved:
+        reasons.append(
+            f"{unresolved} component(s) could not be resolved (a kink too close to theta, or the cost failed at "
+            "the steps tried): move theta a little and check again"
+        )
+    if compared.any() and kink[compared].all() and low is not None:
+        informative = ~((low[kink] <= 0.0) & (high[kink] >= 0.0))
+        if not informative.any():
+            reasons.append(
+                "every component sits at a kink where zero is also a valid derivative, so a missing gradient "
+                "could not be told apart: check again at another point"
+            )
+    verdict = "inconclusive" if reasons else "pass"
+    return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
+
+
+def _blocks(grad, value, error, estimate: Estimate, threshold, layout, size) -> tuple[BlockResult, ...]:
+    if layout is None:
+        names, shapes = ("theta",), ((size,),)
+        block_ids = np.zeros(estimate.indices.size, dtype=np.int64)
+    else:
+        names, shapes = layout.names, layout.shapes
+        block_ids = layout.block_of(estimate.indices)
+    results = []
+    for b, (name, shape) in enumerate(zip(names, shapes)):
+        members = block_ids == b
+        if not members.any():
+            continue
+        j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
+                  estimate.low[members], estimate.high[members])
+        results.append(BlockResult(name, tuple(shape), int(members.sum()), j.difference, j.tolerance, j.verdict,
+                                   j.kinks, j.wrong, j.unresolved, j.reasons))
+    order = {"fail": 0, "inconclusive": 1, "pass": 2}
+    results.sort(key=lambda r: (order[r.verdict], -r.difference if math.isfinite(r.difference) else -math.inf))
+    return tuple(results)
+
+
+# --------------------------------------------------------------------------- #
+# The report
+# --------------------------------------------------------------------------- #
 
 
 @dataclass(frozen=True)
@@ -152,32 +251,33 @@ class Report:
 
     Attributes
     ----------
-    passed : bool
-        The verdict: every block and the whole pass the rule of
-        ``fastgrad._steps`` (kinks excluded).
+    verdict : str
+        ``"pass"``, ``"fail"`` or ``"inconclusive"`` (see the module docstring).
     difference : float
-        ``||grad - approx|| / (||grad|| + ||approx||)`` over the checked
-        differentiable components: the course's number.
+        ``||grad - approx|| / (||grad|| + ||approx||)`` over the compared
+        components: the course's number (at a kink, ``approx`` is the nearest
+        valid derivative).
     threshold : float
-        The pass threshold used.
+        The pass threshold (default 1e-7).
     tolerance : float
-        ``threshold`` plus the share of the difference that rounding noise
-        explains; the check passes when ``difference <= tolerance``.
+        ``threshold`` plus the relative difference the measured numerical
+        error allows; a block fails when its difference exceeds its tolerance.
+    reasons : tuple of str
+        Why the verdict is inconclusive, and what to do.
     eps : float or None
-        The explicit step, or None when each component got its own.
-    grad, approx : numpy.ndarray
-        Analytic and numerical derivatives of the checked components.
+        The explicit step, or None when steps were measured per component.
+    grad, approx, error : numpy.ndarray
+        Analytic and numerical derivatives of the checked components, and the
+        measured error of each numerical value.
     indices : numpy.ndarray
         The checked components (int64, ascending).
     blocks : tuple of BlockResult
-        Each block's own check, failing blocks first, then by difference.
-    layout : Layout or None
-        Names the blocks; None means one block called ``theta``.
-    method, mode : str
-        Difference formula and ``"full"``, ``"sampled"`` or ``"directional"``.
+        Each block's own check: failing first, then inconclusive, then passing.
+    noise_level : float
+        Measured rounding noise of the cost (standard deviation of one evaluation).
     """
 
-    passed: bool
+    verdict: str
     difference: float
     threshold: float
     tolerance: float
@@ -191,156 +291,150 @@ class Report:
     mode: str
     size: int
     cost_value: float
-    noise: np.ndarray = field(repr=False)
-    raw_noise: np.ndarray = field(repr=False)
+    error: np.ndarray = field(repr=False)
     steps: np.ndarray = field(repr=False)
-    kinks: np.ndarray = field(repr=False)
-    one_sided: np.ndarray | None = field(default=None, repr=False)
+    state: np.ndarray = field(repr=False)
+    low: np.ndarray = field(repr=False)
+    high: np.ndarray = field(repr=False)
+    noise_level: float = 0.0
     grad_dtype: str = "float64"
+    reasons: tuple[str, ...] = ()
     terms: tuple[TermResult, ...] = ()
     directional: DirectionalResult | None = None
     notes: tuple[str, ...] = ()
-    #: True for the partial report of a check stopped by Ctrl-C.
     interrupted: bool = False
 
     # ------------------------------------------------------------------ #
     # Construction
     # ------------------------------------------------------------------ #
     @classmethod
-    def from_estimate(
-        cls,
-        grad: np.ndarray,
-        estimate: Estimate,
-        *,
-        threshold: float | None,
-        layout: Layout | None,
-        size: int | None = None,
-        grad_dtype: str = "float64",
-        mode: str = "full",
-        terms: Sequence[TermResult] = (),
-        notes: Sequence[str] = (),
-        interrupted: bool = False,
+    def build(
+        cls, grad: np.ndarray, estimate: Estimate, opts, layout: Layout | None, size: int, *,
+        terms: Sequence[TermResult] = (), notes: Sequence[str] = (), interrupted: bool = False,
     ) -> "Report":
-        """Compare ``grad`` with the numerical derivatives in ``estimate``.
+        """Compare ``grad`` (the estimate's components, in its order) with ``estimate``."""
+        return cls._from(grad, estimate, opts.threshold, layout, size, opts.grad_dtype, opts.mode,
+                         tuple(terms), tuple(notes), interrupted)
 
-        Parameters
-        ----------
-        grad : numpy.ndarray
-            The analytic gradient: the full vector (``size`` components) or
-            only the estimate's components, in the estimate's order.
-        estimate : Estimate
-            Numerical derivatives (possibly merged from several engines).
-        threshold : float or None
-            None for the default of the method and gradient dtype.
-        layout : Layout or None
-            Block names; None treats theta as one block.
-        size : int, optional
-            Number of components of theta (default: ``layout.size`` or
-            ``grad.size``).
-        grad_dtype : str
-            ``"float32"`` when the user's gradient was float32 (its rounding is
-            then allowed for, and stated).
-        """
-        if size is None:
-            size = layout.size if layout is not None else int(grad.size)
-        grad_selected = grad[estimate.indices] if grad.size == size else grad
-        if grad_selected.shape != estimate.approx.shape:
-            raise ValueError(
-                f"grad has {grad.size} components, which matches neither theta ({size}) "
-                f"nor the {estimate.approx.size} checked components."
-            )
+    @classmethod
+    def _from(cls, grad, estimate, threshold, layout, size, grad_dtype, mode, terms, notes, interrupted):
         order = np.argsort(estimate.indices, kind="stable")
         if np.any(order != np.arange(order.size)):
             estimate = estimate.subset(order)
-            grad_selected = grad_selected[order]
-        is_float32 = grad_dtype == "float32"
-        if threshold is None:
-            threshold = _steps.default_threshold(estimate.method, is_float32)
-        noise = estimate.noise
-        notes = list(notes)
-        if is_float32:
-            noise = noise + _steps.float32_noise(grad_selected)
-            notes.append(
-                f"grad is float32: compared with the float64 numerical gradient at threshold {threshold:.3g}, "
-                f"allowing {_steps.FLOAT32_ROUNDING_FACTOR:g} float32 ulps of rounding per component."
-            )
-        report = cls._build(
-            grad_selected, estimate, noise, threshold, layout, size, grad_dtype, mode, tuple(terms), tuple(notes)
+            grad = grad[order]
+        value, error = compared_values(grad, estimate, grad_dtype)
+        whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high)
+        blocks = _blocks(grad, value, error, estimate, threshold, layout, size)
+        reasons = list(whole.reasons)
+        for b in blocks:
+            reasons += [f"{b.name}: {r}" for r in b.reasons if f"{b.name}: {r}" not in reasons]
+        if grad_dtype != "float64":
+            notes = notes + (f"grad is {grad_dtype}: compared allowing {fd.GRAD_ROUNDING_UNITS:g} {grad_dtype} ulps "
+                             "of its own rounding per component",)
+        failed = whole.verdict == "fail" or any(b.verdict == "fail" for b in blocks) or any(not t.passed for t in terms)
+        if failed:
+            verdict = "fail"
+        elif interrupted:
+            verdict = "inconclusive"
+            reasons.append("interrupted before every component was checked")
+        elif whole.verdict == "inconclusive" or any(b.verdict == "inconclusive" for b in blocks):
+            verdict = "inconclusive"
+        else:
+            verdict = "pass"
+        return cls(
+            verdict=verdict, difference=whole.difference, threshold=float(threshold), tolerance=whole.tolerance,
+            eps=estimate.eps, grad=_readonly(grad), approx=_readonly(estimate.approx),
+            indices=_readonly(estimate.indices), blocks=blocks, layout=layout, method=estimate.method, mode=mode,
+            size=int(size), cost_value=estimate.cost_value, error=_readonly(error), steps=_readonly(estimate.steps),
+            state=_readonly(estimate.state), low=_readonly(estimate.low), high=_readonly(estimate.high),
+            noise_level=estimate.noise_level, grad_dtype=grad_dtype, reasons=tuple(reasons), terms=terms,
+            notes=tuple(notes), interrupted=interrupted,
         )
-        return replace(report, interrupted=True) if interrupted else report
 
     @classmethod
-    def _build(cls, grad, estimate, noise, threshold, layout, size, grad_dtype, mode, terms, notes) -> "Report":
-        smooth = ~estimate.kinks
-        difference, tolerance, passed = _rule(
-            grad[smooth], estimate.approx[smooth], noise[smooth], threshold
-        )
-        excess = kink_excess(grad, estimate.one_sided, estimate.kinks, noise, threshold)
-        blocks = _block_results(grad, estimate, noise, threshold, layout, size, excess)
-        all_passed = passed and all(b.passed for b in blocks) and all(t.passed for t in terms)
+    def directional_report(cls, analytic, measured, opts, layout, engine, sigma, clean, per_block) -> "Report":
+        """The report of a directional check (directions in place of components)."""
+        n = analytic.size
+        state = measured.state
+        value = measured.approx
+        error = measured.error + fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(analytic)
+        whole = judge(analytic, value, error, state, opts.threshold)
+        reasons = list(whole.reasons)
+        if clean == 0:
+            reasons = [f"every random direction crossed a kink (after {1 + 4} draws each), so nothing was compared: "
+                       "check again at another point or use mode='full'"]
+        blocks = []
+        for name, a, m, c in per_block:
+            e = m.error + fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(a)
+            j = judge(a, m.approx, e, m.state, opts.threshold)
+            shape = layout.shapes[layout.names.index(name)]
+            blocks.append(BlockResult(name, tuple(shape), int(np.prod(shape)), j.difference, j.tolerance, j.verdict,
+                                      j.kinks, j.wrong, j.unresolved, j.reasons))
+        order = {"fail": 0, "inconclusive": 1, "pass": 2}
+        blocks.sort(key=lambda r: (order[r.verdict], -r.difference))
+        verdict = "fail" if whole.verdict == "fail" else ("inconclusive" if reasons else "pass")
+        nan = np.full(n, np.nan)
         return cls(
-            passed=all_passed,
-            difference=difference,
-            threshold=float(threshold),
-            tolerance=tolerance,
-            eps=estimate.eps,
-            grad=_readonly(grad),
-            approx=_readonly(estimate.approx),
-            indices=_readonly(estimate.indices),
-            blocks=blocks,
-            layout=layout,
-            method=estimate.method,
-            mode=mode,
-            size=int(size),
-            cost_value=estimate.cost_value,
-            noise=_readonly(noise),
-            raw_noise=_readonly(estimate.noise),
-            steps=_readonly(estimate.steps),
-            kinks=_readonly(estimate.kinks),
-            one_sided=None if estimate.one_sided is None else _readonly(estimate.one_sided),
-            grad_dtype=grad_dtype,
-            terms=terms,
-            notes=notes,
+            verdict=verdict, difference=whole.difference, threshold=opts.threshold, tolerance=whole.tolerance,
+            eps=opts.eps, grad=_readonly(analytic), approx=_readonly(value), indices=_readonly(np.arange(n)),
+            blocks=tuple(blocks), layout=layout, method="central", mode="directional", size=int(engine.theta.size),
+            cost_value=engine.cost_value, error=_readonly(error), steps=_readonly(measured.steps),
+            state=_readonly(state), low=_readonly(nan), high=_readonly(nan), noise_level=sigma,
+            grad_dtype=opts.grad_dtype, reasons=tuple(reasons),
+            directional=DirectionalResult(_readonly(analytic), _readonly(value), _readonly(error),
+                                          tuple(b.name for b in blocks)),
+            notes=(f"{n} random directions, each judged with the same measured-error table as components"
+                   + ("" if verdict != "fail" or not blocks else ", then the same per block to locate the fault"),),
         )
 
     def estimate(self) -> Estimate:
         """The numerical side of this report as an :class:`Estimate`."""
-        return Estimate(
-            indices=self.indices, approx=self.approx, steps=self.steps, noise=self.raw_noise,
-            kinks=self.kinks, method=self.method, eps=self.eps, cost_value=self.cost_value,
-            one_sided=self.one_sided,
-        )
+        return Estimate(indices=self.indices, approx=self.approx, error=self._numerical_error(), steps=self.steps,
+                        state=self.state, low=self.low, high=self.high, method=self.method, eps=self.eps,
+                        cost_value=self.cost_value, noise_level=self.noise_level)
 
-    def errors(self) -> np.ndarray:
-        """Each checked component's error: ``|grad - approx|``, or for a component
-        at a kink, how far grad lies outside the range of its one-sided slopes."""
-        error = np.abs(self.grad - self.approx)
-        return np.where(
-            self.kinks, kink_excess(self.grad, self.one_sided, self.kinks, self.noise, self.threshold), error
-        )
+    def _numerical_error(self) -> np.ndarray:
+        error = self.error - fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[self.grad_dtype] * np.abs(self.grad)
+        undecided = self.state == fd.UNDECIDED
+        error = np.maximum(error, 0.0)
+        error[undecided] /= fd.WRONG_FACTOR
+        return error
 
     # ------------------------------------------------------------------ #
     # Questions people ask of a report
     # ------------------------------------------------------------------ #
     @property
+    def passed(self) -> bool:
+        """True only when the verdict is ``"pass"``."""
+        return self.verdict == "pass"
+
+    @property
+    def kinks(self) -> np.ndarray:
+        """bool per checked component: at a kink (judged against its subgradient range)."""
+        return np.isin(self.state, _KINK_STATES)
+
+    @property
+    def noise(self) -> np.ndarray:
+        """The measured error of each numerical value (alias of :attr:`error`)."""
+        return self.error
+
+    @property
     def n_kinks(self) -> int:
-        """Components left out as non-differentiable at this point."""
         return int(np.count_nonzero(self.kinks))
 
     @property
     def checked(self) -> int:
-        """Number of components checked."""
         return int(self.indices.size)
-
-    @property
-    def inconclusive_blocks(self) -> tuple[str, ...]:
-        """Blocks that could not be checked: every component sits at a kink."""
-        return tuple(b.name for b in self.blocks if not b.conclusive)
 
     @property
     def failing_blocks(self) -> tuple[str, ...]:
         """Names of the blocks that fail, worst first."""
-        return tuple(b.name for b in self.blocks if not b.passed)
+        return tuple(b.name for b in self.blocks if b.verdict == "fail")
+
+    @property
+    def inconclusive_blocks(self) -> tuple[str, ...]:
+        """Names of the blocks that could not be verified."""
+        return tuple(b.name for b in self.blocks if b.verdict == "inconclusive")
 
     def block(self, name: str) -> BlockResult:
         """The result of block ``name``."""
@@ -349,37 +443,39 @@ class Report:
                 return b
         raise KeyError(f"No checked block named {name!r}; blocks: {[b.name for b in self.blocks]}.")
 
+    def errors(self) -> np.ndarray:
+        """``|grad - approx|`` per checked component (at a kink: how far grad lies outside its range)."""
+        value = self.approx.copy()
+        kink = self.kinks
+        value[kink] = np.clip(self.grad[kink], self.low[kink], self.high[kink])
+        return np.abs(self.grad - value)
+
     def scores(self) -> np.ndarray:
-        """Each checked component's error relative to its own tolerance (>1 is suspect)."""
-        return _component_scores(self.errors(), self.grad, self.approx, self.noise, self.threshold, self._block_ids())
+        """Each component's error over its own tolerance (above 1 is suspect)."""
+        magnitude = np.abs(self.grad) + np.abs(self.approx)
+        tolerance = self.threshold * magnitude + self.error
+        with np.errstate(divide="ignore", invalid="ignore"):
+            error = self.errors()
+            return np.where(tolerance > 0, error / tolerance, np.where(error > 0, np.inf, 0.0))
 
-    def worst(self, k: int = 5, *, include_kinks: bool = False) -> list[Component]:
-        """The ``k`` components with the largest error (see :meth:`errors`).
-
-        Parameters
-        ----------
-        k : int
-            How many.
-        include_kinks : bool
-            Also list components at a kink (left out of the verdict).
-        """
+    def worst(self, k: int = 5, *, include_kinks: bool = True) -> list[Component]:
+        """The ``k`` components with the largest score (error over own tolerance), then error."""
         if self.mode == "directional":
             return []
         error = self.errors()
-        candidates = np.arange(error.size) if include_kinks else np.flatnonzero(~self.kinks)
-        order = candidates[np.argsort(-error[candidates], kind="stable")][: max(int(k), 0)]
         scores = self.scores()
+        candidates = np.arange(error.size) if include_kinks else np.flatnonzero(~self.kinks)
+        key = np.lexsort((-error[candidates], -np.nan_to_num(scores[candidates], nan=np.inf)))
+        order = candidates[key][: max(int(k), 0)]
         result = []
         for r in order:
             index = int(self.indices[r])
             block, position = self._locate(index)
-            result.append(
-                Component(
-                    index=index, block=block, position=position, grad=float(self.grad[r]),
-                    approx=float(self.approx[r]), abs_error=float(error[r]), score=float(scores[r]),
-                    kink=bool(self.kinks[r]),
-                )
-            )
+            result.append(Component(
+                index=index, block=block, position=position, grad=float(self.grad[r]),
+                approx=float(self.approx[r]), abs_error=float(error[r]), score=float(scores[r]),
+                kink=bool(self.kinks[r]), error=float(self.error[r]), state=fd.STATE_NAMES[int(self.state[r])],
+            ))
         return result
 
     def _locate(self, index: int) -> tuple[str, tuple[int, ...]]:
@@ -387,43 +483,18 @@ class Report:
             return "theta", (index,)
         return self.layout.locate(index)
 
-    def _block_ids(self) -> np.ndarray:
-        if self.layout is None:
-            return np.zeros(self.indices.size, dtype=np.int64)
-        return self.layout.block_of(self.indices)
-
     def to_dict(self, *, arrays: bool = False, worst: int = 10) -> dict:
-        """A JSON-ready dict (``json.dumps(report.to_dict())`` works).
-
-        Parameters
-        ----------
-        arrays : bool
-            Include ``grad``, ``approx`` and ``indices`` in full (large for big
-            networks).
-        worst : int
-            How many of the worst components to list.
-        """
+        """A JSON-ready dict (``json.dumps(report.to_dict())`` works)."""
         result = {
-            "passed": self.passed,
-            "difference": self.difference,
-            "threshold": self.threshold,
-            "tolerance": self.tolerance,
-            "eps": self.eps,
-            "method": self.method,
-            "mode": self.mode,
-            "size": self.size,
-            "checked": self.checked,
-            "kinks": self.n_kinks,
-            "kinks_outside": sum(b.kinks_outside for b in self.blocks),
-            "cost": self.cost_value,
-            "grad_dtype": self.grad_dtype,
-            "blocks": [b.to_dict() for b in self.blocks],
-            "failing_blocks": list(self.failing_blocks),
+            "verdict": self.verdict, "passed": self.passed, "difference": self.difference,
+            "threshold": self.threshold, "tolerance": self.tolerance, "reasons": list(self.reasons),
+            "eps": self.eps, "method": self.method, "mode": self.mode, "size": self.size,
+            "checked": self.checked, "kinks": self.n_kinks, "cost": self.cost_value,
+            "noise_level": self.noise_level, "grad_dtype": self.grad_dtype,
+            "blocks": [b.to_dict() for b in self.blocks], "failing_blocks": list(self.failing_blocks),
             "inconclusive_blocks": list(self.inconclusive_blocks),
-            "worst": [c.to_dict() for c in self.worst(worst)],
-            "terms": [t.to_dict() for t in self.terms],
-            "notes": list(self.notes),
-            "interrupted": self.interrupted,
+            "worst": [c.to_dict() for c in self.worst(worst)], "terms": [t.to_dict() for t in self.terms],
+            "notes": list(self.notes), "interrupted": self.interrupted,
         }
         if self.directional is not None:
             result["directional"] = self.directional.to_dict()
@@ -431,6 +502,7 @@ class Report:
             result["indices"] = self.indices.tolist()
             result["grad"] = self.grad.tolist()
             result["approx"] = self.approx.tolist()
+            result["error"] = self.error.tolist()
         return result
 
     def __str__(self) -> str:
@@ -448,73 +520,6 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _component_scores(error, grad, approx, noise, threshold, block_ids) -> np.ndarray:
-    # A component's share of its block's tolerance: its own size, or the block's
-    # root-mean-square size when it is tiny (tiny components are all rounding).
-    magnitude = np.abs(grad) + np.abs(approx)
-    rms = np.zeros(block_ids.size)
-    for b in np.unique(block_ids):
-        members = block_ids == b
-        rms[members] = np.sqrt(np.mean(magnitude[members] ** 2))
-    tolerance = threshold * np.maximum(magnitude, rms) + noise
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(tolerance > 0, error / tolerance, np.where(error > 0, np.inf, 0.0))
-
-
-def kink_excess(grad, one_sided, kinks, noise, threshold) -> np.ndarray:
-    """How far the grad of each component at a kink lies outside its one-sided slopes.
-
-    At a kink any value between the left and the right slope is a valid
-    (sub)derivative, whatever convention the back-prop uses (``relu'(0)`` = 0 or
-    1). Each slope is a secant over one step, so the range is widened by the
-    threshold share, the rounding noise, and a tenth of its own width (the
-    curvature the secants include). Zero inside the range, for smooth
-    components, and where the slopes are unknown.
-    """
-    excess = np.zeros(grad.size)
-    if one_sided is None or not np.any(kinks):
-        return excess
-    rows = np.flatnonzero(kinks & ~np.all(np.isnan(one_sided), axis=1))
-    if rows.size == 0:
-        return excess
-    lo = np.nanmin(one_sided[rows], axis=1)
-    hi = np.nanmax(one_sided[rows], axis=1)
-    tolerance = threshold * np.maximum(np.abs(lo), np.abs(hi)) + noise[rows] + 0.1 * (hi - lo)
-    g = grad[rows]
-    excess[rows] = np.maximum(0.0, np.maximum(lo - tolerance - g, g - hi - tolerance))
-    return excess
-
-
-def _block_results(grad, estimate, noise, threshold, layout, size, excess) -> tuple[BlockResult, ...]:
-    if layout is None:
-        names, shapes = ("theta",), ((size,),)
-        block_ids = np.zeros(estimate.indices.size, dtype=np.int64)
-    else:
-        names, shapes = layout.names, layout.shapes
-        block_ids = layout.block_of(estimate.indices)
-    results = []
-    for b, (name, shape) in enumerate(zip(names, shapes)):
-        members = block_ids == b
-        if not members.any():
-            continue
-        smooth = members & ~estimate.kinks
-        difference, tolerance, passed = _rule(grad[smooth], estimate.approx[smooth], noise[smooth], threshold)
-        outside = int(np.count_nonzero(excess[members]))
-        # A block made only of kinks cannot fail (a correct back-prop at a kink
-        # must not), but it has not been checked either: BlockResult.conclusive
-        # and Report.inconclusive_blocks say so, and the summary names it.
-        results.append(
-            BlockResult(
-                name=name, shape=tuple(shape), checked=int(members.sum()), difference=difference,
-                tolerance=tolerance, passed=passed,
-                kinks=int((members & estimate.kinks).sum()), kinks_outside=outside,
-            )
-        )
-    # Failing blocks first, then by their own difference, largest first.
-    results.sort(key=lambda r: (r.passed, -r.difference))
-    return tuple(results)
-
-
 def merge_reports(*reports: Report) -> Report:
     """Merge reports of the same check for disjoint sets of components.
 
@@ -524,11 +529,10 @@ def merge_reports(*reports: Report) -> Report:
     Raises
     ------
     ValueError
-        If the reports come from different checks (threshold, layout, size,
-        method, eps, gradient dtype, or mode differ) or overlap.
+        If the reports come from different checks or overlap.
     """
     if len(reports) == 1 and not isinstance(reports[0], Report):
-        reports = tuple(reports[0])  # merge_reports(list_of_reports)
+        reports = tuple(reports[0])
     if not reports:
         raise ValueError("merge_reports needs at least one Report.")
     first = reports[0]
@@ -544,9 +548,6 @@ def merge_reports(*reports: Report) -> Report:
     estimate = merge_estimates([r.estimate() for r in reports])
     order = np.argsort(np.concatenate([r.indices for r in reports]), kind="stable")
     grad = np.concatenate([r.grad for r in reports])[order]
-    noise = np.concatenate([r.noise for r in reports])[order]
     notes = tuple(dict.fromkeys(n for r in reports for n in r.notes))
-    return Report._build(
-        grad, estimate, noise, first.threshold, first.layout, first.size, first.grad_dtype, first.mode,
-        first.terms if len(reports) == 1 else (), notes,
-    )
+    return Report._from(grad, estimate, first.threshold, first.layout, first.size, first.grad_dtype, first.mode,
+                        first.terms if len(reports) == 1 else (), notes, any(r.interrupted for r in reports))

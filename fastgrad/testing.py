@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["assert_gradients_correct", "assert_dense_gradients_correct"]
 
 
-def _raise_unless_passed(report: Report, what: str) -> Report:
-    if not report.passed:
+def _raise_unless_passed(report: Report, what: str, allow_inconclusive: bool = False) -> Report:
+    if report.verdict == "fail" or (report.verdict == "inconclusive" and not allow_inconclusive):
         # A leading newline puts the report's verdict on its own line under
         # pytest's "AssertionError:" prefix.
         raise AssertionError(f"{what}:\n{render_report(report, color=False)}")
@@ -44,6 +44,8 @@ def assert_gradients_correct(
     cost: Callable,
     grad: np.ndarray | Mapping[str, np.ndarray],
     theta: np.ndarray,
+    *,
+    allow_inconclusive: bool = False,
     **gradcheck_kwargs: Any,
 ) -> Report:
     """Assert that ``grad`` is the gradient of ``cost`` at ``theta``.
@@ -56,6 +58,9 @@ def assert_gradients_correct(
         The analytic gradient to check (a dict of blocks needs ``layout=``).
     theta : array_like
         The point, a 1-D vector (see :func:`fastgrad.pack`).
+    allow_inconclusive : bool
+        Accept an inconclusive verdict (fastgrad could not tell; the report says
+        why) instead of raising.
     **gradcheck_kwargs
         Passed to :func:`fastgrad.gradcheck` (``eps``, ``threshold``,
         ``layout``, ``args``, ``method``, ``sample``, ``mode``, ``seed``, ...).
@@ -69,8 +74,9 @@ def assert_gradients_correct(
     Raises
     ------
     AssertionError
-        If the check fails; the message is the report, naming the failing
-        blocks and the worst components.
+        If the check fails, or is inconclusive (unless ``allow_inconclusive``);
+        the message is the report, naming the failing blocks and the worst
+        components, or why fastgrad could not tell.
     ValueError, TypeError
         For bad input, as :func:`fastgrad.gradcheck` raises them.
 
@@ -84,7 +90,8 @@ def assert_gradients_correct(
     """
     gradcheck_kwargs.setdefault("progress", False)
     report = gradcheck(cost, grad, theta, **gradcheck_kwargs)
-    return _raise_unless_passed(report, "the gradient does not match finite differences of the cost")
+    return _raise_unless_passed(report, "the gradient does not match finite differences of the cost",
+                                allow_inconclusive)
 
 
 def assert_dense_gradients_correct(
@@ -93,6 +100,8 @@ def assert_dense_gradients_correct(
     X: np.ndarray,
     Y: np.ndarray,
     grads: Mapping[str, np.ndarray] | np.ndarray | None = None,
+    *,
+    allow_inconclusive: bool = False,
     **kwargs: Any,
 ) -> Report:
     """Assert that ``grads`` is the gradient of ``net``'s cost at ``params`` on ``(X, Y)``.
@@ -127,4 +136,5 @@ def assert_dense_gradients_correct(
     """
     kwargs.setdefault("progress", False)
     report = net.gradcheck(params, X, Y, grads, **kwargs)
-    return _raise_unless_passed(report, f"the gradient of {net!r} does not match finite differences of its cost")
+    return _raise_unless_passed(report, f"the gradient of {net!r} does not match finite differences of its cost",
+                                allow_inconclusive)

@@ -1,0 +1,483 @@
+"""The one driver every gradient check runs through.
+
+    public call -> CheckOptions -> Engine -> run_check -> engine.evaluate (kernels) -> Report
+
+:func:`run_check` measures the cost's noise, chooses the steps, runs the
+engine over the components in time-sized chunks (progress bar, Ctrl-C),
+refines the components whose first pair of evaluations is not conclusive (the
+difference table of ``fastgrad._differences``), and builds the
+:class:`~fastgrad.report.Report`. :func:`estimate` is the same without an
+analytic gradient (``numerical_gradient``). Directional checks run through the
+same measurement on a :class:`~fastgrad.engines.DirectionalEngine`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgrad import _differences as fd
+from fastgrad._layout import Layout
+from fastgrad._options import DIRECTION_REDRAWS, CheckOptions
+from fastgrad.engines import DirectionalEngine, Engine
+
+__all__ = ["run_check", "estimate", "CheckInterrupted", "NonFiniteCostError", "Measured"]
+
+#: Aim for chunks of about this many seconds: responsive to Ctrl-C and the
+#: progress bar, long enough to keep every thread busy.
+CHUNK_SECONDS = 0.2
+PROGRESS_AFTER_SECONDS = 1.0
+
+
+class NonFiniteCostError(FloatingPointError):
+    """The cost returned NaN or infinity at a perturbed point."""
+
+
+class CheckInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a check; ``partial`` holds the result for the components done.
+
+    ``partial`` is a :class:`~fastgrad.report.Report` from ``gradcheck`` (None
+    when no component was done), an :class:`~fastgrad.numerical.Estimate` from
+    ``estimate_gradient``.
+    """
+
+    def __init__(self, partial: object, message: str = "check interrupted") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class _Stop(Exception):
+    """Internal: Ctrl-C arrived; evaluation stopped between chunks."""
+
+
+# --------------------------------------------------------------------------- #
+# Chunks, progress and Ctrl-C
+# --------------------------------------------------------------------------- #
+
+
+class _Runner:
+    """Runs an engine over components in chunks sized by time.
+
+    Ctrl-C becomes a flag while compiled kernels run (a KeyboardInterrupt
+    raised inside Numba's boxing of results becomes a SystemError or worse);
+    the runner stops between chunks and raises :class:`_Stop`.
+    """
+
+    def __init__(self, engine: Engine, total: int, progress: bool | None, description: str) -> None:
+        self.engine = engine
+        self.total = total
+        self.done = 0
+        self.chunk = max(1, engine.traits.first_chunk)
+        self.enabled = progress if progress is not None else bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.description = description
+        self.started = time.perf_counter()
+        self.bar = None
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_Runner":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.bar is not None:
+            self.bar.close()
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray, count: bool = True):
+        """``engine.evaluate`` over all rows, chunk by chunk."""
+        n = indices.size
+        values = np.empty(points.shape, dtype=np.float64)
+        kinks = np.zeros(n, dtype=np.uint8)
+        status = np.zeros(n, dtype=np.uint8)
+        start = 0
+        while start < n:
+            if self.requested:
+                raise _Stop(start)
+            stop = min(n, start + self.chunk)
+            began = time.perf_counter()
+            v, k, s = self.engine.evaluate(indices[start:stop], np.ascontiguousarray(points[start:stop]))
+            elapsed = time.perf_counter() - began
+            values[start:stop], kinks[start:stop], status[start:stop] = v, k, s
+            rate = (stop - start) / max(elapsed, 1e-9)
+            self.chunk = int(min(max(1, rate * CHUNK_SECONDS), 4 * self.chunk + 1))
+            if count:
+                self._advance(stop - start)
+            start = stop
+        if self.requested:
+            raise _Stop(n)
+        return values, kinks, status
+
+    def _advance(self, step: int) -> None:
+        self.done += step
+        if not self.enabled:
+            return
+        if self.bar is None:
+            elapsed = time.perf_counter() - self.started
+            if elapsed / max(self.done, 1) * self.total < PROGRESS_AFTER_SECONDS:
+                return
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.done, desc=self.description, unit="comp",
+                            unit_scale=True, dynamic_ncols=True, leave=False)
+        else:
+            self.bar.update(step)
+
+
+# --------------------------------------------------------------------------- #
+# Measurement
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class Measured:
+    """Numerical derivatives of some components, with measured errors and states."""
+
+    approx: np.ndarray
+    error: np.ndarray
+    state: np.ndarray
+    steps: np.ndarray
+    low: np.ndarray    # subgradient range at kinks (NaN elsewhere)
+    high: np.ndarray
+    done: int          # components measured (fewer than asked after Ctrl-C)
+
+
+def measure_noise(engine: Engine) -> float:
+    """The cost's rounding noise (standard deviation), from a few evaluations on a line."""
+    theta = engine.theta
+    values = engine.costs(fd.noise_line(theta))
+    return fd.noise_level(values, engine.cost_value)
+
+
+def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
+    """Table levels evaluated for every component, and sides per level."""
+    if method == "richardson":
+        return (0, -1), 2
+    if method == "forward":
+        return (0,), 1
+    return (0,), 2
+
+
+def _evaluate_levels(runner, engine, table, indices, base, steps, rows, columns, nominal, sides, count=True):
+    points, offsets = fd.level_points(base[rows], steps[rows], fd.LEVELS[columns], nominal, sides)
+    values, kinks, status = runner.evaluate(indices[rows], points, count=count)
+    if not engine.traits.returns_differences:
+        values = values - engine.cost_value
+    values[status.astype(bool)] = np.nan
+    table.store(rows, columns, values, offsets, kinks)
+    return status.astype(bool) | ~np.isfinite(values).all(axis=1)
+
+
+def _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blocks) -> Measured:
+    steps = fd.base_steps(base, 0.0, "complex") if opts.eps is None else np.full(base.size, opts.eps)
+    points = (base + 1j * steps)[:, None]
+    values, _, status = runner.evaluate(indices, points)
+    bad = status.astype(bool) | ~np.isfinite(values[:, 0])
+    if bad.any():
+        _raise_non_finite(indices[bad])
+    approx = values[:, 0] / steps
+    # No difference is taken: the error is rounding relative to the derivative
+    # (and to its block, for components far below their block's size).
+    rms = fd.block_rms(np.abs(approx), block_ids, n_blocks)
+    error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms)
+    state = np.full(indices.size, fd.AGREE, np.int8)
+    if grad is not None:
+        nan = np.full(approx.size, np.nan)
+        analysis = fd.Analysis(approx, error, error, np.zeros(approx.size, bool), nan, nan, nan,
+                               np.zeros(approx.size, np.int64))
+        state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts))
+    nan = np.full(indices.size, np.nan)
+    return Measured(approx, error, state, steps, nan, nan.copy(), indices.size)
+
+
+def _raise_non_finite(bad: np.ndarray) -> None:
+    shown = ", ".join(str(int(k)) for k in bad[:10]) + (" ..." if bad.size > 10 else "")
+    raise NonFiniteCostError(
+        f"The cost returned NaN or infinity at perturbed points of {bad.size} component(s): {shown}. "
+        "Check the cost for log(0), division by zero or overflow near theta, or use a smaller eps."
+    )
+
+
+def measure(
+    runner: _Runner, engine: Engine, indices: np.ndarray, base: np.ndarray, grad: np.ndarray | None,
+    opts: CheckOptions, sigma: float, block_ids: np.ndarray, n_blocks: int,
+) -> Measured:
+    """Derivatives of ``indices`` with measured errors; states judged against ``grad``.
+
+    ``base`` holds the unperturbed values of the components (theta's, or zeros
+    for directions). Raises :class:`_Stop` (with a partial :class:`Measured`
+    as its argument) on Ctrl-C.
+    """
+    if opts.method == "complex":
+        return _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blocks)
+    n = indices.size
+    nominal = opts.eps is not None
+    rho = fd.relative_noise(sigma, engine.cost_value)
+    steps = fd.base_steps(base, rho, opts.method) if not nominal else np.full(n, opts.eps)
+    if nominal:
+        _check_explicit_step(base, steps, indices)
+    table = fd.Table.empty(n)
+    levels, sides = _pass_one_layout(opts.method)
+    all_rows = np.arange(n)
+    done = 0
+    try:
+        for level in levels:
+            column = np.full(n, fd.ZERO_LEVEL + level)
+            bad = _evaluate_levels(runner, engine, table, indices, base, steps, all_rows, column, nominal, sides,
+                                   count=level == levels[0])
+            if bad.any():
+                _raise_non_finite(indices[bad])
+        done = n
+    except _Stop as stop:
+        done = int(stop.args[0]) if len(levels) == 1 else 0
+    forward_only = opts.method == "forward"
+    analysis = fd.analyse(table, steps, sigma, nominal, forward_only=forward_only)
+    if grad is None or done < n:
+        state = np.full(n, fd.AGREE if grad is None else fd.UNRESOLVED, np.int8)
+        measured = _finish(analysis, state, steps, None, None, done)
+        if done < n:
+            raise _Stop(measured)
+        return measured
+
+    magnitude = np.abs(grad) + np.abs(analysis.approx)
+    scale_floor = fd.block_rms(np.where(np.isfinite(magnitude), magnitude, 0.0), block_ids, n_blocks)
+    grad_error = _grad_rounding(grad, opts)
+    state = fd.decide(grad, analysis, opts.threshold, scale_floor, extra_error=grad_error)
+    low = np.full(n, np.nan)
+    high = np.full(n, np.nan)
+    try:
+        for _ in range(fd.MAX_ROUNDS):
+            todo = np.flatnonzero(state == fd.UNDECIDED)
+            if todo.size == 0:
+                break
+            sub = table.subset(todo)
+            sub_analysis = fd.analyse(sub, steps[todo], sigma, nominal)
+            target = fd.next_levels(sub, sub_analysis)
+            todo, target = todo[target >= 0], target[target >= 0]
+            if todo.size == 0:
+                break
+            _evaluate_levels(runner, engine, table, indices, base, steps, todo, target, nominal, 2, count=False)
+            analysis = _update(analysis, fd.analyse(table.subset(todo), steps[todo], sigma, nominal), todo)
+            state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
+                                    extra_error=grad_error[todo])
+        kinked = np.flatnonzero(analysis.kink & (state != fd.AGREE))
+        if kinked.size and engine.traits.per_example:
+            low[kinked], high[kinked], width = _example_brackets(engine, indices[kinked], base[kinked],
+                                                                steps[kinked], table.subset(kinked), analysis, kinked)
+            sub = _rows(analysis, kinked)
+            sub.side_error = width
+            state[kinked] = fd.decide(grad[kinked], sub, opts.threshold, scale_floor[kinked],
+                                      extra_error=grad_error[kinked], bracket=(low[kinked], high[kinked]))
+            analysis.side_error[kinked] = width
+    except _Stop:
+        state[state == fd.UNDECIDED] = fd.UNRESOLVED
+        raise _Stop(_finish(analysis, state, steps, low, high, n)) from None
+    return _finish(analysis, state, steps, low, high, n)
+
+
+def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:
+    """Allowance for the rounding of the user's gradient in its own dtype."""
+    return fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(grad)
+
+
+def _check_explicit_step(base: np.ndarray, steps: np.ndarray, indices: np.ndarray) -> None:
+    unchanged = np.flatnonzero((base + steps == base) | (base - steps == base))
+    if unchanged.size:
+        r = int(unchanged[0])
+        k = int(indices[r])
+        raise ValueError(
+            f"eps={steps[r]:g} is too small to change component {k} (theta[{k}] = {base[r]!r}): "
+            f"theta[{k}] + eps rounds back to theta[{k}]. Use a larger eps, or eps=None for a step "
+            "scaled to each component."
+        )
+
+
+def _rows(analysis: fd.Analysis, rows: np.ndarray) -> fd.Analysis:
+    return fd.Analysis(*(getattr(analysis, f)[rows].copy() for f in fd.Analysis.__dataclass_fields__))
+
+
+def _update(analysis: fd.Analysis, part: fd.Analysis, rows: np.ndarray) -> fd.Analysis:
+    for name in fd.Analysis.__dataclass_fields__:
+        getattr(analysis, name)[rows] = getattr(part, name)
+    return analysis
+
+
+def _finish(analysis, state, steps, low, high, done) -> Measured:
+    n = state.size
+    low = np.full(n, np.nan) if low is None else low
+    high = np.full(n, np.nan) if high is None else high
+    kink = analysis.kink & np.isin(state, (fd.KINK_AGREE, fd.KINK_WRONG))
+    no_bracket = kink & np.isnan(low)
+    low[no_bracket] = np.minimum(analysis.left, analysis.right)[no_bracket]
+    high[no_bracket] = np.maximum(analysis.left, analysis.right)[no_bracket]
+    error = analysis.error.copy()
+    error[kink] = analysis.side_error[kink]
+    return Measured(analysis.approx, error, state, steps, low, high, done)
+
+
+def _example_brackets(engine, indices, base, steps, table, analysis, rows):
+    """Per-example one-sided slopes summed: the subgradient range of a sum of losses."""
+    theta = engine.theta
+    terms_at_theta = np.asarray(engine.example_terms(theta), dtype=np.float64)
+    low = np.empty(indices.size)
+    high = np.empty(indices.size)
+    width = np.empty(indices.size)
+    both = table.both_sides()
+    for r, k in enumerate(indices):
+        finest = int(np.argmax(both[r])) if both[r].any() else fd.ZERO_LEVEL
+        s = steps[r] * 2.0 ** fd.LEVELS[finest]
+        point = theta.copy()
+        point[k] = base[r] + s
+        up = point[k] - base[r]
+        right = (np.asarray(engine.example_terms(point)) - terms_at_theta) / up
+        point[k] = base[r] - s
+        down = base[r] - point[k]
+        left = (terms_at_theta - np.asarray(engine.example_terms(point))) / down
+        low[r] = float(np.sum(np.minimum(left, right)))
+        high[r] = float(np.sum(np.maximum(left, right)))
+        # First-order slopes carry curvature that the extrapolated totals do not.
+        curvature = abs(float(np.sum(right)) - analysis.right[rows[r]]) + abs(float(np.sum(left)) - analysis.left[rows[r]])
+        width[r] = analysis.side_error[rows[r]] + curvature
+    return low, high, width
+
+
+# --------------------------------------------------------------------------- #
+# Public entry points (called by gradcheck, DenseNet.gradcheck, numerical_gradient)
+# --------------------------------------------------------------------------- #
+
+
+def _block_ids(layout: Layout | None, indices: np.ndarray) -> tuple[np.ndarray, int]:
+    if layout is None:
+        return np.zeros(indices.size, dtype=np.int64), 1
+    return layout.block_of(indices), len(layout.names)
+
+
+def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical gradient"):
+    """Numerical derivatives of ``opts.indices`` (no analytic gradient to judge)."""
+    from fastgrad.numerical import Estimate
+
+    indices = opts.indices
+    sigma = measure_noise(engine)
+    with _Runner(engine, indices.size, opts.progress, description) as runner:
+        try:
+            measured = measure(runner, engine, indices, engine.theta[indices], None, opts, sigma,
+                               np.zeros(indices.size, np.int64), 1)
+        except _Stop as stop:
+            partial = stop.args[0]
+            part = Estimate.from_measured(indices[: partial.done], _head(partial, partial.done), opts, engine, sigma)
+            raise CheckInterrupted(part, f"check interrupted after {partial.done} of {indices.size} components") from None
+    return Estimate.from_measured(indices, measured, opts, engine, sigma)
+
+
+def _head(measured: Measured, count: int) -> Measured:
+    return Measured(*(getattr(measured, f)[:count] for f in ("approx", "error", "state", "steps", "low", "high")),
+                    count)
+
+
+def run_check(
+    engine: Engine, grad: np.ndarray, opts: CheckOptions, layout: Layout | None, *,
+    description: str = "gradcheck", terms=None, notes: tuple[str, ...] = (),
+):
+    """Check ``grad`` (the full analytic gradient, float64) against ``engine``; returns a Report.
+
+    ``terms``, when given, is called as ``terms(estimate, grad_selected)`` and
+    returns extra :class:`~fastgrad.report.TermResult` rows (the dense
+    network's L2 penalty check).
+    """
+    from fastgrad.numerical import Estimate
+    from fastgrad.report import Report
+
+    sigma = measure_noise(engine)
+    if opts.mode == "directional":
+        return _run_directional(engine, grad, opts, layout, sigma, description)
+    indices = opts.indices
+    block_ids, n_blocks = _block_ids(layout, indices)
+    grad_selected = grad[indices]
+    with _Runner(engine, indices.size, opts.progress, description) as runner:
+        try:
+            measured = measure(runner, engine, indices, engine.theta[indices], grad_selected, opts, sigma,
+                               block_ids, n_blocks)
+        except _Stop as stop:
+            partial = stop.args[0]
+            if partial.done == 0:
+                raise CheckInterrupted(None, "check interrupted before any component was done") from None
+            part = _head(partial, partial.done)
+            est = Estimate.from_measured(indices[: partial.done], part, opts, engine, sigma)
+            report = Report.build(
+                grad_selected[: partial.done], est, opts, layout, engine.theta.size,
+                notes=notes + (f"interrupted: only {partial.done} of {indices.size} components were checked",),
+                interrupted=True,
+            )
+            raise CheckInterrupted(report, f"check interrupted after {partial.done} of {indices.size} components") from None
+    est = Estimate.from_measured(indices, measured, opts, engine, sigma)
+    extra = () if terms is None else tuple(terms(est, grad_selected))
+    return Report.build(grad_selected, est, opts, layout, engine.theta.size, terms=extra, notes=notes)
+
+
+def _draw_directions(rng, theta: np.ndarray, count: int, mask: np.ndarray | None) -> np.ndarray:
+    scale = np.maximum(1.0, np.abs(theta))
+    z = rng.standard_normal((count, theta.size))
+    if mask is not None:
+        z[:, ~mask] = 0.0
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    # Unit length in scaled coordinates: each component moves in proportion to its own scale.
+    return z * scale[None, :] / np.where(norms > 0, norms, 1.0)
+
+
+def _directional_measure(engine, grad, opts, sigma, rng, mask):
+    """Measure ``opts.directions`` clean directions (redrawing those that cross a kink)."""
+    directions = _draw_directions(rng, engine.theta, opts.directions, mask)
+    keep = np.zeros(opts.directions, bool)
+    results = None
+    for _ in range(1 + DIRECTION_REDRAWS):
+        dengine = DirectionalEngine(engine, directions)
+        analytic = directions @ grad
+        with _Runner(dengine, opts.directions, False, "directional") as runner:
+            measured = measure(runner, dengine, np.arange(opts.directions), np.zeros(opts.directions), analytic,
+                               opts, sigma, np.zeros(opts.directions, np.int64), 1)
+        clean = ~np.isin(measured.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
+        if results is None:
+            results = (analytic.copy(), measured)
+        else:
+            old_analytic, old = results
+            take = ~keep & clean
+            old_analytic[take] = analytic[take]
+            for name in ("approx", "error", "state", "steps"):
+                getattr(old, name)[take] = getattr(measured, name)[take]
+        keep |= clean
+        if keep.all():
+            break
+        redraw = _draw_directions(rng, engine.theta, opts.directions, mask)
+        directions = np.where(keep[:, None], directions, redraw)
+    analytic, measured = results
+    measured.state[~keep] = fd.UNRESOLVED
+    return analytic, measured, int(keep.sum())
+
+
+def _run_directional(engine, grad, opts, layout, sigma, description):
+    from fastgrad.report import Report
+
+    rng = np.random.default_rng(opts.seed)
+    analytic, measured, clean = _directional_measure(engine, grad, opts, sigma, rng, None)
+    per_block = []
+    report = Report.directional_report(analytic, measured, opts, layout, engine, sigma, clean, ())
+    if report.verdict == "fail" and layout is not None and len(layout.names) > 1:
+        for name in layout.names:
+            mask = np.zeros(engine.theta.size, bool)
+            mask[layout.slice(name)] = True
+            if not mask.any():
+                continue
+            a, m, c = _directional_measure(engine, grad, opts, sigma, rng, mask)
+            per_block.append((name, a, m, c))
+        report = Report.directional_report(analytic, measured, opts, layout, engine, sigma, clean, per_block)
+    return report
