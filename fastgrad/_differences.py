@@ -99,18 +99,36 @@ def check_method(method: object) -> str:
 # Noise
 # --------------------------------------------------------------------------- #
 
-#: Points along the line of the noise measurement, and their relative spacing.
-NOISE_POINTS = 9
-NOISE_SPACING = 1e-6
+#: Points along each line of the noise measurement, their relative spacing,
+#: how many lines, and how far from theta their centres lie (in spacings).
+NOISE_POINTS = 8
+NOISE_SPACING = 1e-7
+NOISE_LINES = 3
+NOISE_OFFSET = 1000.0
 
 
-def noise_line(theta: np.ndarray, seed: int = 12345) -> np.ndarray:
-    """``(NOISE_POINTS, n)`` points on a short random line through theta."""
+def noise_lines(theta: np.ndarray, seed: int = 12345) -> np.ndarray:
+    """``(NOISE_LINES * NOISE_POINTS, n)`` points on short random lines near theta.
+
+    The lines are centred a thousand spacings away from theta: a kink at theta
+    (a ReLU input exactly zero) crossed by a line would look like noise, and a
+    line that short, that far away, rarely meets one.
+    """
     rng = np.random.default_rng(seed)
-    direction = rng.choice((-1.0, 1.0), size=theta.size) * np.maximum(1.0, np.abs(theta))
-    direction *= NOISE_SPACING / math.sqrt(theta.size)
-    offsets = np.arange(NOISE_POINTS) - NOISE_POINTS // 2
-    return theta[None, :] + offsets[:, None] * direction[None, :]
+    scale = np.maximum(1.0, np.abs(theta)) * (NOISE_SPACING / math.sqrt(theta.size))
+    offsets = np.arange(NOISE_POINTS) - (NOISE_POINTS - 1) / 2.0
+    lines = []
+    for _ in range(NOISE_LINES):
+        direction = rng.choice((-1.0, 1.0), size=theta.size) * scale
+        centre = theta + NOISE_OFFSET * rng.choice((-1.0, 1.0), size=theta.size) * scale
+        lines.append(centre[None, :] + offsets[:, None] * direction[None, :])
+    return np.concatenate(lines)
+
+
+def noise_level_of_lines(values: np.ndarray, cost_value: float) -> float:
+    """The median of :func:`noise_level` over the lines of :func:`noise_lines` (one kink cannot inflate it)."""
+    per_line = [noise_level(v, cost_value) for v in np.asarray(values).reshape(NOISE_LINES, NOISE_POINTS)]
+    return float(np.median(per_line))
 
 
 def noise_level(values: np.ndarray, cost_value: float) -> float:

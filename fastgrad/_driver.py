@@ -155,8 +155,8 @@ class Measured:
 def measure_noise(engine: Engine) -> float:
     """The cost's rounding noise (standard deviation), from a few evaluations on a line."""
     theta = engine.theta
-    values = engine.costs(fd.noise_line(theta))
-    return fd.noise_level(values, engine.cost_value)
+    values = engine.costs(fd.noise_lines(theta))
+    return fd.noise_level_of_lines(values, engine.cost_value)
 
 
 def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
@@ -253,6 +253,9 @@ def measure(
     scale_floor = fd.block_rms(np.where(np.isfinite(magnitude), magnitude, 0.0), block_ids, n_blocks)
     grad_error = _grad_rounding(grad, opts)
     state = fd.decide(grad, analysis, opts.threshold, scale_floor, extra_error=grad_error)
+    if len(levels) == 1:
+        # One pair cannot tell a kink from a wrong value: look at s/2 first.
+        state[state == fd.WRONG] = fd.UNDECIDED
     low = np.full(n, np.nan)
     high = np.full(n, np.nan)
     try:

@@ -69,7 +69,7 @@ def check_seed(seed: object) -> int:
 
 def _positive_int(value: object, name: str, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number ({what}), got {value!r}.")
+        raise ValueError(f"{name} must be a positive number of {what}, got {value!r}.")
     return int(value)
 
 
@@ -116,7 +116,7 @@ def resolve_options(
     eps = None if eps is None else check_eps(eps)
     threshold = _differences.DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
     seed = check_seed(seed)
-    directions = _positive_int(directions, "directions", "random directions of a directional check")
+    directions = _positive_int(directions, "directions", "random directions")
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be True, False or None, got {progress!r}.")
     if sample is not None and indices is not None:

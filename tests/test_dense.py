@@ -16,7 +16,7 @@ import pytest
 import fastgrad
 import reference
 from fastgrad import _dense_kernels, naive
-from fastgrad.dense import DenseNet, _fast_engine
+from fastgrad.dense import DenseNet
 
 LOSS_OUTPUT = {"binary_cross_entropy": "sigmoid", "softmax_cross_entropy": "linear", "mse": "tanh"}
 HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "linear"]
@@ -186,7 +186,6 @@ def test_generic_engine_equals_foundation_generic_engine_on_the_dense_cost():
     np.testing.assert_array_equal(report.approx, expected)
 
 
-@pytest.mark.skipif(_fast_engine() is None, reason="fastgrad._dense_engine not present")
 @pytest.mark.parametrize("loss", list(LOSS_OUTPUT))
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("method", ["central", "forward", "richardson"])
@@ -233,7 +232,7 @@ def test_complex_forward_cost_has_the_real_cost_as_real_part():
     assert complex_cost.real == pytest.approx(real, rel=1e-15)
 
 
-@pytest.mark.parametrize("engine", ["generic"] + (["dense"] if _fast_engine() is not None else []))
+@pytest.mark.parametrize("engine", ["generic", "dense"])
 def test_relu_kink_is_flagged_not_failed(engine):
     net = DenseNet([2, 3, 1], "relu", "binary_cross_entropy")
     params = net.init(seed=0)
@@ -250,7 +249,7 @@ def test_relu_kink_is_flagged_not_failed(engine):
 @pytest.mark.parametrize(
     "method, engine",
     [("central", "generic"), ("complex", "generic")]
-    + ([("central", "dense"), ("richardson", "dense")] if _fast_engine() is not None else []),
+    + [("central", "dense"), ("richardson", "dense")],
 )
 def test_results_do_not_depend_on_the_thread_count(method, engine):
     net, params, X, Y = make_case("softmax_cross_entropy", "relu", sizes=[6, 7, 5, 3], m=4, seed=2)

@@ -110,7 +110,7 @@ def test_float32_gradient_is_accepted_with_stated_tolerance():
     theta, layout, args, grad = network_case(4)
     report = fastgrad.gradcheck(tiny_network, grad.astype(np.float32), theta, args=args, layout=layout)
     assert report.passed and report.grad_dtype == "float32"
-    assert report.threshold == 1e-4
+    assert report.threshold == 1e-7 and report.tolerance > 1e-6  # float32 rounding allowed on top
     assert any("float32" in note for note in report.notes)
     wrong = grad.astype(np.float32)
     wrong[0] *= 1.1
