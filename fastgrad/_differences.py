@@ -42,7 +42,7 @@ one-sided limits agree, so it never yields a kink.
 is ``|g| + |a|``, or the block's root-mean-square of it when larger, so the
 rounding of a tiny component cannot make it wrong); ``settled`` when its error is
 already far below its share of the threshold (more steps would change nothing);
-otherwise more steps, up to six. At a kink the analytic value must lie between
+otherwise more steps, up to ten. At a kink the analytic value must lie between
 the one-sided derivatives (the sum of each example's, when the cost gives
 per-example losses), widened by their errors.
 """
@@ -79,9 +79,9 @@ GRAD_EPS = {"float16": float(np.finfo(np.float16).eps), "float32": float(np.finf
 GRAD_ROUNDING_UNITS = 64.0
 
 #: Table columns: steps ``s * 2**k`` for k in LEVELS.
-LEVELS = np.arange(-6, 7)
-ZERO_LEVEL = 6
-MAX_ROUNDS = 6
+LEVELS = np.arange(-12, 7)
+ZERO_LEVEL = 12
+MAX_ROUNDS = 10
 
 # Component states.
 AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG, UNRESOLVED = range(7)
@@ -393,6 +393,8 @@ def decide(
         inside = excess <= allowance
         clearly_out = excess > WRONG_FACTOR * width_error + WRONG_THRESHOLDS * threshold * np.maximum(
             np.maximum(np.abs(low), np.abs(high)), scale_floor)
+        # A value the smooth estimate already confirms needs no bracket.
+        kink = kink & ~agree
         state[kink & inside] = KINK_AGREE
         state[kink & ~inside & clearly_out] = KINK_WRONG
         state[kink & ~inside & ~clearly_out] = UNDECIDED
