@@ -271,6 +271,8 @@ class Analysis:
     left: np.ndarray        # left derivative
     side_error: np.ndarray  # error of each one-sided derivative
     best_level: np.ndarray  # table column of the finer step of the pair used (or the single level)
+    kink_possible: np.ndarray  # bool: the finest pair's one-sided derivatives differ (stable or not)
+    confirmed: np.ndarray   # bool: the best pair has a neighbouring pair (its error bound is checked)
 
 
 def central_differences(table: Table, steps: np.ndarray, nominal: bool) -> np.ndarray:
@@ -327,39 +329,63 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     approx[no_value] = np.nan
     error[no_value] = np.inf
 
-    right, left, side_error, kink = _one_sided(table, s, sigma, single, forward_only)
+    right, left, side_error, kink, kink_possible = _one_sided(table, s, sigma, single, forward_only)
     best_level = np.where(pair_found, best_pair, np.maximum(only_level, 0))
-    return Analysis(approx, error, rounding, kink, right, left, side_error, best_level)
+    # A value is trusted enough to call a gradient wrong only when a second
+    # pair of steps confirms it (Richardson's bound assumes the table has
+    # settled; a kink within the step can fool one pair).
+    confirmed = pair_found & has_neighbour[rows, best_pair]
+    return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed)
+
+
+def _slopes_at_pair(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, f: np.ndarray):
+    """Extrapolated right and left derivatives, and their error, from columns ``f`` and ``f + 1``."""
+    rows = np.arange(f.size)
+    c = f + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        right = 2.0 * table.plus[rows, f] / table.off_plus[rows, f] - table.plus[rows, c] / table.off_plus[rows, c]
+        left = 2.0 * table.minus[rows, f] / table.off_minus[rows, f] - table.minus[rows, c] / table.off_minus[rows, c]
+        # Rounding of 2 p(s/2) - p(s): each slope carries sqrt(2) sigma / step.
+        rounding = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * (2.0 / s[rows, f] + 1.0 / s[rows, c])
+        curvature = np.abs(central[rows, c] - central[rows, f])
+    return right, left, rounding + curvature
 
 
 def _one_sided(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, forward_only: bool):
-    """Right and left derivatives from the finest pair of levels with both sides."""
+    """Right and left derivatives from the finest pair of levels with both sides.
+
+    Returns ``(right, left, side_error, kink, kink_possible)``: ``kink_possible``
+    when the finest pair's one-sided derivatives differ beyond their errors;
+    ``kink`` when, in addition, the next coarser pair gives the same two
+    derivatives (each is stable under step refinement: a kink *at* theta, not
+    merely within the step).
+    """
     n = s.shape[0]
     nan = np.full(n, np.nan)
     if forward_only:
-        return nan, nan.copy(), nan.copy(), np.zeros(n, bool)
+        return nan, nan.copy(), nan.copy(), np.zeros(n, bool), np.zeros(n, bool)
     both = table.both_sides()
     pairs = both[:, 1:] & both[:, :-1]
     any_pair = pairs.any(axis=1)
     finest = np.argmax(pairs, axis=1)  # lowest column index = finest step
+    right, left, side_error = _slopes_at_pair(table, s, sigma, central, finest)
     rows = np.arange(n)
-    f, c = finest, finest + 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        right_f = table.plus[rows, f] / table.off_plus[rows, f]
-        right_c = table.plus[rows, c] / table.off_plus[rows, c]
-        left_f = table.minus[rows, f] / table.off_minus[rows, f]
-        left_c = table.minus[rows, c] / table.off_minus[rows, c]
-        right = 2.0 * right_f - right_c
-        left = 2.0 * left_f - left_c
-        # Rounding of 2 p(s/2) - p(s): each slope carries sqrt(2) sigma / step.
-        side_rounding = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * (2.0 / s[rows, f] + 1.0 / s[rows, c])
-        curvature = np.abs(central[rows, c] - central[rows, f])
-        side_error = side_rounding + curvature
-        kink = any_pair & (np.abs(right - left) > KINK_FACTOR * 2.0 * side_error)
+        kink_possible = any_pair & (np.abs(right - left) > KINK_FACTOR * 2.0 * side_error)
+        # Stable: at three successive steps each raw one-sided slope changes less
+        # and less (curvature halves the change with the step); a kink within the
+        # step but not at theta makes the change grow instead.
+        third = np.minimum(finest + 2, LEVELS.size - 1)
+        has_three = any_pair & (finest + 2 < LEVELS.size) & both[rows, third]
+        stable = has_three.copy()
+        for values, offsets in ((table.plus, table.off_plus), (table.minus, table.off_minus)):
+            slope = [values[rows, c] / offsets[rows, c] for c in (finest, finest + 1, third)]
+            noise = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * 2.0 / s[rows, finest]
+            stable &= np.abs(slope[0] - slope[1]) <= 0.75 * np.abs(slope[1] - slope[2]) + 4.0 * noise
     right[~any_pair] = np.nan
     left[~any_pair] = np.nan
     side_error[~any_pair] = np.nan
-    return right, left, side_error, kink
+    return right, left, side_error, kink_possible & stable, kink_possible
 
 
 def decide(
@@ -379,8 +405,10 @@ def decide(
     state = np.full(grad.size, UNDECIDED, dtype=np.int8)
     with np.errstate(invalid="ignore"):
         agree = discrepancy <= threshold * magnitude + e
-        wrong = discrepancy > WRONG_FACTOR * e + WRONG_THRESHOLDS * threshold * scale
-        settled = e <= 0.25 * threshold * magnitude
+        # While the one-sided derivatives differ, the value may be a valid one-sided choice.
+        wrong = ((discrepancy > WRONG_FACTOR * e + WRONG_THRESHOLDS * threshold * scale)
+                 & ~analysis.kink_possible & analysis.confirmed)
+        settled = (e <= 0.25 * threshold * magnitude) & ~analysis.kink_possible & analysis.confirmed
     state[settled] = SETTLED
     state[wrong] = WRONG
     state[agree] = AGREE
@@ -422,7 +450,7 @@ def next_levels(table: Table, analysis: Analysis) -> np.ndarray:
     lowest = np.where(evaluated, columns[None, :], LEVELS.size).min(axis=1)
     highest = np.where(evaluated, columns[None, :], -1).max(axis=1)
     rounding_bound = analysis.rounding >= 0.5 * analysis.error
-    go_up = rounding_bound & ~analysis.kink & (lowest < ZERO_LEVEL)
+    go_up = rounding_bound & ~analysis.kink_possible & (lowest < ZERO_LEVEL)
     target = np.where(go_up, highest + 1, lowest - 1)
     target = np.where(highest < 0, ZERO_LEVEL, target)
     # Only level 0 so far: look at s/2 first.

@@ -193,8 +193,8 @@ def _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blo
     state = np.full(indices.size, fd.AGREE, np.int8)
     if grad is not None:
         nan = np.full(approx.size, np.nan)
-        analysis = fd.Analysis(approx, error, error, np.zeros(approx.size, bool), nan, nan, nan,
-                               np.zeros(approx.size, np.int64))
+        no = np.zeros(approx.size, bool)
+        analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no)
         state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts))
     nan = np.full(indices.size, np.nan)
     return Measured(approx, error, state, steps, nan, nan.copy(), indices.size)
@@ -253,9 +253,6 @@ def measure(
     scale_floor = fd.block_rms(np.where(np.isfinite(magnitude), magnitude, 0.0), block_ids, n_blocks)
     grad_error = _grad_rounding(grad, opts)
     state = fd.decide(grad, analysis, opts.threshold, scale_floor, extra_error=grad_error)
-    if len(levels) == 1:
-        # One pair cannot tell a kink from a wrong value: look at s/2 first.
-        state[state == fd.WRONG] = fd.UNDECIDED
     low = np.full(n, np.nan)
     high = np.full(n, np.nan)
     try:
