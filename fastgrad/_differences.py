@@ -316,8 +316,24 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
         has_neighbour[:, :-1] |= finite_pairs[:, 1:]
         total_pair_error = pair_error + np.where(has_neighbour, neighbour, 0.0)
 
+        # Richardson's bound holds only in the asymptotic regime, where the
+        # difference D(s) - D(s/2) shrinks fourfold with each halving (or is
+        # already down at the rounding level). A kink within the step, or a step
+        # still far too large, breaks that pattern.
+        change = coarse - fine                      # pair p: D(s_p+1) - D(s_p)
+        noise_level = 4.0 * (rounding_all[:, :-1] + rounding_all[:, 1:])
+        quiet = np.abs(change) <= noise_level
+        ratio_ok = np.zeros_like(quiet)
+        ratio = change[:, 1:] / change[:, :-1]      # coarser pair over finer pair
+        pattern = ((ratio >= 0.5 * order_gain) & (ratio <= 2.0 * order_gain)) | (quiet[:, 1:] & quiet[:, :-1])
+        ratio_ok[:, :-1] |= pattern
+        ratio_ok[:, 1:] |= pattern
+        ratio_ok &= np.isfinite(pair_error)
     rows = np.arange(n)
-    best_pair = np.argmin(total_pair_error, axis=1)
+    # Prefer pairs whose table follows the pattern; others only when none does.
+    candidates = np.where(ratio_ok, total_pair_error, np.inf)
+    any_ok = np.isfinite(candidates).any(axis=1)
+    best_pair = np.where(any_ok, np.argmin(candidates, axis=1), np.argmin(total_pair_error, axis=1))
     pair_found = np.isfinite(total_pair_error[rows, best_pair])
 
     # Components with a single level: the difference itself, with rounding only.
@@ -334,7 +350,7 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     # A value is trusted enough to call a gradient wrong only when a second
     # pair of steps confirms it (Richardson's bound assumes the table has
     # settled; a kink within the step can fool one pair).
-    confirmed = pair_found & has_neighbour[rows, best_pair]
+    confirmed = pair_found & ratio_ok[rows, best_pair]
     return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed)
 
 
