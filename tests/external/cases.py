@@ -507,10 +507,16 @@ def _sklearn_models():
     Xm, ym = make_regression(n_samples=40, n_features=4, n_targets=3, noise=0.5, random_state=3)
     out["reg-tanh-3out-early"] = (_quiet_fit(MLPRegressor(hidden_layer_sizes=(9,), activation="tanh", solver="lbfgs", alpha=1e-2,
                                                           max_iter=20, random_state=3), Xm, ym / 50), Xm, ym / 50)
-    # Reproducer 9: a long L-BFGS fit with large weights.
-    out["clf-tanh-3class-lbfgs3000"] = (_quiet_fit(MLPClassifier(hidden_layer_sizes=(16,), activation="tanh", solver="lbfgs",
-                                                                 alpha=1e-6, max_iter=3000, tol=0.0,
-                                                                 max_fun=100000, random_state=4), X, y), X, y)
+    # Reproducer 9: long L-BFGS fits (alpha = 0, noisy labels, too few hidden units to interpolate),
+    # which drive the weights up: |theta| ~ 400 after 89 iterations, ~7800 after 722 (where SciPy's
+    # ftol stops it; max_iter is 3000).
+    Xn, yn = make_classification(n_samples=60, n_features=5, n_informative=4, n_redundant=0, n_classes=3,
+                                 flip_y=0.3, random_state=0)
+    for hidden in (3, 4):
+        out[f"clf-logistic-3class-lbfgs3000-h{hidden}"] = (
+            _quiet_fit(MLPClassifier(hidden_layer_sizes=(hidden,), activation="logistic", solver="lbfgs",
+                                     alpha=0.0, max_iter=3000, tol=0.0, max_fun=100000, random_state=4), Xn, yn),
+            Xn, yn)
     # Reproducer 10: a tiny loss after a long fit (alpha = 0, separable data).
     Xs, ys = make_classification(n_samples=30, n_features=4, n_informative=4, n_redundant=0, class_sep=3.0,
                                  random_state=5)
