@@ -7,7 +7,7 @@ evaluations, this module says what they mean.
 The rule, in full
 -----------------
 **Noise.** The cost's own rounding noise ``sigma`` is measured once per check
-from a few evaluations along a random line (More & Wild's ECnoise: the k-th
+from a few evaluations along short coordinate lines (More & Wild's ECnoise: the k-th
 differences of a smooth function at a tiny spacing are pure noise, and their
 root-mean-square times ``gamma_k = (k!)^2 / (2k)!`` estimates the standard
 deviation of the noise). It is at least half an ulp of ``|J(theta)|``. A cost
@@ -103,32 +103,46 @@ def check_method(method: object) -> str:
 #: how many lines, and how far from theta their centres lie (in spacings).
 NOISE_POINTS = 8
 NOISE_SPACING = 1e-7
-NOISE_LINES = 3
+NOISE_LINES = 4
 NOISE_OFFSET = 1000.0
 
 
-def noise_lines(theta: np.ndarray, seed: int = 12345) -> np.ndarray:
-    """``(NOISE_LINES * NOISE_POINTS, n)`` points on short random lines near theta.
+def noise_lines(theta: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """``(len(components) * NOISE_POINTS, n)`` points on short lines along coordinate axes.
 
-    The lines are centred a thousand spacings away from theta: a kink at theta
-    (a ReLU input exactly zero) crossed by a line would look like noise, and a
-    line that short, that far away, rarely meets one.
+    Each line moves one component, as every evaluation of a check does: the
+    rounding of ``J`` moves far less when one component changes than along a
+    random direction (a long sum's rounding is mostly shared). The lines are
+    centred a thousand spacings from theta: a kink at theta would look like noise.
     """
-    rng = np.random.default_rng(seed)
-    scale = np.maximum(1.0, np.abs(theta)) * (NOISE_SPACING / math.sqrt(theta.size))
     offsets = np.arange(NOISE_POINTS) - (NOISE_POINTS - 1) / 2.0
     lines = []
-    for _ in range(NOISE_LINES):
-        direction = rng.choice((-1.0, 1.0), size=theta.size) * scale
-        centre = theta + NOISE_OFFSET * rng.choice((-1.0, 1.0), size=theta.size) * scale
-        lines.append(centre[None, :] + offsets[:, None] * direction[None, :])
+    for k in components:
+        spacing = NOISE_SPACING * max(1.0, abs(float(theta[k])))
+        line = np.repeat(theta[None, :], NOISE_POINTS, axis=0)
+        line[:, k] = theta[k] + (NOISE_OFFSET + offsets) * spacing
+        lines.append(line)
     return np.concatenate(lines)
 
 
+def noise_components(indices: np.ndarray, block_ids: np.ndarray) -> np.ndarray:
+    """Up to NOISE_LINES components to measure the noise along: one from each of the largest blocks."""
+    chosen = []
+    blocks, counts = np.unique(block_ids, return_counts=True)
+    for b in blocks[np.argsort(-counts, kind="stable")]:
+        members = indices[block_ids == b]
+        chosen.append(int(members[members.size // 2]))
+        if len(chosen) == NOISE_LINES:
+            break
+    while len(chosen) < min(NOISE_LINES, indices.size):
+        chosen.append(int(indices[(len(chosen) * indices.size) // NOISE_LINES]))
+    return np.array(sorted(set(chosen)), dtype=np.int64)
+
+
 def noise_level_of_lines(values: np.ndarray, cost_value: float) -> float:
-    """The median of :func:`noise_level` over the lines of :func:`noise_lines` (one kink cannot inflate it)."""
-    per_line = [noise_level(v, cost_value) for v in np.asarray(values).reshape(NOISE_LINES, NOISE_POINTS)]
-    return float(np.median(per_line))
+    """The largest :func:`noise_level` over the lines of :func:`noise_lines`."""
+    per_line = [noise_level(v, cost_value) for v in np.asarray(values).reshape(-1, NOISE_POINTS)]
+    return float(np.max(per_line))
 
 
 def noise_level(values: np.ndarray, cost_value: float) -> float:

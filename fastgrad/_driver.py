@@ -152,10 +152,10 @@ class Measured:
     done: int          # components measured (fewer than asked after Ctrl-C)
 
 
-def measure_noise(engine: Engine) -> float:
-    """The cost's rounding noise (standard deviation), from a few evaluations on a line."""
-    theta = engine.theta
-    values = engine.costs(fd.noise_lines(theta))
+def measure_noise(engine: Engine, indices: np.ndarray, block_ids: np.ndarray) -> float:
+    """The cost's rounding noise (standard deviation), from a few evaluations on coordinate lines."""
+    components = fd.noise_components(indices, block_ids)
+    values = engine.costs(fd.noise_lines(engine.theta, components))
     return fd.noise_level_of_lines(values, engine.cost_value)
 
 
@@ -367,7 +367,7 @@ def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical g
     from fastgrad.numerical import Estimate
 
     indices = opts.indices
-    sigma = measure_noise(engine)
+    sigma = measure_noise(engine, indices, np.zeros(indices.size, np.int64))
     with _Runner(engine, indices.size, opts.progress, description) as runner:
         try:
             measured = measure(runner, engine, indices, engine.theta[indices], None, opts, sigma,
@@ -397,11 +397,13 @@ def run_check(
     from fastgrad.numerical import Estimate
     from fastgrad.report import Report
 
-    sigma = measure_noise(engine)
     if opts.mode == "directional":
+        everything = np.arange(engine.theta.size)
+        sigma = measure_noise(engine, everything, _block_ids(layout, everything)[0])
         return _run_directional(engine, grad, opts, layout, sigma, description)
     indices = opts.indices
     block_ids, n_blocks = _block_ids(layout, indices)
+    sigma = measure_noise(engine, indices, block_ids)
     grad_selected = grad[indices]
     with _Runner(engine, indices.size, opts.progress, description) as runner:
         try:

@@ -172,8 +172,12 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str):
     return value, error
 
 
-def judge(grad, value, error, state, threshold: float, low=None, high=None) -> _Judgement:
-    """The verdict of one set of components (a block, or all of theta)."""
+def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0) -> _Judgement:
+    """The verdict of one set of components (a block, or all of theta).
+
+    ``reference_scale`` (the whole check's ``||g|| + ||a||``) measures the error
+    of a block whose gradient and numerical value are both exactly zero.
+    """
     unresolved = int(np.count_nonzero(state == fd.UNRESOLVED))
     wrong = int(np.count_nonzero(np.isin(state, _WRONG_STATES)))
     kink = np.isin(state, _KINK_STATES)
@@ -181,9 +185,17 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None) -> _
     g, a, e = grad[compared], value[compared], error[compared]
     scale = fd.scaled_norm(g) + fd.scaled_norm(a)
     gap = fd.scaled_norm(g - a)
-    spread = fd.scaled_norm(e)
+    # Per-component errors are three-sigma bounds; the norm of many independent
+    # errors concentrates near its root-mean-square, so a block of n components
+    # is allowed (1 + 2 / sqrt(n)) sigma per component: three sigma for one
+    # component, barely more than one for thousands.
+    spread = fd.scaled_norm(e) / fd.ROUNDING_FACTOR * (1.0 + 2.0 / math.sqrt(max(int(g.size), 1)))
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
+    elif reference_scale > 0.0:
+        # Both exactly zero (units no example reaches): the error is measured
+        # against the size of the whole gradient.
+        difference, allowance = 0.0, spread / reference_scale
     else:
         difference, allowance = 0.0, (math.inf if spread > 0.0 else 0.0)
     tolerance = threshold + allowance
@@ -219,7 +231,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None) -> _
     return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
 
 
-def _blocks(grad, value, error, estimate: Estimate, threshold, layout, size) -> tuple[BlockResult, ...]:
+def _blocks(grad, value, error, estimate: Estimate, threshold, layout, size, reference) -> tuple[BlockResult, ...]:
     if layout is None:
         names, shapes = ("theta",), ((size,),)
         block_ids = np.zeros(estimate.indices.size, dtype=np.int64)
@@ -232,7 +244,7 @@ def _blocks(grad, value, error, estimate: Estimate, threshold, layout, size) -> 
         if not members.any():
             continue
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
-                  estimate.low[members], estimate.high[members])
+                  estimate.low[members], estimate.high[members], reference)
         results.append(BlockResult(name, tuple(shape), int(members.sum()), j.difference, j.tolerance, j.verdict,
                                    j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
@@ -324,7 +336,8 @@ class Report:
             grad = grad[order]
         value, error = compared_values(grad, estimate, grad_dtype)
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high)
-        blocks = _blocks(grad, value, error, estimate, threshold, layout, size)
+        reference = fd.scaled_norm(grad) + fd.scaled_norm(value)
+        blocks = _blocks(grad, value, error, estimate, threshold, layout, size, reference)
         reasons = list(whole.reasons)
         for b in blocks:
             reasons += [f"{b.name}: {r}" for r in b.reasons if f"{b.name}: {r}" not in reasons]
