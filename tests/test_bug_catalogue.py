@@ -34,7 +34,7 @@ from bugs import (
     make_problem,
     truly_corrupted_blocks,
 )
-from fastgrad import _steps
+from fastgrad import _differences
 
 PATHS = ("dense", "generic")
 SEEDS = range(20)
@@ -296,9 +296,9 @@ def test_relu_network_with_many_examples_passes(path):
 @pytest.mark.parametrize("u", [0.0, 0.1, 0.2, 0.28, 0.3, 0.33, 0.37, 0.45, 0.6, 0.9])
 def test_generic_cost_with_a_kink_within_one_step_passes(u):
     # A kink at distance u*h from theta: differentiable at theta, but the central
-    # difference straddles the kink. It must be flagged, never failed.
+    # difference straddles the kink. Smaller steps must resolve it: never failed.
     theta = np.array([0.5, -1.2])
-    h = _steps.DEFAULT_STEPS["central"]
+    h = _differences.EPS_MACH ** (1 / 3)  # the first step for this cost's relative noise (about one ulp)
     h = (theta[0] + h) - theta[0]
     corner = theta[0] + u * h
 
@@ -332,7 +332,7 @@ def test_directional_check_passes_a_correct_relu_network(sizes):
 SMOOTH = Architecture("smooth", (4, 6, 5, 2), ("tanh", "sigmoid", "linear"), "mse", m=8)
 
 #: Relative error of the numerical gradient against the exact one. The steps of
-#: ``fastgrad._steps`` balance truncation and rounding at about eps^(2/3)
+#: ``fastgrad._differences`` balance truncation and rounding at about eps^(2/3)
 #: (central), eps^(1/2) (forward), eps^(4/5) (richardson) and eps (complex);
 #: the bounds allow the cost's own rounding (tens of ulps) on top.
 ACCURACY = {"central": 1e-9, "forward": 1e-6, "richardson": 2e-11, "complex": 1e-15}
