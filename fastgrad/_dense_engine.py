@@ -33,7 +33,7 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from fastgrad._jit import njit, prange
 
 from fastgrad._dense_spec import (
     BINARY_CROSS_ENTROPY,
