@@ -39,7 +39,9 @@ from typing import Any
 
 import numba
 from numba import prange
-from numba.core import caching, typeinfer
+from numba.core import caching, registry, sigutils, typeinfer
+
+from fastgrad._threads import parallel_region
 
 # prange is re-exported so that a kernel module imports both from here in one line.
 __all__ = ["njit", "prange", "RobustCache", "CacheFallbackWarning"]
@@ -194,6 +196,29 @@ def _install_cache(dispatcher: Any) -> None:
         )
 
 
+class _ParallelDispatcher(registry.CPUDispatcher):
+    """A dispatcher of a ``parallel=True`` kernel whose calls from Python hold :func:`parallel_region`.
+
+    Calls from other compiled functions are linked directly and do not come
+    through ``__call__``: the lock is taken once, by the outermost Python call.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with parallel_region():
+            return super().__call__(*args, **kwargs)
+
+
+def _dispatcher(function: Callable, options: dict) -> Any:
+    if not options.get("parallel") or numba.config.DISABLE_JIT:
+        return numba.njit(**options)(function)
+    # What numba.njit does, with the locking class (numba.core.decorators._jit).
+    options = dict(options)
+    local_types = dict(options.pop("locals", {}))
+    options["nopython"] = True
+    options.setdefault("boundscheck", None)
+    return _ParallelDispatcher(py_func=function, locals=local_types, targetoptions=options)
+
+
 def njit(signature_or_function: Any = None, *, cache: bool = False, **options: Any) -> Any:
     """``numba.njit``, where ``cache=True`` means fastgrad's damage-proof cache.
 
@@ -208,27 +233,28 @@ def njit(signature_or_function: Any = None, *, cache: bool = False, **options: A
         :class:`CacheFallbackWarning`.
     **options
         Passed to ``numba.njit`` (``parallel``, ``inline``, ...; never
-        ``fastmath`` in fastgrad).
+        ``fastmath`` in fastgrad). With ``parallel=True``, calls from Python
+        hold :func:`fastgrad._threads.parallel_region`.
 
     Returns
     -------
     numba.core.dispatcher.Dispatcher or a decorator making one
     """
-    if callable(signature_or_function) and not isinstance(signature_or_function, (str, numba.core.typing.Signature)):
-        return njit(cache=cache, **options)(signature_or_function)
     if signature_or_function is None:
         signatures: list = []
-    elif isinstance(signature_or_function, (list, tuple)) and not isinstance(
-        signature_or_function, numba.core.types.Type
-    ):
+    elif isinstance(signature_or_function, list):
         signatures = list(signature_or_function)
-    else:
+    elif sigutils.is_signature(signature_or_function):
         signatures = [signature_or_function]
+    else:
+        return njit(cache=cache, **options)(signature_or_function)
 
     def decorate(function: Callable) -> Any:
         # Created without signatures, so that the cache is in place before the
         # eager compiles below look it up.
-        dispatcher = numba.njit(**options)(function)
+        dispatcher = _dispatcher(function, options)
+        if not isinstance(dispatcher, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT=1
+            return dispatcher
         if cache:
             _install_cache(dispatcher)
         if signatures:
