@@ -875,7 +875,7 @@ def _run_pieces(
             )
 
 
-@njit(cache=True)
+@njit(cache=True, calls_parallel=True)
 def _perturbed_cost_differences(
     layer_sizes, activations, loss, l2, theta, X, Y, dropout_scale, indices, points, n_chunks
 ):

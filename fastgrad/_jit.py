@@ -64,18 +64,37 @@ class _DamagedEntry(Exception):
     """A cache file that is not what fastgrad wrote for this overload."""
 
 
+#: Modules whose source is part of every cache key besides those that compile
+#: kernels (found by their use of ``njit`` or ``prange``): constants read by kernels.
+_KERNEL_CONSTANTS = ("_dense_spec.py",)
+
+
+def _kernel_sources() -> list[Path]:
+    """The package's modules that define compiled code, or constants compiled into it."""
+    found = []
+    for path in sorted(_PACKAGE_DIR.glob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if path.name in _KERNEL_CONSTANTS or "njit" in text or "prange" in text:
+            found.append(path)
+    return found
+
+
 def package_digest() -> str:
-    """SHA-256 of the source of every module of the fastgrad package (computed once).
+    """SHA-256 of the source of the package's kernel modules (computed once per process).
 
     Part of every cache key: Numba's own key covers a function's bytecode and
     its file's timestamp, not the helpers it inlined or the constants it read
-    from other modules.
+    from other modules. Modules without compiled code (the CLI, the report)
+    are left out, so that editing them does not recompile the kernels.
     """
     global _package_digest
     with _digest_lock:
         if _package_digest is None:
             hasher = hashlib.sha256(numba.__version__.encode())
-            for path in sorted(_PACKAGE_DIR.glob("*.py")):
+            for path in _kernel_sources():
                 hasher.update(path.name.encode())
                 try:
                     hasher.update(path.read_bytes())
@@ -197,7 +216,7 @@ def _install_cache(dispatcher: Any) -> None:
 
 
 class _ParallelDispatcher(registry.CPUDispatcher):
-    """A dispatcher of a ``parallel=True`` kernel whose calls from Python hold :func:`parallel_region`.
+    """A dispatcher of a parallel kernel whose calls from Python hold :func:`parallel_region`.
 
     Calls from other compiled functions are linked directly and do not come
     through ``__call__``: the lock is taken once, by the outermost Python call.
@@ -209,7 +228,8 @@ class _ParallelDispatcher(registry.CPUDispatcher):
 
 
 def _dispatcher(function: Callable, options: dict) -> Any:
-    if not options.get("parallel") or numba.config.DISABLE_JIT:
+    calls_parallel = options.pop("calls_parallel", False)
+    if not (options.get("parallel") or calls_parallel) or numba.config.DISABLE_JIT:
         return numba.njit(**options)(function)
     # What numba.njit does, with the locking class (numba.core.decorators._jit).
     options = dict(options)
@@ -234,7 +254,9 @@ def njit(signature_or_function: Any = None, *, cache: bool = False, **options: A
     **options
         Passed to ``numba.njit`` (``parallel``, ``inline``, ...; never
         ``fastmath`` in fastgrad). With ``parallel=True``, calls from Python
-        hold :func:`fastgrad._threads.parallel_region`.
+        hold :func:`fastgrad._threads.parallel_region`; ``calls_parallel=True``
+        does the same for a function that is not parallel itself but calls
+        parallel kernels (the lock must be taken by the outermost Python call).
 
     Returns
     -------

@@ -150,8 +150,12 @@ def test_every_package_kernel_uses_the_robust_cache():
         if isinstance(value, numba.core.registry.CPUDispatcher) and value.__module__.startswith("fastgrad")
     ]
     assert len(dispatchers) > 20
+    keyed = {path.name for path in _jit._kernel_sources()}
     for dispatcher in dispatchers:
         assert isinstance(dispatcher._cache, _jit.RobustCache), dispatcher.py_func.__qualname__
+        # Its module's source is part of every cache key (a change recompiles).
+        assert Path(dispatcher.py_func.__code__.co_filename).name in keyed
+    assert "_dense_spec.py" in keyed and "cli.py" not in keyed
 
 
 def test_njit_accepts_numba_call_forms():

@@ -163,6 +163,10 @@ CONCURRENT = textwrap.dedent(
     b = rng.standard_normal(n); theta = rng.standard_normal(n)
     grad = quadratic_gradient(theta, A, b)
     reference = fastgrad.estimate_gradient(quadratic_cost, theta, args=(A, b)).approx  # loads every library
+    net = fastgrad.DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    params = net.init(seed=0)
+    X = rng.standard_normal((4, 8)); Y = (rng.random((1, 8)) > 0.5).astype(float)
+    dense_reference = {e: net.gradcheck(params, X, Y, engine=e).passed for e in ("dense", "generic")}
     threadpool_limits(limits=3, user_api="blas")
     before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
@@ -173,6 +177,8 @@ CONCURRENT = textwrap.dedent(
                 report = fastgrad.gradcheck(quadratic_cost, grad, theta, args=(A, b))
                 approx = fastgrad.estimate_gradient(quadratic_cost, theta, args=(A, b)).approx
                 results.append((report.passed, np.array_equal(approx, reference)))
+                for engine, passed in dense_reference.items():
+                    results.append((net.gradcheck(params, X, Y, engine=engine).passed == passed, True))
         except BaseException as exc:
             errors.append(repr(exc))
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -182,7 +188,7 @@ CONCURRENT = textwrap.dedent(
     after = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
     print("layer", numba.threading_layer())
     print("errors", errors)
-    print("all passed and identical", len(results) == 12 and all(p and same for p, same in results))
+    print("all passed and identical", len(results) == 36 and all(p and same for p, same in results))
     print("blas restored", before == after, before, after)
     """
 )
@@ -191,6 +197,7 @@ CONCURRENT = textwrap.dedent(
 def test_four_threads_checking_at_once_on_the_workqueue_layer():
     # Fails before the fix: the process aborted (SIGABRT, "workqueue threading
     # layer is terminating: Concurrent access"), and BLAS was left at 1 thread.
+    # Covers gradcheck of a compiled cost and DenseNet.gradcheck on both engines.
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_THREADING")}
     env.update(NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2",
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p))
