@@ -65,7 +65,7 @@ class _DamagedEntry(Exception):
 
 
 #: Modules whose source is part of every cache key besides those that compile
-#: kernels (found by their use of ``njit`` or ``prange``): constants read by kernels.
+#: kernels (found by their import of this module): constants read by kernels.
 _KERNEL_CONSTANTS = ("_dense_spec.py",)
 
 
@@ -77,7 +77,7 @@ def _kernel_sources() -> list[Path]:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        if path.name in _KERNEL_CONSTANTS or "njit" in text or "prange" in text:
+        if path.name in _KERNEL_CONSTANTS or path.name == "_jit.py" or "_jit import" in text or "import _jit" in text:
             found.append(path)
     return found
 
