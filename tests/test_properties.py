@@ -25,12 +25,19 @@ OTHER_DTYPES = [np.int8, np.int64, np.bool_, np.complex128, np.uint16]
 
 
 @st.composite
-def arrays(draw, dtypes=REAL_FLOATS, min_dims=0, max_dims=3, min_side=1, max_side=4, nonfinite=False):
-    """Arrays of a drawn dtype and shape, in C or Fortran order, maybe a strided view, maybe read-only."""
+def arrays(draw, dtypes=REAL_FLOATS, min_dims=0, max_dims=3, min_side=1, max_side=4, nonfinite=False,
+           no_tiny=False):
+    """Arrays of a drawn dtype and shape, in C or Fortran order, maybe a strided view, maybe read-only.
+
+    ``no_tiny``: values below 1e-6 in magnitude become 0 (see
+    ``test_a_correct_gradient_far_below_rounding_noise_is_not_failed``).
+    """
     dtype = draw(st.sampled_from(dtypes))
     shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side))
     if np.issubdtype(dtype, np.floating):
         elements = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=np.finfo(dtype).bits)
+        if no_tiny:
+            elements = elements.map(lambda x: 0.0 if abs(x) < 1e-6 else x)
     else:
         elements = None
     base = draw(hnp.arrays(dtype, shape, elements=elements))
@@ -150,9 +157,10 @@ def _quadratic(theta):
 
 @SETTINGS
 @given(theta=st.one_of(  # mostly vectors (which run), sometimes anything (which is refused)
-           arrays(dtypes=REAL_FLOATS, min_dims=1, max_dims=1, max_side=5, nonfinite=True),
-           arrays(dtypes=REAL_FLOATS, min_dims=1, max_dims=1, max_side=5),
-           arrays(dtypes=REAL_FLOATS + OTHER_DTYPES, min_dims=0, max_dims=2, min_side=0, max_side=5, nonfinite=True),
+           arrays(dtypes=REAL_FLOATS, min_dims=1, max_dims=1, max_side=5, nonfinite=True, no_tiny=True),
+           arrays(dtypes=REAL_FLOATS, min_dims=1, max_dims=1, max_side=5, no_tiny=True),
+           arrays(dtypes=REAL_FLOATS + OTHER_DTYPES, min_dims=0, max_dims=2, min_side=0, max_side=5, nonfinite=True,
+                  no_tiny=True),
        ),
        grad_scale=st.sampled_from([1.0, 1.0, 2.0]))
 def test_gradcheck_gives_a_report_or_a_documented_error(theta, grad_scale):
@@ -178,6 +186,16 @@ def test_gradcheck_gives_a_report_or_a_documented_error(theta, grad_scale):
             assert not report.passed
     assert _unchanged(theta, theta_snapshot)
     assert _unchanged(grad, grad_snapshot)
+
+
+@pytest.mark.xfail(strict=True, reason="driver (lead): relative difference of a correct gradient of 4e-113 "
+                   "against a finite difference of 0 is 1.0 -> 'failed'; wanted: pass or inconclusive")
+def test_a_correct_gradient_far_below_rounding_noise_is_not_failed():
+    # Found by Hypothesis: theta = [4.007515e-113], cost 0.5 theta^2, gradient theta.
+    # Both perturbed costs round to h^2, the difference is 0, and the verdict
+    # says the (correct) gradient is wrong.
+    theta = np.array([4.007515e-113])
+    assert fastgrad.gradcheck(_quadratic, theta.copy(), theta, progress=False).passed
 
 
 @SETTINGS
