@@ -22,14 +22,13 @@ location at all, ``njit(cache=True)`` raises at import.
 and, when Numba finds no cache location, compiles in memory after one warning.
 
 This relies on two private details of Numba (the dispatcher's ``_cache``
-attribute and the ``IndexDataCacheFile`` methods), checked against Numba 0.59
-to 0.68; ``tests/test_jit_cache.py`` fails if they change.
+attribute and the ``IndexDataCacheFile`` methods), checked with Numba 0.68.1;
+``tests/test_jit_cache.py`` fails if they change.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import threading
 import warnings
