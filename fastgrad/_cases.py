@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 
 from fastgrad._dense_spec import BINARY_CROSS_ENTROPY, RELU, SOFTMAX_CROSS_ENTROPY, TANH
+from fastgrad._jit import njit
 from fastgrad._layout import Layout
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ _LOSS_CODES = {"binary_cross_entropy": BINARY_CROSS_ENTROPY, "softmax_cross_entr
 # --------------------------------------------------------------------------- #
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def network_cost(theta, layer_sizes, hidden, loss, X, Y):
     """The cost of a dense network, written as a user would for the generic engine.
 
@@ -159,7 +159,7 @@ def network_gradient(
 # --------------------------------------------------------------------------- #
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def quadratic_cost(theta, A, b):
     """``0.5 theta' A theta + b' theta`` (A symmetric)."""
     n = theta.size
@@ -177,7 +177,7 @@ def quadratic_gradient(theta: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.nd
     return A @ theta + b
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def logistic_cost(w, X, y, l2):
     """Mean logistic loss ``log(1 + exp(-y_i x_i . w))`` plus ``l2/2 ||w||^2``; y in {-1, +1}."""
     m, d = X.shape

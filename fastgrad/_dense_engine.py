@@ -33,7 +33,7 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from fastgrad._jit import njit, prange
 
 from fastgrad._dense_spec import (
     BINARY_CROSS_ENTROPY,
@@ -875,7 +875,7 @@ def _run_pieces(
             )
 
 
-@njit(cache=True)
+@njit(cache=True, calls_parallel=True)
 def _perturbed_cost_differences(
     layer_sizes, activations, loss, l2, theta, X, Y, dropout_scale, indices, points, n_chunks
 ):

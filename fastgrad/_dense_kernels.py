@@ -26,7 +26,7 @@ change them.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from fastgrad._jit import njit, prange
 
 from fastgrad._dense_spec import (
     BINARY_CROSS_ENTROPY,

@@ -20,6 +20,8 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from fastgrad import _jit
+
 __all__ = ["kernel_for"]
 
 
@@ -78,6 +80,6 @@ def kernel_for(arg_types: tuple, complex_step: bool) -> numba.core.dispatcher.Di
             types.intp,
             types.Array(types.float64, 2, "C"),
         )
-        kernel = numba.njit(signature, parallel=True, cache=True)(_evaluate_points)
+        kernel = _jit.njit(signature, parallel=True, cache=True)(_evaluate_points)
         _KERNELS[key] = kernel
     return kernel

@@ -47,7 +47,7 @@ class Layout:
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.names)
-        shapes = tuple(tuple(int(d) for d in s) for s in self.shapes)
+        shapes = tuple(_shape(s, n) for s, n in zip(self.shapes, list(names) + [None] * len(self.shapes)))
         if len(names) != len(shapes):
             raise ValueError(
                 f"Layout needs one shape per name: got {len(names)} names and {len(shapes)} shapes."
@@ -102,6 +102,10 @@ class Layout:
         >>> layout.locate(6)
         ('b1', (0, 0))
         """
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise TypeError(
+                f"Component must be a whole number (an index into theta), got {type(k).__name__} {k!r}."
+            )
         k = int(k)
         if not 0 <= k < self.size:
             raise IndexError(f"Component {k} is outside theta, which has {self.size} components (0..{self.size - 1}).")
@@ -116,6 +120,21 @@ class Layout:
             return self.names.index(name)
         except ValueError:
             raise KeyError(f"No block named {name!r}; the layout has {list(self.names)}.") from None
+
+
+def _shape(shape: object, name: str | None) -> tuple[int, ...]:
+    """A block shape as a tuple of Python ints, refusing what would be silently truncated."""
+    what = f"The shape of block {name!r}" if name is not None else "A shape"
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        raise TypeError(f"{what} must be a tuple of sizes, e.g. ({int(shape)},), got the number {shape!r}.")
+    try:
+        dims = tuple(shape)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{what} must be a tuple of whole numbers, got {type(shape).__name__} {shape!r}.") from None
+    for d in dims:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
+            raise TypeError(f"{what} must hold whole numbers, got {dims!r} ({type(d).__name__} {d!r}).")
+    return tuple(int(d) for d in dims)
 
 
 def _lookup(params: Mapping[str, object], name: str) -> object | None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from fastgrad import _differences
 from fastgrad._layout import Layout
-from fastgrad._validation import as_indices, check_eps, check_threshold
+from fastgrad._validation import as_indices, check_eps, check_seed, check_threshold
 
 __all__ = ["CheckOptions", "resolve_options", "MODES"]
 
@@ -58,13 +58,6 @@ class CheckOptions:
     directions: int
     progress: bool | None
     grad_dtype: str = "float64"
-
-
-def check_seed(seed: object) -> int:
-    """A seed for NumPy's generator: a whole number >= 0."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}.")
-    return int(seed)
 
 
 def _positive_int(value: object, name: str, what: str) -> int:

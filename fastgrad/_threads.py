@@ -1,52 +1,105 @@
-"""Keep BLAS to one thread while fastgrad's own threads work.
+"""Threads: one parallel kernel at a time, and BLAS to one thread while kernels run.
 
-Matrix products inside compiled kernels (``np.dot`` in Numba calls SciPy's
-OpenBLAS) and NumPy's norms of long vectors start BLAS threads of their own,
-which keep spinning for a while after each call. On a small machine they take
-the cores that Numba's ``prange`` workers need: a full check of a 109,386-
-parameter network ran 1.5-3x slower. Every public entry point that runs
-kernels wraps its work in :func:`blas_on_one_thread`.
+Parallel regions
+    Numba's ``workqueue`` threading layer (the one Numba falls back to when TBB
+    and OpenMP are missing) aborts the whole process ("Concurrent access has
+    been detected") when two Python threads launch parallel kernels at once.
+    Every call from Python into a parallel compiled kernel holds the
+    process-wide lock of :func:`parallel_region` (``fastgrad._jit.njit(parallel=True)``
+    dispatchers take it by themselves). A kernel already uses every core, so
+    serialising them costs nothing; the result never depends on it.
+
+BLAS
+    Matrix products inside compiled kernels (``np.dot`` in Numba calls SciPy's
+    OpenBLAS) and NumPy's norms of long vectors start BLAS threads of their own,
+    which keep spinning for a while after each call. On a small machine they
+    take the cores that Numba's ``prange`` workers need: a full check of a
+    109,386-parameter network ran 1.5-3x slower. Every public entry point that
+    runs kernels wraps its work in :func:`blas_on_one_thread`. The limit is
+    process-wide: the thread that sets it saves the caller's settings and
+    restores them exactly when it leaves, whatever other threads do meanwhile.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-__all__ = ["blas_on_one_thread", "single_threaded_blas"]
+__all__ = ["blas_on_one_thread", "parallel_region", "single_threaded_blas"]
 
 F = TypeVar("F", bound=Callable)
 
-
-_depth = threading.local()
+# Re-entrant: a kernel call inside another's region (same thread) must not deadlock.
+_parallel_lock = threading.RLock()
 
 
 @contextmanager
-def blas_on_one_thread():
-    """A context manager limiting every loaded BLAS library to one thread.
+def parallel_region() -> Iterator[None]:
+    """Hold the process-wide lock around a call into a parallel compiled kernel.
 
-    The libraries are looked up on entry (about a millisecond), so a BLAS that
-    Numba loads late is limited too; nested uses cost nothing.
+    Re-entrant within a thread; other threads wait. Needed on Numba's
+    ``workqueue`` layer, harmless on TBB and OpenMP.
+
+    Examples
+    --------
+    >>> from fastgrad._threads import parallel_region
+    >>> with parallel_region():
+    ...     pass  # kernel(...)
     """
-    depth = getattr(_depth, "value", 0)
-    if depth:
-        _depth.value = depth + 1
-        try:
-            yield
-        finally:
-            _depth.value = depth
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        _depth.value = 1
-        try:
-            yield
-        finally:
-            _depth.value = 0
+    with _parallel_lock:
+        yield
+
+
+# BLAS limit state, shared by all threads and guarded by _blas_lock. The
+# thread that sets the limit (the owner) is the one that restores it: some
+# BLAS builds ignore, or keep per thread, a setting made from another thread.
+_blas_lock = threading.Lock()
+_blas_depth = threading.local()
+_blas_owner: int | None = None
+_blas_limiter: Any = None
+
+
+def _enter_blas() -> None:
+    global _blas_owner, _blas_limiter
+    with _blas_lock:
+        depth = getattr(_blas_depth, "value", 0)
+        if depth == 0 and _blas_limiter is None:
+            # Libraries are looked up now (about a millisecond), so a BLAS that
+            # Numba loaded since the last call is limited too.
+            _blas_limiter = ThreadpoolController().limit(limits=1, user_api="blas")
+            _blas_owner = threading.get_ident()
+        _blas_depth.value = depth + 1
+
+
+def _exit_blas() -> None:
+    global _blas_owner, _blas_limiter
+    with _blas_lock:
+        _blas_depth.value -= 1
+        if _blas_depth.value == 0 and _blas_owner == threading.get_ident():
+            # Threads still inside run on with the caller's settings until one
+            # of them (or a newcomer) enters afresh: slower at worst, never wrong.
+            limiter, _blas_limiter, _blas_owner = _blas_limiter, None, None
+            limiter.restore_original_limits()
+
+
+@contextmanager
+def blas_on_one_thread() -> Iterator[None]:
+    """Limit every loaded BLAS library to one thread while the block runs.
+
+    Safe to nest and to use from several threads at once: the caller's thread
+    settings are saved by the thread that sets the limit and restored exactly
+    by it when it leaves.
+    """
+    _enter_blas()
+    try:
+        yield
+    finally:
+        _exit_blas()
 
 
 def single_threaded_blas(function: F) -> F:
@@ -59,14 +112,3 @@ def single_threaded_blas(function: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
-
-# One parallel compiled region at a time: Numba's workqueue threading layer
-# aborts the process when two Python threads enter parallel code at once.
-_parallel_lock = threading.RLock()
-
-
-@contextmanager
-def parallel_region():
-    """Hold the process-wide lock around a call into a parallel compiled kernel."""
-    with _parallel_lock:
-        yield

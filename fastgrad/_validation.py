@@ -16,7 +16,10 @@ __all__ = [
     "as_float_array",
     "as_float_vector",
     "as_indices",
+    "check_args",
+    "check_compiled_args",
     "check_eps",
+    "check_seed",
     "check_threshold",
     "first_nonfinite",
 ]
@@ -146,6 +149,75 @@ def check_threshold(threshold: object) -> float:
     if math.isnan(value) or value < 0.0 or math.isinf(value):
         raise ValueError(f"threshold must be a non-negative finite number, got {value}.")
     return value
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A seed for ``numpy.random.default_rng``: a whole number >= 0, as a Python int.
+
+    Raises
+    ------
+    TypeError
+        For anything but an integer (bool, float and str included).
+    ValueError
+        For a negative integer.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number such as 0 or 42, got {type(seed).__name__} {seed!r}.")
+    value = int(seed)
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, got {value}: seeds of NumPy's generators are non-negative.")
+    return value
+
+
+def check_compiled_args(args: tuple) -> tuple:
+    """Check that every extra argument can be passed to a Numba-compiled cost.
+
+    Numba passes arrays, numbers, booleans, strings and tuples of them; a
+    dict, list, set or arbitrary object would meet a Numba ``TypingError``
+    deep inside compilation. Call after :func:`check_args`, before typing the cost.
+
+    Returns
+    -------
+    tuple
+        ``args`` unchanged.
+
+    Raises
+    ------
+    TypeError
+        Naming the position and type of the first argument Numba cannot take,
+        and what to pass instead.
+    """
+    for position, value in enumerate(args):
+        problem = _uncompilable(value)
+        if problem is not None:
+            raise TypeError(
+                f"args[{position}] is {problem}, which a Numba-compiled cost cannot take: {_instead(value)}"
+            )
+    return args
+
+
+def _uncompilable(value: object) -> str | None:
+    if isinstance(value, (bool, int, float, complex, str, np.number, np.bool_)):
+        return None
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}" if value.dtype.kind in "OUSV" else None
+    if isinstance(value, tuple):
+        for item in value:
+            inner = _uncompilable(item)
+            if inner is not None:
+                return f"a tuple holding {inner}"
+        return None
+    return f"a {type(value).__name__}"
+
+
+def _instead(value: object) -> str:
+    if isinstance(value, dict):
+        return "pass the arrays themselves, e.g. args=(params['X'], params['Y']), or use fastgrad.pack for parameters."
+    if isinstance(value, (list, set)):
+        return "pass a NumPy array (np.asarray(...)) or a tuple of numbers."
+    if isinstance(value, np.ndarray):
+        return "pass numeric arrays (convert with .astype(np.float64))."
+    return "pass arrays, numbers or tuples of them (or use a plain Python cost)."
 
 
 def check_args(args: object) -> tuple:

@@ -8,8 +8,9 @@ Commands (``fastgrad COMMAND --help`` shows each one's options and examples):
   given shape or on a user's own saved parameters, gradients and data (.npz).
 * ``fastgrad bench``: times the engine against the naive course loop.
 
-Exit status: 0 the check passed, 1 it failed, 2 bad usage or bad input (one
-line on stderr, no traceback), 130 interrupted (Ctrl-C; the partial report is
+Exit status: 0 the check passed, 1 it failed, 2 bad usage or bad input, or the
+check cannot run here (not enough memory) (one line on stderr, no traceback),
+130 interrupted (Ctrl-C; the partial report is
 printed).
 """
 
@@ -85,8 +86,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _layer_sizes(text: str) -> list[int]:
+    parts = text.replace(" ", "").split(",")
+    if "" in parts:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has an empty size (two commas in a row, or one at an end): write e.g. 4,5,3,1"
+        )
     try:
-        sizes = [int(part) for part in text.replace(" ", "").split(",") if part != ""]
+        sizes = [int(part) for part in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of layer sizes: write whole numbers separated by commas, e.g. 784,128,64,10"
@@ -430,11 +436,41 @@ def _load_npz(path: str, flag: str) -> dict[str, np.ndarray]:
         raise UsageError(f"{flag} {path}: holds a single array (.npy), not named arrays; {hint}")
     if not magic.startswith(b"PK"):
         raise UsageError(f"{flag} {path}: is not a .npz file; {hint}")
+    _check_declared_sizes(path, flag, hint)
     try:
         with np.load(path, allow_pickle=False) as loaded:
             return {name: loaded[name] for name in loaded.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"{flag} {path}: an array could not be read ({_one_line(exc)}); {hint}") from None
+
+
+def _check_declared_sizes(path: str, flag: str, hint: str) -> None:
+    """Refuse, from the headers alone, arrays that are truncated or too big to load."""
+    from fastgrad._memory import npz_declared_bytes, require_memory
+
+    try:
+        declared = npz_declared_bytes(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{flag} {path}: an array could not be read ({_one_line(exc)}); {hint}") from None
+    for name, shape, needed, stored in declared:
+        if needed > stored:
+            raise UsageError(
+                f"{flag} {path}: array {name!r} declares shape {shape} ({needed:,} bytes) but the file holds "
+                f"only {max(stored, 0):,} bytes of it (truncated or damaged); {hint}"
+            )
+    require_memory(sum(needed for _, _, needed, _ in declared), f"loading {flag} {path}")
+
+
+def _require_memory_for_check(layers: Sequence[int], batch: int) -> None:
+    import numba
+
+    from fastgrad._memory import dense_check_bytes, require_memory
+
+    n_params = sum(layers[l + 1] * (layers[l] + 1) for l in range(len(layers) - 1))
+    require_memory(
+        dense_check_bytes(layers, batch, numba.get_num_threads()),
+        f"the check of a {','.join(map(str, layers))} network ({n_params:,} parameters) on {batch:,} examples",
+    )
 
 
 def _about(flag: str, path: str, action: Callable[[], object]) -> object:
@@ -535,8 +571,10 @@ def _problem(args: argparse.Namespace):
                 f"save it with numpy.savez({args.data!r}, X=X, Y=Y)"
             )
         X, Y = data["X"], data["Y"]
+        _require_memory_for_check(layers, int(np.shape(X)[-1]) if np.ndim(X) else 1)
         where = f"your data ({args.data}, {np.shape(X)[-1] if np.ndim(X) else '?'} examples)"
     else:
+        _require_memory_for_check(layers, args.batch or 16)
         X, Y = _random_data(net, args.batch or 16, args.seed)
         where = f"{X.shape[1]} random examples (seed {args.seed})"
 
@@ -738,6 +776,37 @@ def _interrupted(partial: object, args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED
 
 
+def _attach_negative_numbers(argv: list[str]) -> list[str]:
+    """``--eps -1e-7`` as ``--eps=-1e-7``.
+
+    argparse reads a value that starts with ``-`` and is not a plain negative
+    integer or decimal (``-1e-7``, ``-inf``) as an option, then says the
+    option's argument is missing; attached, the value reaches the option's own
+    check, which says what is wrong with it.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if (token.startswith("--") and "=" not in token and token != "--" and following is not None
+                and following.startswith("-") and _looks_like_number(following)):
+            out.append(f"{token}={following}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def _looks_like_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fastgrad`` command; returns the exit status.
 
@@ -753,7 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_attach_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
     except UsageError as exc:
         print(f"{exc.prog or 'fastgrad'}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -782,6 +851,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"fastgrad {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError as exc:
+        # The check cannot run here: that is not a failed check (exit 1).
+        from fastgrad._memory import NotEnoughMemoryError
+
+        text = _one_line(exc) if isinstance(exc, NotEnoughMemoryError) else f"not enough memory: {_one_line(exc)}"
+        print(f"fastgrad {args.command}: error: {text}; try a smaller --layers or --batch", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, TypeError, KeyError, ArithmeticError, FileNotFoundError) as exc:
         # The library's checks say what is wrong and what to do; show that line

@@ -29,6 +29,7 @@ from fastgrad._threads import blas_on_one_thread, single_threaded_blas
 from fastgrad._differences import UNRESOLVED
 from fastgrad._driver import run_check
 from fastgrad._options import resolve_options
+from fastgrad._validation import check_seed
 from fastgrad.check import prepare_grad
 from fastgrad.engines import DenseEngine, DenseForwardEngine
 from fastgrad.report import Report, TermResult, judge
@@ -299,6 +300,10 @@ class DenseNet:
     ) -> None:
         self.layer_sizes = _check_layer_sizes(layer_sizes)
         n_layers = len(self.layer_sizes) - 1
+        if not isinstance(loss, str):
+            raise TypeError(
+                f"loss must be the name of one loss ({_names_list(LOSSES)}), got {type(loss).__name__} {loss!r}."
+            )
         if loss not in LOSSES:
             raise ValueError(f"Unknown loss {loss!r}; valid losses: {_names_list(LOSSES)}.")
         self.loss = str(loss)
@@ -326,9 +331,7 @@ class DenseNet:
             raise ValueError(f"l2 must be a finite number >= 0, got {l2}.")
         self.l2 = float(l2)
         self.dropout = _check_dropout(dropout, n_layers - 1)
-        if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, (int, np.integer)):
-            raise TypeError(f"dropout_seed must be an integer, got {type(dropout_seed).__name__}.")
-        self.dropout_seed = int(dropout_seed)
+        self.dropout_seed = check_seed(dropout_seed, "dropout_seed")
         self._dropout_cache: dict[int, np.ndarray] = {}
 
         names, shapes = [], []

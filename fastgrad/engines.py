@@ -305,7 +305,9 @@ def _compiled_kernel(cost: Cost, complex_step: bool):
             "A compiled cost with *args or **kwargs cannot be passed to the compiled engine (Numba's "
             "function types need a fixed argument list): name its arguments, e.g. def cost(theta, X, y)."
         )
-    arg_types = _numba_arg_types(cost.args)
+    from fastgrad._validation import check_compiled_args
+
+    arg_types = _numba_arg_types(check_compiled_args(cost.args))
     scalar = numba.types.complex128 if complex_step else numba.types.float64
     vector = numba.types.Array(scalar, 1, "C")
     try:

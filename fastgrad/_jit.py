@@ -1,0 +1,288 @@
+"""``njit`` with an on-disk cache that survives damage, for every fastgrad kernel.
+
+Numba's own cache (``numba.core.caching.FunctionCache``) trusts its files: an
+index (``.nbi``) or data file (``.nbc``) that was overwritten, emptied,
+truncated or swapped for another signature's makes every later run fail
+(``EOFError``, ``UnpicklingError``, an LLVM "Never resolved value", a
+``UnicodeDecodeError``) until someone deletes it; and with no writable cache
+location at all, ``njit(cache=True)`` raises at import.
+
+:func:`njit` is a drop-in for ``numba.njit``. With ``cache=True`` it installs
+:class:`RobustCache` on the dispatcher, which
+
+- writes each data file with a checksum and a digest of the overload it holds
+  (signature, target, bytecode, and the source of the whole fastgrad package,
+  so that a kernel whose inlined helpers or constants changed in another module
+  is not served stale);
+- treats any failure to read, verify or rebuild an entry as a cache miss,
+  removes the function's index and data files, and lets Numba compile again
+  (``fastgrad.dense`` prints its "compiling kernels, once" notice then);
+- treats a failure to write as "no cache" for that function;
+
+and, when Numba finds no cache location, compiles in memory after one warning.
+
+This relies on two private details of Numba (the dispatcher's ``_cache``
+attribute and the ``IndexDataCacheFile`` methods), checked with Numba 0.68.1;
+``tests/test_jit_cache.py`` fails if they change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numba
+from numba import prange
+from numba.core import caching, registry, sigutils, typeinfer
+
+from fastgrad._threads import parallel_region
+
+# prange is re-exported so that a kernel module imports both from here in one line.
+__all__ = ["njit", "prange", "RobustCache", "CacheFallbackWarning"]
+
+#: First bytes of every data file fastgrad writes; a file without them is dropped.
+_MAGIC = b"fastgrad-numba-cache-1\n"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_package_digest: str | None = None
+_digest_lock = threading.Lock()
+_warned = False
+_warn_lock = threading.Lock()
+
+
+class CacheFallbackWarning(UserWarning):
+    """fastgrad's kernels are compiled in memory: there is no usable on-disk cache."""
+
+
+class _DamagedEntry(Exception):
+    """A cache file that is not what fastgrad wrote for this overload."""
+
+
+#: Modules whose source is part of every cache key besides those that compile
+#: kernels (found by their import of this module): constants read by kernels.
+_KERNEL_CONSTANTS = ("_dense_spec.py",)
+
+
+def _kernel_sources() -> list[Path]:
+    """The package's modules that define compiled code, or constants compiled into it."""
+    found = []
+    for path in sorted(_PACKAGE_DIR.glob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if path.name in _KERNEL_CONSTANTS or path.name == "_jit.py" or "_jit import" in text or "import _jit" in text:
+            found.append(path)
+    return found
+
+
+def package_digest() -> str:
+    """SHA-256 of the source of the package's kernel modules (computed once per process).
+
+    Part of every cache key: Numba's own key covers a function's bytecode and
+    its file's timestamp, not the helpers it inlined or the constants it read
+    from other modules. Modules without compiled code (the CLI, the report)
+    are left out, so that editing them does not recompile the kernels.
+    """
+    global _package_digest
+    with _digest_lock:
+        if _package_digest is None:
+            hasher = hashlib.sha256(numba.__version__.encode())
+            for path in _kernel_sources():
+                hasher.update(path.name.encode())
+                try:
+                    hasher.update(path.read_bytes())
+                except OSError:  # unreadable source: the name alone still keys it
+                    pass
+            _package_digest = hasher.hexdigest()
+        return _package_digest
+
+
+def _warn_once(message: str) -> None:
+    global _warned
+    with _warn_lock:
+        if _warned:
+            return
+        _warned = True
+    warnings.warn(message, CacheFallbackWarning, stacklevel=3)
+
+
+class _CheckedCacheFile(caching.IndexDataCacheFile):
+    """Numba's index and data files, with each data file checksummed and bound to its key."""
+
+    def save(self, key: Any, data: Any) -> None:
+        super().save(key, (_key_digest(key), data))
+
+    def load(self, key: Any) -> Any:
+        stored = super().load(key)
+        if stored is None:
+            return None
+        if not (isinstance(stored, tuple) and len(stored) == 2 and stored[0] == _key_digest(key)):
+            raise _DamagedEntry("the data file holds another overload")
+        return stored[1]
+
+    def _save_data(self, name: str, data: Any) -> None:
+        payload = self._dump(data)
+        with self._open_for_write(self._data_path(name)) as handle:
+            handle.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+
+    def _load_data(self, name: str) -> Any:
+        with open(self._data_path(name), "rb") as handle:
+            raw = handle.read()
+        head = len(_MAGIC) + 32
+        if len(raw) < head or not raw.startswith(_MAGIC):
+            raise _DamagedEntry("not a fastgrad cache file (or truncated)")
+        payload = raw[head:]
+        if hashlib.sha256(payload).digest() != raw[len(_MAGIC) : head]:
+            raise _DamagedEntry("checksum mismatch")
+        return pickle.loads(payload)
+
+    def remove_all(self) -> None:
+        """Delete the index and every data file of this function (missing ones are fine)."""
+        pattern = self._data_name_pattern.replace("{number:d}", "*")
+        paths = [Path(self._index_path), *Path(self._cache_path).glob(pattern)]
+        for path in paths:
+            try:
+                path.unlink()
+            except OSError:  # already gone, or a read-only cache: the miss still stands
+                pass
+
+
+def _key_digest(key: Any) -> str:
+    return hashlib.sha256(repr(key).encode()).hexdigest()
+
+
+class RobustCache(caching.FunctionCache):
+    """A Numba function cache whose load never fails: a bad entry is a miss, and is removed.
+
+    Parameters
+    ----------
+    py_func : callable
+        The Python function of the dispatcher.
+
+    Raises
+    ------
+    RuntimeError
+        From Numba, when no cache location is usable (see :func:`njit`).
+    """
+
+    def __init__(self, py_func: Callable) -> None:
+        super().__init__(py_func)
+        self._cache_file = _CheckedCacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=self._impl.locator.get_source_stamp(),
+        )
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:
+            # Whatever is wrong (garbage, empty, truncated, another overload's
+            # data, an object file LLVM rejects), recompiling gives a correct
+            # kernel; removing the files stops every later run paying for it.
+            self._cache_file.remove_all()
+            return None
+
+    def save_overload(self, sig: Any, data: Any) -> None:
+        try:
+            super().save_overload(sig, data)
+        except Exception as exc:
+            self.disable()
+            _warn_once(
+                f"fastgrad: cannot write compiled kernels to {self._cache_path} ({exc}); "
+                "they stay in memory and are compiled again in the next process "
+                "(set NUMBA_CACHE_DIR to a writable directory to keep them)."
+            )
+
+    def _index_key(self, sig: Any, codegen: Any) -> Any:
+        return (*super()._index_key(sig, codegen), package_digest())
+
+
+def _install_cache(dispatcher: Any) -> None:
+    try:
+        dispatcher._cache = RobustCache(dispatcher.py_func)
+    except RuntimeError as exc:  # Numba: "cannot cache function ...: no locator available"
+        _warn_once(
+            f"fastgrad: no writable cache directory for compiled kernels ({exc}); compiling them in "
+            "memory, once per process (set NUMBA_CACHE_DIR to a writable directory to keep them)."
+        )
+
+
+class _ParallelDispatcher(registry.CPUDispatcher):
+    """A dispatcher of a parallel kernel whose calls from Python hold :func:`parallel_region`.
+
+    Calls from other compiled functions are linked directly and do not come
+    through ``__call__``: the lock is taken once, by the outermost Python call.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with parallel_region():
+            return super().__call__(*args, **kwargs)
+
+
+def _dispatcher(function: Callable, options: dict) -> Any:
+    calls_parallel = options.pop("calls_parallel", False)
+    if not (options.get("parallel") or calls_parallel) or numba.config.DISABLE_JIT:
+        return numba.njit(**options)(function)
+    # What numba.njit does, with the locking class (numba.core.decorators._jit).
+    options = dict(options)
+    local_types = dict(options.pop("locals", {}))
+    options["nopython"] = True
+    options.setdefault("boundscheck", None)
+    return _ParallelDispatcher(py_func=function, locals=local_types, targetoptions=options)
+
+
+def njit(signature_or_function: Any = None, *, cache: bool = False, **options: Any) -> Any:
+    """``numba.njit``, where ``cache=True`` means fastgrad's damage-proof cache.
+
+    Parameters
+    ----------
+    signature_or_function : callable, signature or list of signatures, optional
+        As for ``numba.njit``: the function itself (bare ``@njit``), or
+        signatures to compile eagerly.
+    cache : bool
+        Keep compiled code on disk in a :class:`RobustCache`. With no usable
+        cache location the kernels are compiled in memory after one
+        :class:`CacheFallbackWarning`.
+    **options
+        Passed to ``numba.njit`` (``parallel``, ``inline``, ...; never
+        ``fastmath`` in fastgrad). With ``parallel=True``, calls from Python
+        hold :func:`fastgrad._threads.parallel_region`; ``calls_parallel=True``
+        does the same for a function that is not parallel itself but calls
+        parallel kernels (the lock must be taken by the outermost Python call).
+
+    Returns
+    -------
+    numba.core.dispatcher.Dispatcher or a decorator making one
+    """
+    if signature_or_function is None:
+        signatures: list = []
+    elif isinstance(signature_or_function, list):
+        signatures = list(signature_or_function)
+    elif sigutils.is_signature(signature_or_function):
+        signatures = [signature_or_function]
+    else:
+        return njit(cache=cache, **options)(signature_or_function)
+
+    def decorate(function: Callable) -> Any:
+        # Created without signatures, so that the cache is in place before the
+        # eager compiles below look it up.
+        dispatcher = _dispatcher(function, options)
+        if not isinstance(dispatcher, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT=1
+            return dispatcher
+        if cache:
+            _install_cache(dispatcher)
+        if signatures:
+            with typeinfer.register_dispatcher(dispatcher):
+                for signature in signatures:
+                    dispatcher.compile(signature)
+            dispatcher.disable_compile()
+        return dispatcher
+
+    return decorate
