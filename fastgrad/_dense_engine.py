@@ -268,7 +268,7 @@ def _smooth_changes(code, z, drop, z_changes, a_changes, n_cols):
 # --------------------------------------------------------------------------- #
 # The unperturbed network, once per check (prepare)
 # --------------------------------------------------------------------------- #
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unit_tables(layer_sizes, m):
     """Offsets indexed by layer l = 1..L + 1: layer l's first row of Z (``unit_offset``)
     and the start of A_{l-1}^T in the transposed buffer; and the layer of each row."""
@@ -331,7 +331,7 @@ def _base_forward(layer_sizes, activations, theta, X, dropout_scale, weight_offs
     return Z, A
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _output_probabilities(loss, Z_out):
     """Softmax probabilities and log-sum-exp per example, or the sigmoid of every
     logit, of the output pre-activations ``Z_out`` ``(n_L, m)``."""
@@ -356,7 +356,7 @@ def _output_probabilities(loss, Z_out):
     return P, log_sum_exp
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _transposed_inputs(layer_sizes, X, A, unit_offset, inputs_t_offset):
     """A_{l-1}^T of every layer, one after the other (A_0 = X)."""
     n_layers = layer_sizes.size - 1
@@ -413,7 +413,7 @@ def _order_by_decreasing(values):
     return order
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _locate_components(base, indices):
     """The unit (row of Z) each component moves, and its input column j
     (``W_l[i, j]``; ``n_{l-1}`` for the bias ``b_l[i]``, whose "input" is 1)."""
@@ -437,7 +437,7 @@ def _locate_components(base, indices):
     return unit_of, input_column
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _group_by_unit(unit_of, n_units):
     """Components (rows of indices) unit after unit, by a counting sort (stable,
     linear), and where each unit's run starts (``unit_start``, n_units + 1)."""
@@ -455,7 +455,7 @@ def _group_by_unit(unit_of, n_units):
     return order, unit_start
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unit_work(base, unit):
     """Estimated work of one unit: the examples it passes on (positive ReLU
     pre-activations, units not dropped), the multiply-adds of one pass through
@@ -485,7 +485,7 @@ def _unit_work(base, unit):
     return passing, downstream, per_column
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cut_pieces(base, unit_start, n_pts, capacity):
     """Each unit's run of components cut into pieces of at most ``capacity``,
     with the estimated cost of each piece."""
@@ -517,7 +517,7 @@ def _cut_pieces(base, unit_start, n_pts, capacity):
     return piece_start, piece_length, piece_unit, piece_cost
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _assign_pieces(piece_cost, n_chunks):
     """Pieces to chunks, largest estimated cost first, each to the least-loaded
     chunk; returned as ``chunk_start`` and ``chunk_pieces`` (see ``Plan``)."""
@@ -564,7 +564,7 @@ def _plan(base, indices, n_pts, n_chunks):
 # --------------------------------------------------------------------------- #
 # The fast path: piecewise-linear downstream, polynomial loss changes
 # --------------------------------------------------------------------------- #
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _downstream_is_fast(base, l):
     """Whether the fast path can serve layer l: every layer below it piecewise
     linear, and a loss the polynomial formulas cover."""
@@ -576,7 +576,7 @@ def _downstream_is_fast(base, l):
     return fast
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _carry_direction(base, k, e, margin, s):
     """carried: the change of Z_k[:, e] per unit change -> that of Z_{k+1}[:, e],
     through layer k's slopes and dropout at example e. Returns the margin
@@ -603,7 +603,7 @@ def _carry_direction(base, k, e, margin, s):
     return margin
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _logit_direction(base, l, i, e, s):
     """direction = v_e, the move of the logits per unit change of A_l[i, e]
     (of Z_L[i, e] when l = L); returns the largest |change| for which no
@@ -634,7 +634,7 @@ def _logit_direction(base, l, i, e, s):
     return limit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fast_softmax(base, e, n_q, s):
     """contribution[q] = log1p(sum_c p_c expm1(x_c)) - sum_c y_c x_c, x = v a_change[q]."""
     for q in range(n_q):
@@ -656,7 +656,7 @@ def _fast_softmax(base, e, n_q, s):
         s.contribution[q] = _log1p_small(s.expm1_sum[q]) - s.label_dot[q]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fast_other_losses(base, e, n_q, s):
     """contribution[q] for binary cross-entropy (``sum_c log1p(s_c expm1(x_c)) -
     y_c x_c``) and MSE on a linear output (``sum_c x_c (x_c + 2 (a_c - y_c)) / 2``)."""
@@ -681,7 +681,7 @@ def _fast_other_losses(base, e, n_q, s):
                 s.contribution[q] += 0.5 * x * (x + 2.0 * rc)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fast_path(base, l, i, e, n_q, n_crossed, s):
     """contribution[q] of every column by the fast path; returns how many
     columns it cannot serve (crossed here, or beyond the margin or the
@@ -757,7 +757,7 @@ def _loss_change(base, e, b, s):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block_first_layer(base, l, i, n_cols, s):
     """z_changes = the change of Z_{l+1}[:, e] (of Z_L[:, e] when l = L) per column."""
     n_layers = base.layer_sizes.size - 1
@@ -775,7 +775,7 @@ def _block_first_layer(base, l, i, n_cols, s):
             s.z_changes[u, b] = w * s.block_a_change[b]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block_activations(base, k, e, n_cols, s):
     """a_changes = the change of A_k[:, e] for z_changes, the change of Z_k[:, e];
     block_kink set where a ReLU / leaky-ReLU unit (not dropped) changes sign."""
@@ -802,7 +802,7 @@ def _block_activations(base, k, e, n_cols, s):
             s.a_changes[u, b] = drop * _activation_change(code, z, s.z_changes[u, b])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block_next_layer(base, k, n_cols, s):
     """z_changes = W_{k+1} a_changes: the change of Z_{k+1}[:, e] per column."""
     n_here = base.layer_sizes[k]
@@ -818,7 +818,7 @@ def _block_next_layer(base, k, n_cols, s):
                 s.z_changes[o, b] += w * s.a_changes[u, b]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block_output_kinks(base, e, n_cols, s):
     """Under MSE the output activation reaches the cost: its kinks count too."""
     n_layers = base.layer_sizes.size - 1
@@ -830,7 +830,7 @@ def _block_output_kinks(base, e, n_cols, s):
                 s.block_kink[b] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block_polynomial_losses(base, e, n_cols, s):
     """block_loss = the fast path's loss-change formulas, vectorised over the
     block's columns (valid where block_far is 0)."""
@@ -867,7 +867,7 @@ def _block_polynomial_losses(base, e, n_cols, s):
                 s.block_loss[b] += 0.5 * x * (x + 2.0 * rc)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block_losses(base, e, n_cols, s):
     """block_loss = the change of example e's loss for each column of the block."""
     n_layers = base.layer_sizes.size - 1
@@ -910,7 +910,7 @@ def _exact_block(base, l, i, e, n_cols, s):
     _block_losses(base, e, n_cols, s)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s):
     """contribution[q] of the columns listed in exact_columns, in blocks of
     EXACT_BLOCK; component_kink set for columns that cross a kink here or
@@ -936,7 +936,7 @@ def _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s):
 # --------------------------------------------------------------------------- #
 # One piece: some components of one unit
 # --------------------------------------------------------------------------- #
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _start_piece(base, indices, points, plan, start, n_comp, s):
     """Each column's step ``p - theta_k``; totals, crossings and kinks cleared."""
     n_pts = points.shape[1]
@@ -952,7 +952,7 @@ def _start_piece(base, indices, points, plan, start, n_comp, s):
             s.crossed[q] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _z_changes(base, l, e, n_comp, n_pts, s):
     """z_change[q] = step[q] * A_{l-1}[j, e] (times 1 for a bias): the change of Z_l[i, e]."""
     n_in = base.layer_sizes[l - 1]
@@ -965,7 +965,7 @@ def _z_changes(base, l, e, n_comp, n_pts, s):
             s.z_change[q] = s.step[q] * x
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _piecewise_changes(code, z, drop, n_q, s):
     """a_change = slope * drop * z_change for a piecewise-linear unit, and
     ``crossed`` marked where Z_l[i, e] changes sign (those columns are redone
@@ -986,7 +986,7 @@ def _piecewise_changes(code, z, drop, n_q, s):
     return factor, n_crossed
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _list_moving_columns(n_q, s):
     """When the fast path does not apply: every column that moves goes to the exact path."""
     n_exact = 0
@@ -998,7 +998,7 @@ def _list_moving_columns(n_q, s):
     return n_exact
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _write_piece(base, indices, points, plan, start, n_comp, n_in, deltas, kinks, status, s):
     """deltas = total / m plus the exact change of the L2 penalty, kinks and
     status, in the rows of the piece's components."""
@@ -1093,7 +1093,7 @@ def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scratch_of_chunk(scratch, c):
     """Chunk c's views of the scratch arrays."""
     return ChunkScratch(
@@ -1106,21 +1106,16 @@ def _scratch_of_chunk(scratch, c):
     )
 
 
-@njit(cache=True)
-def _run_chunk(base, indices, points, plan, c, deltas, kinks, status, scratch):
-    """Chunk c's pieces, one after the other, in its own scratch."""
-    s = _scratch_of_chunk(scratch, c)
-    for t in range(plan.chunk_start[c], plan.chunk_start[c + 1]):
-        _process_piece(base, indices, points, plan, plan.chunk_pieces[t], deltas, kinks, status, s)
-
-
 @njit(cache=True, parallel=True)
 def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
-    """The only parallel loop over components. Kept apart from the serial set-up
+    """The only parallel loop over components: chunk c runs its pieces, one after
+    the other, in its own scratch. Kept apart from the serial set-up
     so that Numba turns nothing else (array allocations) into parallel loops:
     each one would cost compile time."""
     for c in prange(plan.chunk_start.size - 1):
-        _run_chunk(base, indices, points, plan, c, deltas, kinks, status, scratch)
+        s = _scratch_of_chunk(scratch, c)
+        for t in range(plan.chunk_start[c], plan.chunk_start[c + 1]):
+            _process_piece(base, indices, points, plan, plan.chunk_pieces[t], deltas, kinks, status, s)
 
 
 @njit(cache=True)
