@@ -1,28 +1,36 @@
 """Compiled structure-exploiting perturbation kernel for dense networks.
 
-``perturbed_cost_differences`` returns, for every requested component ``k`` and
-perturbed value ``p``, the honest cost difference ``J(theta with theta[k] = p) -
-J(theta)`` of the network's real forward cost, without running the whole
-forward pass per point (see ``docs/dense_engine.md`` for the algorithm):
+``cost_differences(base, indices, points)`` returns, for every requested
+component ``k`` and perturbed value ``p``, the honest cost difference ``J(theta
+with theta[k] = p) - J(theta)`` of the network's real forward cost, without
+running the whole forward pass per point (see ``docs/dense_engine.md`` for the
+algorithm); ``base = prepare(...)`` holds what every call shares (the offset
+tables and the unperturbed forward pass), built once per check:
 
-- perturbing ``W_l[i, j]`` or ``b_l[i]`` changes only row ``i`` of ``Z_l``: the
-  unperturbed pre-activations and activations of every layer are computed once,
-  and only the change they undergo is propagated;
+- perturbing ``W_l[i, j]`` or ``b_l[i]`` changes only row ``i`` of ``Z_l`` (the
+  *unit* ``(l, i)``): only the change the unit undergoes is propagated;
 - an example whose activation ``A_l[i, e]`` does not change (a ReLU unit that
   stays negative, a dropped unit) contributes exactly zero and is skipped; the
   per-example loss *changes* are summed over the examples that did change,
   which is also more accurate than subtracting two full costs;
-- every component of one row shares the same downstream path: while no
+- every component of one unit shares the same downstream path: while no
   ReLU / leaky-ReLU pre-activation further down changes sign (checked per
   example with an exact margin), the logits move along one fixed direction
-  ``v`` per example, and the loss change is evaluated for the whole row at once
-  in vectorised loops; otherwise the change is pushed through the remaining
-  layers as a wide matrix product over the components of the row.
+  ``v`` per example, and the loss change is evaluated for all the unit's
+  *columns* (component, point) at once in vectorised loops (the fast path);
+  otherwise the change is pushed through the remaining layers as a matrix
+  product over a block of columns (the exact path).
 
-Work is split into pieces of one row each; pieces are spread over ``n_chunks``
-``prange`` iterations, each with its own scratch buffers, and every value is
-computed the same way whatever piece or chunk it lands in: results are
-bit-for-bit independent of the thread count.
+Work is split into pieces of one unit each; pieces are spread over ``n_chunks``
+``prange`` iterations, each with its own scratch buffers (``ChunkScratch``),
+and every value is computed the same way whatever piece, chunk or call it lands
+in: results are bit-for-bit independent of the thread count and of how the
+components are split into calls.
+
+Names used throughout: ``l`` a layer (1..L), ``i`` a unit of it, ``unit`` its
+row in the stacked pre-activations ``base.Z``, ``e`` an example, ``a`` a
+component of a piece, ``q = a * n_pts + point`` a column, ``b`` a column of an
+exact-path block, ``c`` an output class.
 
 No ``fastmath``: these are differences of costs.
 """
@@ -30,34 +38,41 @@ No ``fastmath``: these are differences of costs.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numba
 import numpy as np
 from fastgrad._jit import njit, prange
 
+from fastgrad._dense_kernels import (
+    activation,
+    activation_slope,
+    is_kinked,
+    is_piecewise_linear,
+    layer_offsets,
+    layer_weights,
+    sigmoid,
+)
 from fastgrad._dense_spec import (
     BINARY_CROSS_ENTROPY,
-    LEAKY_RELU,
-    LEAKY_SLOPE,
     LINEAR,
     MSE,
     RELU,
     SIGMOID,
     SOFTMAX_CROSS_ENTROPY,
+    STATUS_NON_FINITE,
+    STATUS_OK,
     TANH,
 )
 
-__all__ = ["perturbed_cost_differences", "kernel_is_cached"]
-
-STATUS_OK = 0
-STATUS_NON_FINITE = 1
+__all__ = ["DenseBase", "prepare", "cost_differences", "perturbed_cost_differences", "kernel_is_cached"]
 
 #: Largest |x| for which the degree-5 Taylor polynomial of expm1 is exact to
 #: rounding (truncation below |x|^5 / 720 ~ 1.3e-18 relative), and for which the
 #: degree-6 polynomial of log1p is too (|s|^6 / 7 ~ 1.3e-19 relative).
 POLY_LIMIT = 2.0**-10
 
-#: Most components in one piece of work (one row of one layer, or a part of it).
+#: Most components in one piece of work (one unit, or a part of its components).
 PIECE_MAX = 1024
 
 #: Columns per block of the exact (matrix-product) path.
@@ -78,16 +93,86 @@ _T5 = 2.0 / 15.0
 
 
 # --------------------------------------------------------------------------- #
+# The arrays the kernels share
+# --------------------------------------------------------------------------- #
+DenseBase = namedtuple(
+    "DenseBase",
+    [
+        # the network, as given (see docs/design.md)
+        "layer_sizes", "activations", "loss", "l2", "theta", "Y", "dropout_scale",
+        # offset tables, indexed by layer l = 1..L (entry L + 1: the end)
+        "weight_offset",    # W_l starts at theta[weight_offset[l]], (n_l, n_{l-1}) in C order
+        "bias_offset",      # b_l starts at theta[bias_offset[l]]
+        "unit_offset",      # layer l's units are rows unit_offset[l] + i of Z, A (and of dropout_scale)
+        "inputs_t_offset",  # A_{l-1}^T, (m, n_{l-1}) in C order, starts at inputs_t[inputs_t_offset[l]]
+        "layer_of_unit",    # (n_units,): the layer of each row of Z
+        # the unperturbed forward pass
+        "Z",                # (n_units, m): pre-activations of every layer, stacked
+        "A",                # (n_units, m): activations (after dropout), stacked
+        "P",                # (n_L, m): softmax probabilities / output sigmoids (zeros under MSE)
+        "log_sum_exp",      # (m,): log-sum-exp of the logits (softmax; zeros otherwise)
+        "inputs_t",         # flat: A_{l-1}^T of every layer (A_0 = X), for contiguous gathers
+    ],
+)
+DenseBase.__doc__ = """What every call of ``cost_differences`` shares, from :func:`prepare`.
+
+Plain arrays (and the loss code and L2 strength), so that the compiled
+kernels take it as one argument; the fields are described in the source.
+"""
+
+ChunkScratch = namedtuple(
+    "ChunkScratch",
+    [
+        # per column q of a piece, (capacity * n_pts,)
+        "step",            # p - theta_k
+        "z_change",        # change of Z_l[i, e]
+        "a_change",        # change of A_l[i, e] (after dropout)
+        "expm1_sum",       # softmax fast path: sum_c p_c expm1(x_c)
+        "label_dot",       # softmax fast path: sum_c y_c x_c
+        "contribution",    # change of example e's loss
+        "total",           # sum of the loss changes over the examples so far
+        "crossed",         # uint8: Z_l[i, e] changes sign (ReLU / leaky ReLU)
+        "exact_columns",   # int64: the columns sent to the exact path
+        # per component a of a piece, (capacity,)
+        "input_column",    # int64: j of W_l[i, j], n_{l-1} for b_l[i]
+        "component_kink",  # uint8: a kink was crossed
+        # per column b of an exact-path block, (EXACT_BLOCK,)
+        "block_a_change",  # change of A_l[i, e] (of Z_L[i, e] for l = L)
+        "block_loss",      # change of example e's loss
+        "block_label_dot", # softmax: sum_c y_c dz_c
+        "block_kink",      # uint8: a kink downstream was crossed
+        "block_far",       # uint8: the logits moved beyond POLY_LIMIT
+        # (widest layer, EXACT_BLOCK): a block pushed through one layer
+        "z_changes",       # change of Z_k[u, e] per column
+        "a_changes",       # change of A_k[u, e] per column
+        # the fast path's direction
+        "carried",         # (widest layer,): change of Z_k[:, e] per unit change of A_l[i, e]
+        "scaled",          # (widest layer,): the same times the slopes and dropout of layer k
+        "direction",       # (n_L,): v_e, the move of the logits per unit change
+        "output_move",     # (n_L,): one column's move of the logits (exact loss changes)
+    ],
+)
+ChunkScratch.__doc__ = """Scratch of one chunk (per-chunk views of arrays allocated before the ``prange``)."""
+
+Plan = namedtuple(
+    "Plan",
+    [
+        "order",          # (n_idx,): the components (rows of indices), unit after unit
+        "input_column",   # (n_idx,): j of each component (n_{l-1} for a bias), by row of indices
+        "piece_start",    # (n_pieces,): a piece is order[piece_start : piece_start + piece_length]
+        "piece_length",
+        "piece_unit",     # (n_pieces,): its unit (row of Z)
+        "chunk_start",    # (n_chunks + 1,): chunk c runs chunk_pieces[chunk_start[c] : chunk_start[c + 1]]
+        "chunk_pieces",
+        "capacity",       # most components in a piece
+    ],
+)
+Plan.__doc__ = """Which chunk runs which components, grouped by unit."""
+
+
+# --------------------------------------------------------------------------- #
 # Scalar helpers
 # --------------------------------------------------------------------------- #
-@njit(cache=True)
-def _sigmoid(x):
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    ex = math.exp(x)
-    return ex / (1.0 + ex)
-
-
 @njit(cache=True, inline="always")
 def _expm1_small(x):
     """expm1(x) for |x| <= POLY_LIMIT: its Taylor polynomial, exact to rounding there."""
@@ -108,81 +193,9 @@ def _tanh_small(x):
 
 
 @njit(cache=True)
-def _smooth_change_row(code, z, drop, DZ_row, DA_row, n_cols):
-    """DA_row[b] = drop (g(z + DZ_row[b]) - g(z)) for tanh / sigmoid, in loops
-    that vectorise: the terms that depend on z only are computed once, and
-    tanh / expm1 of the small change are polynomials. Entries beyond
-    POLY_LIMIT are redone by ``_activation_change``: each entry's path depends
-    on its own value only, never on its neighbours."""
-    if code == TANH:
-        # tanh(z + d) - tanh(z) = tanh(d) sech(z)^2 / (1 + tanh(z) tanh(d))
-        th = math.tanh(z)
-        c = math.cosh(z)
-        sech2 = 1.0 / (c * c)
-        for b in range(n_cols):
-            td = _tanh_small(DZ_row[b])
-            DA_row[b] = drop * (td * sech2 / (1.0 + th * td))
-    else:
-        # sigmoid(z + d) - sigmoid(z) = -expm1(-d) sigmoid(z + d) sigmoid(-z), with
-        # sigmoid(z + d) from exp(-|z|) (never overflows) and expm1(+-d)
-        s_minus = _sigmoid(-z)
-        if z >= 0.0:
-            ez = math.exp(-z)
-            for b in range(n_cols):
-                em = _expm1_small(-DZ_row[b])
-                DA_row[b] = drop * (-em * (1.0 / (1.0 + ez * (1.0 + em))) * s_minus)
-        else:
-            ez = math.exp(z)
-            for b in range(n_cols):
-                d = DZ_row[b]
-                g = ez * (1.0 + _expm1_small(d))
-                DA_row[b] = drop * (-_expm1_small(-d) * (g / (1.0 + g)) * s_minus)
-    n_far = 0
-    for b in range(n_cols):
-        n_far += not (abs(DZ_row[b]) <= POLY_LIMIT)
-    if n_far > 0:
-        for b in range(n_cols):
-            if not (abs(DZ_row[b]) <= POLY_LIMIT):
-                DA_row[b] = drop * _activation_change(code, z, DZ_row[b])
-
-
-@njit(cache=True)
 def _softplus(x):
     """log(1 + e^x), without overflow."""
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-@njit(cache=True)
-def _activation(code, z):
-    if code == RELU:
-        return z if z > 0.0 else 0.0
-    if code == LEAKY_RELU:
-        return z if z > 0.0 else LEAKY_SLOPE * z
-    if code == TANH:
-        return math.tanh(z)
-    if code == SIGMOID:
-        return _sigmoid(z)
-    return z
-
-
-@njit(cache=True)
-def _slope(code, z):
-    """Slope of a piecewise-linear activation on the side of 0 where z lies."""
-    if code == RELU:
-        return 1.0 if z > 0.0 else 0.0
-    if code == LEAKY_RELU:
-        return 1.0 if z > 0.0 else LEAKY_SLOPE
-    return 1.0
-
-
-@njit(cache=True)
-def _is_kinked(code):
-    return code == RELU or code == LEAKY_RELU
-
-
-@njit(cache=True)
-def _is_piecewise_linear(code):
-    return code == LINEAR or code == RELU or code == LEAKY_RELU
 
 
 @njit(cache=True)
@@ -193,13 +206,13 @@ def _activation_change(code, z, dz):
     if code == LINEAR:
         return dz
     zp = z + dz
-    if code == RELU or code == LEAKY_RELU:
-        low = 0.0 if code == RELU else LEAKY_SLOPE
+    if is_kinked(code):
+        low = activation_slope(code, -1.0)
         if z > 0.0 and zp > 0.0:
             return dz
         if z <= 0.0 and zp <= 0.0:
             return low * dz
-        return _activation(code, zp) - _activation(code, z)
+        return activation(code, zp) - activation(code, z)
     if abs(dz) <= 1.0:
         if code == TANH:
             # tanh(z + d) - tanh(z) = tanh(d) sech(z)^2 / (1 + tanh(z) tanh(d))
@@ -207,40 +220,69 @@ def _activation_change(code, z, dz):
             c = math.cosh(z)
             return td / (c * c) / (1.0 + math.tanh(z) * td)
         # sigmoid(z + d) - sigmoid(z) = -expm1(-d) sigmoid(z + d) sigmoid(-z)
-        return -math.expm1(-dz) * _sigmoid(zp) * _sigmoid(-z)
-    return _activation(code, zp) - _activation(code, z)
+        return -math.expm1(-dz) * sigmoid(zp) * sigmoid(-z)
+    return activation(code, zp) - activation(code, z)
 
 
-# --------------------------------------------------------------------------- #
-# The unperturbed network, once per call
-# --------------------------------------------------------------------------- #
 @njit(cache=True)
-def _tables(layer_sizes, m):
-    """Offsets, indexed by layer l = 1..L: W_l and b_l in theta, layer l's rows in
-    the stacked pre-activations (and dropout), A_{l-1}^T in the transposed buffer."""
+def _smooth_changes(code, z, drop, z_changes, a_changes, n_cols):
+    """a_changes[b] = drop (g(z + z_changes[b]) - g(z)) for tanh / sigmoid.
+
+    In loops that vectorise: the terms that depend on z only are computed once,
+    and tanh / expm1 of the small change are polynomials. Entries beyond
+    POLY_LIMIT are redone by ``_activation_change``: each entry's path depends
+    on its own value only, never on its neighbours.
+    """
+    if code == TANH:
+        # tanh(z + d) - tanh(z) = tanh(d) sech(z)^2 / (1 + tanh(z) tanh(d))
+        th = math.tanh(z)
+        c = math.cosh(z)
+        sech2 = 1.0 / (c * c)
+        for b in range(n_cols):
+            td = _tanh_small(z_changes[b])
+            a_changes[b] = drop * (td * sech2 / (1.0 + th * td))
+    else:
+        # sigmoid(z + d) - sigmoid(z) = -expm1(-d) sigmoid(z + d) sigmoid(-z), with
+        # sigmoid(z + d) from exp(-|z|) (never overflows) and expm1(+-d)
+        s_minus = sigmoid(-z)
+        if z >= 0.0:
+            ez = math.exp(-z)
+            for b in range(n_cols):
+                em = _expm1_small(-z_changes[b])
+                a_changes[b] = drop * (-em * (1.0 / (1.0 + ez * (1.0 + em))) * s_minus)
+        else:
+            ez = math.exp(z)
+            for b in range(n_cols):
+                d = z_changes[b]
+                g = ez * (1.0 + _expm1_small(d))
+                a_changes[b] = drop * (-_expm1_small(-d) * (g / (1.0 + g)) * s_minus)
+    n_far = 0
+    for b in range(n_cols):
+        n_far += not (abs(z_changes[b]) <= POLY_LIMIT)
+    if n_far > 0:
+        for b in range(n_cols):
+            if not (abs(z_changes[b]) <= POLY_LIMIT):
+                a_changes[b] = drop * _activation_change(code, z, z_changes[b])
+
+
+# --------------------------------------------------------------------------- #
+# The unperturbed network, once per check (prepare)
+# --------------------------------------------------------------------------- #
+@njit(cache=True, inline="always")
+def _unit_tables(layer_sizes, m):
+    """Offsets indexed by layer l = 1..L + 1: layer l's first row of Z (``unit_offset``)
+    and the start of A_{l-1}^T in the transposed buffer; and the layer of each row."""
     n_layers = layer_sizes.size - 1
-    w_off = np.zeros(n_layers + 2, dtype=np.int64)
-    b_off = np.zeros(n_layers + 2, dtype=np.int64)
-    z_row = np.zeros(n_layers + 2, dtype=np.int64)
-    at_off = np.zeros(n_layers + 2, dtype=np.int64)
-    p = 0
-    rows = 0
-    at = 0
+    unit_offset = np.zeros(n_layers + 2, dtype=np.int64)
+    inputs_t_offset = np.zeros(n_layers + 2, dtype=np.int64)
     for l in range(1, n_layers + 1):
-        n_in = layer_sizes[l - 1]
-        n_out = layer_sizes[l]
-        w_off[l] = p
-        b_off[l] = p + n_out * n_in
-        p += n_out * n_in + n_out
-        z_row[l] = rows
-        rows += n_out
-        at_off[l] = at
-        at += m * n_in
-    w_off[n_layers + 1] = p
-    b_off[n_layers + 1] = p
-    z_row[n_layers + 1] = rows
-    at_off[n_layers + 1] = at
-    return w_off, b_off, z_row, at_off
+        unit_offset[l + 1] = unit_offset[l] + layer_sizes[l]
+        inputs_t_offset[l + 1] = inputs_t_offset[l] + m * layer_sizes[l - 1]
+    layer_of_unit = np.empty(unit_offset[n_layers + 1], dtype=np.int64)
+    for l in range(1, n_layers + 1):
+        for i in range(layer_sizes[l]):
+            layer_of_unit[unit_offset[l] + i] = l
+    return unit_offset, inputs_t_offset, layer_of_unit
 
 
 @njit(cache=True, parallel=True)
@@ -260,71 +302,95 @@ def _layer_forward(W, A_prev, b, code, dropped, dropout_scale, row0, Z, A):
         for e in range(m):
             z = Z[row, e] + b[i]
             Z[row, e] = z
-            a = _activation(code, z)
+            a = activation(code, z)
             if dropped:
                 a = a * dropout_scale[row, e]
             A[row, e] = a
 
 
 @njit(cache=True)
-def _forward_base(layer_sizes, activations, loss, theta, X, Y, dropout_scale, w_off, b_off, z_row, at_off):
-    """Pre-activations Z and activations A (after dropout) of every layer, stacked
-    by rows; the output's per-example softmax probabilities / sigmoids P and
-    log-sum-exp; and A_{l-1}^T of every layer, for contiguous gathers."""
+def _base_forward(layer_sizes, activations, theta, X, dropout_scale, weight_offset, bias_offset, unit_offset):
+    """Pre-activations Z and activations A (after dropout) of every layer, stacked by rows."""
     n_layers = layer_sizes.size - 1
     m = X.shape[1]
-    n_rows = z_row[n_layers + 1]
-    Z = np.empty((n_rows, m))
-    A = np.empty((n_rows, m))
+    n_units = unit_offset[n_layers + 1]
+    Z = np.empty((n_units, m))
+    A = np.empty((n_units, m))
     has_dropout = dropout_scale.shape[0] > 0
     for l in range(1, n_layers + 1):
-        n_in = layer_sizes[l - 1]
         n_out = layer_sizes[l]
-        W = theta[w_off[l] : w_off[l] + n_out * n_in].reshape((n_out, n_in))
         if l == 1:
             A_prev = X
         else:
-            A_prev = A[z_row[l - 1] : z_row[l - 1] + n_in]
+            A_prev = A[unit_offset[l - 1] : unit_offset[l]]
         _layer_forward(
-            W, A_prev, theta[b_off[l] : b_off[l] + n_out], activations[l - 1],
-            has_dropout and l < n_layers, dropout_scale, z_row[l], Z, A,
+            layer_weights(theta, layer_sizes, weight_offset, l), A_prev,
+            theta[bias_offset[l] : bias_offset[l] + n_out], activations[l - 1],
+            has_dropout and l < n_layers, dropout_scale, unit_offset[l], Z, A,
         )
+    return Z, A
 
-    n_out = layer_sizes[n_layers]
-    zl = z_row[n_layers]
+
+@njit(cache=True, inline="always")
+def _output_probabilities(loss, Z_out):
+    """Softmax probabilities and log-sum-exp per example, or the sigmoid of every
+    logit, of the output pre-activations ``Z_out`` ``(n_L, m)``."""
+    n_out, m = Z_out.shape
     P = np.zeros((n_out, m))
-    lse = np.zeros(m)
+    log_sum_exp = np.zeros(m)
     if loss == SOFTMAX_CROSS_ENTROPY:
         for e in range(m):
-            shift = Z[zl, e]
+            shift = Z_out[0, e]
             for c in range(1, n_out):
-                shift = max(shift, Z[zl + c, e])
+                shift = max(shift, Z_out[c, e])
             s = 0.0
             for c in range(n_out):
-                s += math.exp(Z[zl + c, e] - shift)
-            lse[e] = shift + math.log(s)
+                s += math.exp(Z_out[c, e] - shift)
+            log_sum_exp[e] = shift + math.log(s)
             for c in range(n_out):
-                P[c, e] = math.exp(Z[zl + c, e] - shift) / s
+                P[c, e] = math.exp(Z_out[c, e] - shift) / s
     elif loss == BINARY_CROSS_ENTROPY:
         for c in range(n_out):
             for e in range(m):
-                P[c, e] = _sigmoid(Z[zl + c, e])
+                P[c, e] = sigmoid(Z_out[c, e])
+    return P, log_sum_exp
 
-    AT = np.empty(at_off[n_layers + 1])
+
+@njit(cache=True, inline="always")
+def _transposed_inputs(layer_sizes, X, A, unit_offset, inputs_t_offset):
+    """A_{l-1}^T of every layer, one after the other (A_0 = X)."""
+    n_layers = layer_sizes.size - 1
+    m = X.shape[1]
+    inputs_t = np.empty(inputs_t_offset[n_layers + 1])
     for l in range(1, n_layers + 1):
         n_in = layer_sizes[l - 1]
-        base = at_off[l]
+        start = inputs_t_offset[l]
         for e in range(m):
             for j in range(n_in):
                 if l == 1:
-                    AT[base + e * n_in + j] = X[j, e]
+                    inputs_t[start + e * n_in + j] = X[j, e]
                 else:
-                    AT[base + e * n_in + j] = A[z_row[l - 1] + j, e]
-    return Z, A, P, lse, AT
+                    inputs_t[start + e * n_in + j] = A[unit_offset[l - 1] + j, e]
+    return inputs_t
+
+
+@njit(cache=True)
+def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
+    """The tables and unperturbed forward pass of ``DenseBase``, in its field order."""
+    n_layers = layer_sizes.size - 1
+    weight_offset, bias_offset = layer_offsets(layer_sizes)
+    unit_offset, inputs_t_offset, layer_of_unit = _unit_tables(layer_sizes, X.shape[1])
+    Z, A = _base_forward(layer_sizes, activations, theta, X, dropout_scale, weight_offset, bias_offset, unit_offset)
+    P, log_sum_exp = _output_probabilities(loss, Z[unit_offset[n_layers] :])
+    inputs_t = _transposed_inputs(layer_sizes, X, A, unit_offset, inputs_t_offset)
+    return (
+        weight_offset, bias_offset, unit_offset, inputs_t_offset, layer_of_unit,
+        Z, A, P, log_sum_exp, inputs_t,
+    )
 
 
 # --------------------------------------------------------------------------- #
-# Splitting the work
+# Splitting the work (per call)
 # --------------------------------------------------------------------------- #
 @njit(cache=True)
 def _order_by_decreasing(values):
@@ -347,99 +413,118 @@ def _order_by_decreasing(values):
     return order
 
 
-@njit(cache=True)
-def _plan(layer_sizes, activations, loss, indices, n_pts, n_chunks, w_off, b_off, z_row, Z, dropout_scale):
-    """Group components by row, cut rows into pieces, and spread the pieces over
-    chunks (largest estimated cost first, each to the least-loaded chunk).
-
-    A piece's cost is estimated from the examples its row actually passes on
-    (positive ReLU pre-activations, units not dropped), so that the static
-    split between chunks comes out even."""
-    m = Z.shape[1]
-    has_dropout = dropout_scale.shape[0] > 0
-    n_layers = layer_sizes.size - 1
+@njit(cache=True, inline="always")
+def _locate_components(base, indices):
+    """The unit (row of Z) each component moves, and its input column j
+    (``W_l[i, j]``; ``n_{l-1}`` for the bias ``b_l[i]``, whose "input" is 1)."""
     n_idx = indices.size
-    n_out = layer_sizes[n_layers]
-    row_of = np.empty(n_idx, dtype=np.int64)
-    col_of = np.empty(n_idx, dtype=np.int64)
-    layer_of_row = np.empty(z_row[n_layers + 1], dtype=np.int64)
-    for l in range(1, n_layers + 1):
-        for i in range(layer_sizes[l]):
-            layer_of_row[z_row[l] + i] = l
+    unit_of = np.empty(n_idx, dtype=np.int64)
+    input_column = np.empty(n_idx, dtype=np.int64)
     for r in range(n_idx):
         k = indices[r]
         l = 1
-        while k >= w_off[l + 1]:
+        while k >= base.weight_offset[l + 1]:
             l += 1
-        n_in = layer_sizes[l - 1]
-        if k < b_off[l]:
-            i = (k - w_off[l]) // n_in
-            j = (k - w_off[l]) % n_in
+        n_in = base.layer_sizes[l - 1]
+        if k < base.bias_offset[l]:
+            i = (k - base.weight_offset[l]) // n_in
+            j = (k - base.weight_offset[l]) % n_in
         else:
-            i = k - b_off[l]
-            j = n_in  # the bias: its "input" is 1
-        row_of[r] = z_row[l] + i
-        col_of[r] = j
-    # Counting sort by row: stable, and linear in the number of components.
-    n_rows = z_row[n_layers + 1]
-    row_ptr = np.zeros(n_rows + 1, dtype=np.int64)
+            i = k - base.bias_offset[l]
+            j = n_in
+        unit_of[r] = base.unit_offset[l] + i
+        input_column[r] = j
+    return unit_of, input_column
+
+
+@njit(cache=True, inline="always")
+def _group_by_unit(unit_of, n_units):
+    """Components (rows of indices) unit after unit, by a counting sort (stable,
+    linear), and where each unit's run starts (``unit_start``, n_units + 1)."""
+    n_idx = unit_of.size
+    unit_start = np.zeros(n_units + 1, dtype=np.int64)
     for r in range(n_idx):
-        row_ptr[row_of[r] + 1] += 1
-    for row in range(n_rows):
-        row_ptr[row + 1] += row_ptr[row]
-    fill = row_ptr[:n_rows].copy()
+        unit_start[unit_of[r] + 1] += 1
+    for unit in range(n_units):
+        unit_start[unit + 1] += unit_start[unit]
+    fill = unit_start[:n_units].copy()
     order = np.empty(n_idx, dtype=np.int64)
     for r in range(n_idx):
-        order[fill[row_of[r]]] = r
-        fill[row_of[r]] += 1
+        order[fill[unit_of[r]]] = r
+        fill[unit_of[r]] += 1
+    return order, unit_start
 
-    # Pieces small enough that even a small call keeps every chunk busy.
-    cap = (n_idx + 4 * n_chunks - 1) // (4 * n_chunks)
-    cap = max(16, min(PIECE_MAX, cap))
+
+@njit(cache=True, inline="always")
+def _unit_work(base, unit):
+    """Estimated work of one unit: the examples it passes on (positive ReLU
+    pre-activations, units not dropped), the multiply-adds of one pass through
+    the layers downstream, and the work per column and passing example."""
+    layer_sizes = base.layer_sizes
+    n_layers = layer_sizes.size - 1
+    n_out = layer_sizes[n_layers]
+    m = base.Z.shape[1]
+    l = base.layer_of_unit[unit]
+    downstream = 0
+    piecewise = True
+    for k in range(l + 1, n_layers + 1):
+        downstream += layer_sizes[k] * layer_sizes[k - 1]
+        if k < n_layers and not is_piecewise_linear(base.activations[k - 1]):
+            piecewise = False
+    fast_loss = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
+    per_column = 12 * n_out + 24 if (piecewise and fast_loss) else downstream + 4 * n_out + 8
+    passing = m
+    if l < n_layers:
+        passing = 0
+        code = base.activations[l - 1]
+        for e in range(m):
+            if base.dropout_scale.shape[0] > 0 and base.dropout_scale[unit, e] == 0.0:
+                continue
+            if code != RELU or base.Z[unit, e] > 0.0:
+                passing += 1
+    return passing, downstream, per_column
+
+
+@njit(cache=True, inline="always")
+def _cut_pieces(base, unit_start, n_pts, capacity):
+    """Each unit's run of components cut into pieces of at most ``capacity``,
+    with the estimated cost of each piece."""
+    n_units = unit_start.size - 1
+    m = base.Z.shape[1]
     n_pieces = 0
-    for row in range(n_rows):
-        n_pieces += (row_ptr[row + 1] - row_ptr[row] + cap - 1) // cap
+    for unit in range(n_units):
+        n_pieces += (unit_start[unit + 1] - unit_start[unit] + capacity - 1) // capacity
     piece_start = np.empty(n_pieces, dtype=np.int64)
-    piece_len = np.empty(n_pieces, dtype=np.int64)
-    piece_row = np.empty(n_pieces, dtype=np.int64)
-    cost = np.empty(n_pieces)
-    fast_loss = loss != MSE or activations[n_layers - 1] == LINEAR
+    piece_length = np.empty(n_pieces, dtype=np.int64)
+    piece_unit = np.empty(n_pieces, dtype=np.int64)
+    piece_cost = np.empty(n_pieces)
     p = 0
-    for row in range(n_rows):
-        start = row_ptr[row]
-        run = row_ptr[row + 1] - start
+    for unit in range(n_units):
+        start = unit_start[unit]
+        run = unit_start[unit + 1] - start
         if run == 0:
             continue
-        parts = (run + cap - 1) // cap
-        l = layer_of_row[row]
-        downstream = 0
-        piecewise = True
-        for k in range(l + 1, n_layers + 1):
-            downstream += layer_sizes[k] * layer_sizes[k - 1]
-            if k < n_layers and not _is_piecewise_linear(activations[k - 1]):
-                piecewise = False
-        per_column = 12 * n_out + 24 if (piecewise and fast_loss) else downstream + 4 * n_out + 8
-        passing = m
-        if l < n_layers:
-            passing = 0
-            code = activations[l - 1]
-            for e in range(m):
-                if has_dropout and dropout_scale[row, e] == 0.0:
-                    continue
-                if code != RELU or Z[row, e] > 0.0:
-                    passing += 1
+        parts = (run + capacity - 1) // capacity
+        passing, downstream, per_column = _unit_work(base, unit)
         for t in range(parts):
             a = start + (run * t) // parts
             b = start + (run * (t + 1)) // parts
             piece_start[p] = a
-            piece_len[p] = b - a
-            piece_row[p] = row
-            cost[p] = passing * (downstream + (b - a) * n_pts * per_column) + m * (b - a) * n_pts * 4
+            piece_length[p] = b - a
+            piece_unit[p] = unit
+            piece_cost[p] = passing * (downstream + (b - a) * n_pts * per_column) + m * (b - a) * n_pts * 4
             p += 1
+    return piece_start, piece_length, piece_unit, piece_cost
 
+
+@njit(cache=True, inline="always")
+def _assign_pieces(piece_cost, n_chunks):
+    """Pieces to chunks, largest estimated cost first, each to the least-loaded
+    chunk; returned as ``chunk_start`` and ``chunk_pieces`` (see ``Plan``)."""
+    n_pieces = piece_cost.size
     chunk_of = np.empty(n_pieces, dtype=np.int64)
     load = np.zeros(n_chunks)
-    by_cost = _order_by_decreasing(cost)
+    by_cost = _order_by_decreasing(piece_cost)
     for t in range(n_pieces):
         piece = by_cost[t]
         best = 0
@@ -447,57 +532,217 @@ def _plan(layer_sizes, activations, loss, indices, n_pts, n_chunks, w_off, b_off
             if load[c] < load[best]:
                 best = c
         chunk_of[piece] = best
-        load[best] += cost[piece]
-    chunk_ptr = np.zeros(n_chunks + 1, dtype=np.int64)
+        load[best] += piece_cost[piece]
+    chunk_start = np.zeros(n_chunks + 1, dtype=np.int64)
     for piece in range(n_pieces):
-        chunk_ptr[chunk_of[piece] + 1] += 1
+        chunk_start[chunk_of[piece] + 1] += 1
     for c in range(n_chunks):
-        chunk_ptr[c + 1] += chunk_ptr[c]
-    fill = chunk_ptr[:n_chunks].copy()
+        chunk_start[c + 1] += chunk_start[c]
+    fill = chunk_start[:n_chunks].copy()
     chunk_pieces = np.empty(n_pieces, dtype=np.int64)
     for piece in range(n_pieces):
         c = chunk_of[piece]
         chunk_pieces[fill[c]] = piece
         fill[c] += 1
-    return order, col_of, layer_of_row, piece_start, piece_len, piece_row, chunk_ptr, chunk_pieces, cap
+    return chunk_start, chunk_pieces
+
+
+@njit(cache=True)
+def _plan(base, indices, n_pts, n_chunks):
+    """Group components by unit, cut the units' runs into pieces, and spread the
+    pieces over chunks so that the static split comes out even."""
+    unit_of, input_column = _locate_components(base, indices)
+    order, unit_start = _group_by_unit(unit_of, base.Z.shape[0])
+    # Pieces small enough that even a small call keeps every chunk busy.
+    capacity = (indices.size + 4 * n_chunks - 1) // (4 * n_chunks)
+    capacity = max(16, min(PIECE_MAX, capacity))
+    piece_start, piece_length, piece_unit, piece_cost = _cut_pieces(base, unit_start, n_pts, capacity)
+    chunk_start, chunk_pieces = _assign_pieces(piece_cost, n_chunks)
+    return Plan(order, input_column, piece_start, piece_length, piece_unit, chunk_start, chunk_pieces, capacity)
 
 
 # --------------------------------------------------------------------------- #
-# Loss changes
+# The fast path: piecewise-linear downstream, polynomial loss changes
+# --------------------------------------------------------------------------- #
+@njit(cache=True, inline="always")
+def _downstream_is_fast(base, l):
+    """Whether the fast path can serve layer l: every layer below it piecewise
+    linear, and a loss the polynomial formulas cover."""
+    n_layers = base.layer_sizes.size - 1
+    fast = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
+    for k in range(l + 1, n_layers):
+        if not is_piecewise_linear(base.activations[k - 1]):
+            fast = False
+    return fast
+
+
+@njit(cache=True, inline="always")
+def _carry_direction(base, k, e, margin, s):
+    """carried: the change of Z_k[:, e] per unit change -> that of Z_{k+1}[:, e],
+    through layer k's slopes and dropout at example e. Returns the margin
+    narrowed by layer k's kinked units: how far the change may go before one of
+    them changes sign, halved to leave room for rounding."""
+    code = base.activations[k - 1]
+    kinked = is_kinked(code)
+    has_dropout = base.dropout_scale.shape[0] > 0
+    for u in range(base.layer_sizes[k]):
+        unit = base.unit_offset[k] + u
+        drop = base.dropout_scale[unit, e] if has_dropout else 1.0
+        z = base.Z[unit, e]
+        wu = s.carried[u]
+        if kinked and drop != 0.0 and wu != 0.0:
+            margin = min(margin, 0.5 * abs(z) / abs(wu))
+        s.scaled[u] = activation_slope(code, z) * drop * wu
+    n_here = base.layer_sizes[k]
+    W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, k + 1)
+    for o in range(base.layer_sizes[k + 1]):
+        t = 0.0
+        for u in range(n_here):
+            t += W[o, u] * s.scaled[u]
+        s.carried[o] = t
+    return margin
+
+
+@njit(cache=True, inline="always")
+def _logit_direction(base, l, i, e, s):
+    """direction = v_e, the move of the logits per unit change of A_l[i, e]
+    (of Z_L[i, e] when l = L); returns the largest |change| for which no
+    ReLU / leaky-ReLU unit downstream changes sign, and for which the
+    polynomials of the loss change stay exact (|move| <= POLY_LIMIT)."""
+    n_layers = base.layer_sizes.size - 1
+    n_out = base.layer_sizes[n_layers]
+    for c in range(n_out):
+        s.direction[c] = 0.0
+    margin = np.inf
+    if l == n_layers:
+        s.direction[i] = 1.0
+    else:
+        W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, l + 1)
+        for u in range(base.layer_sizes[l + 1]):
+            s.carried[u] = W[u, i]
+        for k in range(l + 1, n_layers):
+            margin = _carry_direction(base, k, e, margin, s)
+        for c in range(n_out):
+            s.direction[c] = s.carried[c]
+    limit = margin
+    if base.loss != MSE:
+        biggest = 0.0
+        for c in range(n_out):
+            biggest = max(biggest, abs(s.direction[c]))
+        if biggest > 0.0:
+            limit = min(limit, POLY_LIMIT / biggest)
+    return limit
+
+
+@njit(cache=True, inline="always")
+def _fast_softmax(base, e, n_q, s):
+    """contribution[q] = log1p(sum_c p_c expm1(x_c)) - sum_c y_c x_c, x = v a_change[q]."""
+    for q in range(n_q):
+        s.expm1_sum[q] = 0.0
+        s.label_dot[q] = 0.0
+    for c in range(base.layer_sizes[base.layer_sizes.size - 1]):
+        vc = s.direction[c]
+        if vc == 0.0:
+            continue
+        pc = base.P[c, e]
+        yc = base.Y[c, e]
+        for q in range(n_q):
+            x = vc * s.a_change[q]
+            s.expm1_sum[q] += pc * _expm1_small(x)
+        if yc != 0.0:
+            for q in range(n_q):
+                s.label_dot[q] += yc * (vc * s.a_change[q])
+    for q in range(n_q):
+        s.contribution[q] = _log1p_small(s.expm1_sum[q]) - s.label_dot[q]
+
+
+@njit(cache=True, inline="always")
+def _fast_other_losses(base, e, n_q, s):
+    """contribution[q] for binary cross-entropy (``sum_c log1p(s_c expm1(x_c)) -
+    y_c x_c``) and MSE on a linear output (``sum_c x_c (x_c + 2 (a_c - y_c)) / 2``)."""
+    n_layers = base.layer_sizes.size - 1
+    for q in range(n_q):
+        s.contribution[q] = 0.0
+    for c in range(base.layer_sizes[n_layers]):
+        vc = s.direction[c]
+        if vc == 0.0:
+            continue
+        yc = base.Y[c, e]
+        if base.loss == BINARY_CROSS_ENTROPY:
+            sc = base.P[c, e]
+            for q in range(n_q):
+                x = vc * s.a_change[q]
+                t = sc * _expm1_small(x)
+                s.contribution[q] += _log1p_small(t) - yc * x
+        else:
+            rc = base.A[base.unit_offset[n_layers] + c, e] - yc
+            for q in range(n_q):
+                x = vc * s.a_change[q]
+                s.contribution[q] += 0.5 * x * (x + 2.0 * rc)
+
+
+@njit(cache=True, inline="always")
+def _fast_path(base, l, i, e, n_q, n_crossed, s):
+    """contribution[q] of every column by the fast path; returns how many
+    columns it cannot serve (crossed here, or beyond the margin or the
+    polynomials' range), listed in exact_columns."""
+    limit = _logit_direction(base, l, i, e, s)
+    if base.loss == SOFTMAX_CROSS_ENTROPY:
+        _fast_softmax(base, e, n_q, s)
+    else:
+        _fast_other_losses(base, e, n_q, s)
+    n_far = 0
+    for q in range(n_q):
+        n_far += not (abs(s.a_change[q]) <= limit)
+    n_exact = 0
+    if n_far > 0 or n_crossed > 0:
+        for q in range(n_q):
+            if s.crossed[q] or not (abs(s.a_change[q]) <= limit):
+                s.exact_columns[n_exact] = q
+                n_exact += 1
+    return n_exact
+
+
+# --------------------------------------------------------------------------- #
+# The exact path: a block of columns pushed through the remaining layers
 # --------------------------------------------------------------------------- #
 @njit(cache=True)
-def _loss_change(loss, out_code, n_out, zl, e, Z, A, P, lse, Y, DZ, b, U):
-    """Change of example e's loss when the output pre-activations move by DZ[:, b].
+def _loss_change(base, e, b, s):
+    """Change of example e's loss when the logits move by ``s.z_changes[:, b]``.
 
     Exact identities evaluated without cancellation: softmax cross-entropy
     ``log1p(sum_c p_c expm1(dz_c)) - y . dz`` (log-sum-exp of the shifted logits
     beyond |dz| = 1); binary cross-entropy, from the logits, ``log1p(s expm1(dz))
     - y dz`` per output; MSE ``da (da + 2 (a - y)) / 2`` per output.
     """
-    if loss == SOFTMAX_CROSS_ENTROPY:
+    n_layers = base.layer_sizes.size - 1
+    n_out = base.layer_sizes[n_layers]
+    zl = base.unit_offset[n_layers]
+    Z, P, Y, move = base.Z, base.P, base.Y, s.output_move
+    if base.loss == SOFTMAX_CROSS_ENTROPY:
         biggest = 0.0
         dot = 0.0
         for c in range(n_out):
-            u = DZ[c, b]
-            U[c] = u
+            u = s.z_changes[c, b]
+            move[c] = u
             biggest = max(biggest, abs(u))
             dot += Y[c, e] * u
         if biggest <= 1.0:
-            s = 0.0
+            t = 0.0
             for c in range(n_out):
-                s += P[c, e] * math.expm1(U[c])
-            return math.log1p(s) - dot
-        shift = Z[zl, e] + U[0]
+                t += P[c, e] * math.expm1(move[c])
+            return math.log1p(t) - dot
+        shift = Z[zl, e] + move[0]
         for c in range(1, n_out):
-            shift = max(shift, Z[zl + c, e] + U[c])
-        s = 0.0
+            shift = max(shift, Z[zl + c, e] + move[c])
+        t = 0.0
         for c in range(n_out):
-            s += math.exp(Z[zl + c, e] + U[c] - shift)
-        return (shift + math.log(s) - lse[e]) - dot
+            t += math.exp(Z[zl + c, e] + move[c] - shift)
+        return (shift + math.log(t) - base.log_sum_exp[e]) - dot
     total = 0.0
-    if loss == BINARY_CROSS_ENTROPY:
+    if base.loss == BINARY_CROSS_ENTROPY:
         for c in range(n_out):
-            d = DZ[c, b]
+            d = s.z_changes[c, b]
             if abs(d) <= 1.0:
                 change = math.log1p(P[c, e] * math.expm1(d))
             else:
@@ -505,428 +750,395 @@ def _loss_change(loss, out_code, n_out, zl, e, Z, A, P, lse, Y, DZ, b, U):
                 change = _softplus(z + d) - _softplus(z)
             total += change - Y[c, e] * d
         return total
+    out_code = base.activations[n_layers - 1]
     for c in range(n_out):  # MSE
-        da = _activation_change(out_code, Z[zl + c, e], DZ[c, b])
-        total += 0.5 * da * (da + 2.0 * (A[zl + c, e] - Y[c, e]))
+        da = _activation_change(out_code, Z[zl + c, e], s.z_changes[c, b])
+        total += 0.5 * da * (da + 2.0 * (base.A[zl + c, e] - Y[c, e]))
     return total
 
 
-@njit(cache=True)
-def _exact_columns(
-    layer_sizes, activations, loss, theta, dropout_scale, w_off, z_row, Z, A, P, lse, Y,
-    l, i, e, n_cols, TB, OUT, KB, KF, DZ, DA, U,
-):
-    """Loss change of example e for each column b: A_l[i, e] moved by TB[b] (or,
-    for l = L, Z_L[i, e] moved by TB[b]). The change is pushed through the
-    remaining layers as one matrix product per layer over all columns; KB[b]
-    is set when a ReLU / leaky-ReLU pre-activation downstream changes sign."""
-    n_layers = layer_sizes.size - 1
-    n_out = layer_sizes[n_layers]
-    has_dropout = dropout_scale.shape[0] > 0
-    for b in range(n_cols):
-        KB[b] = 0
+@njit(cache=True, inline="always")
+def _block_first_layer(base, l, i, n_cols, s):
+    """z_changes = the change of Z_{l+1}[:, e] (of Z_L[:, e] when l = L) per column."""
+    n_layers = base.layer_sizes.size - 1
     if l == n_layers:
-        for c in range(n_out):
+        for c in range(base.layer_sizes[n_layers]):
             for b in range(n_cols):
-                DZ[c, b] = 0.0
+                s.z_changes[c, b] = 0.0
         for b in range(n_cols):
-            DZ[i, b] = TB[b]
-    else:
-        n_next = layer_sizes[l + 1]
-        n_here = layer_sizes[l]
-        for u in range(n_next):
-            w = theta[w_off[l + 1] + u * n_here + i]
-            for b in range(n_cols):
-                DZ[u, b] = w * TB[b]
-        for k in range(l + 1, n_layers):
-            nk = layer_sizes[k]
-            code = activations[k - 1]
-            kinked = _is_kinked(code)
-            for u in range(nk):
-                drop = dropout_scale[z_row[k] + u, e] if has_dropout else 1.0
-                if drop == 0.0:
-                    for b in range(n_cols):
-                        DA[u, b] = 0.0
-                    continue
-                z = Z[z_row[k] + u, e]
-                if kinked:
-                    positive = z > 0.0
-                    for b in range(n_cols):
-                        if ((z + DZ[u, b]) > 0.0) != positive:
-                            KB[b] = 1
-                if code == TANH or code == SIGMOID:
-                    _smooth_change_row(code, z, drop, DZ[u], DA[u], n_cols)
-                    continue
-                for b in range(n_cols):
-                    DA[u, b] = drop * _activation_change(code, z, DZ[u, b])
-            n_k1 = layer_sizes[k + 1]
-            wo = w_off[k + 1]
-            for o in range(n_k1):
-                for b in range(n_cols):
-                    DZ[o, b] = 0.0
-                for u in range(nk):
-                    w = theta[wo + o * nk + u]
-                    if w == 0.0:
-                        continue
-                    for b in range(n_cols):
-                        DZ[o, b] += w * DA[u, b]
-    zl = z_row[n_layers]
-    out_code = activations[n_layers - 1]
-    if loss == MSE and _is_kinked(out_code):
-        for c in range(n_out):
-            z = Z[zl + c, e]
-            for b in range(n_cols):
-                if ((z + DZ[c, b]) > 0.0) != (z > 0.0):
-                    KB[b] = 1
-    if loss != MSE or out_code == LINEAR:
-        # The fast path's formulas, vectorised over the columns; columns whose
-        # output moved beyond POLY_LIMIT are then redone one by one.
-        for b in range(n_cols):
-            OUT[b] = 0.0
-            KF[b] = 0
-        for c in range(n_out):
-            for b in range(n_cols):
-                KF[b] |= not (abs(DZ[c, b]) <= POLY_LIMIT)
-        if loss == SOFTMAX_CROSS_ENTROPY:
-            dot = TB  # free now: TB was consumed by the first layer
-            for b in range(n_cols):
-                dot[b] = 0.0
-            for c in range(n_out):
-                pc = P[c, e]
-                yc = Y[c, e]
-                for b in range(n_cols):
-                    OUT[b] += pc * _expm1_small(DZ[c, b])
-                if yc != 0.0:
-                    for b in range(n_cols):
-                        dot[b] += yc * DZ[c, b]
-            for b in range(n_cols):
-                OUT[b] = _log1p_small(OUT[b]) - dot[b]
-        elif loss == BINARY_CROSS_ENTROPY:
-            for c in range(n_out):
-                sc = P[c, e]
-                yc = Y[c, e]
-                for b in range(n_cols):
-                    x = DZ[c, b]
-                    OUT[b] += _log1p_small(sc * _expm1_small(x)) - yc * x
-        else:
-            for c in range(n_out):
-                rc = A[zl + c, e] - Y[c, e]
-                for b in range(n_cols):
-                    x = DZ[c, b]
-                    OUT[b] += 0.5 * x * (x + 2.0 * rc)
-        for b in range(n_cols):
-            if KF[b] and loss != MSE:
-                OUT[b] = _loss_change(loss, out_code, n_out, zl, e, Z, A, P, lse, Y, DZ, b, U)
+            s.z_changes[i, b] = s.block_a_change[b]
         return
+    W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, l + 1)
+    for u in range(base.layer_sizes[l + 1]):
+        w = W[u, i]
+        for b in range(n_cols):
+            s.z_changes[u, b] = w * s.block_a_change[b]
+
+
+@njit(cache=True, inline="always")
+def _block_activations(base, k, e, n_cols, s):
+    """a_changes = the change of A_k[:, e] for z_changes, the change of Z_k[:, e];
+    block_kink set where a ReLU / leaky-ReLU unit (not dropped) changes sign."""
+    code = base.activations[k - 1]
+    kinked = is_kinked(code)
+    has_dropout = base.dropout_scale.shape[0] > 0
+    for u in range(base.layer_sizes[k]):
+        unit = base.unit_offset[k] + u
+        drop = base.dropout_scale[unit, e] if has_dropout else 1.0
+        if drop == 0.0:
+            for b in range(n_cols):
+                s.a_changes[u, b] = 0.0
+            continue
+        z = base.Z[unit, e]
+        if kinked:
+            positive = z > 0.0
+            for b in range(n_cols):
+                if ((z + s.z_changes[u, b]) > 0.0) != positive:
+                    s.block_kink[b] = 1
+        if code == TANH or code == SIGMOID:
+            _smooth_changes(code, z, drop, s.z_changes[u], s.a_changes[u], n_cols)
+            continue
+        for b in range(n_cols):
+            s.a_changes[u, b] = drop * _activation_change(code, z, s.z_changes[u, b])
+
+
+@njit(cache=True, inline="always")
+def _block_next_layer(base, k, n_cols, s):
+    """z_changes = W_{k+1} a_changes: the change of Z_{k+1}[:, e] per column."""
+    n_here = base.layer_sizes[k]
+    W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, k + 1)
+    for o in range(base.layer_sizes[k + 1]):
+        for b in range(n_cols):
+            s.z_changes[o, b] = 0.0
+        for u in range(n_here):
+            w = W[o, u]
+            if w == 0.0:
+                continue
+            for b in range(n_cols):
+                s.z_changes[o, b] += w * s.a_changes[u, b]
+
+
+@njit(cache=True, inline="always")
+def _block_output_kinks(base, e, n_cols, s):
+    """Under MSE the output activation reaches the cost: its kinks count too."""
+    n_layers = base.layer_sizes.size - 1
+    zl = base.unit_offset[n_layers]
+    for c in range(base.layer_sizes[n_layers]):
+        z = base.Z[zl + c, e]
+        for b in range(n_cols):
+            if ((z + s.z_changes[c, b]) > 0.0) != (z > 0.0):
+                s.block_kink[b] = 1
+
+
+@njit(cache=True, inline="always")
+def _block_polynomial_losses(base, e, n_cols, s):
+    """block_loss = the fast path's loss-change formulas, vectorised over the
+    block's columns (valid where block_far is 0)."""
+    n_layers = base.layer_sizes.size - 1
+    n_out = base.layer_sizes[n_layers]
+    P, Y = base.P, base.Y
+    if base.loss == SOFTMAX_CROSS_ENTROPY:
+        dot = s.block_label_dot
+        for b in range(n_cols):
+            dot[b] = 0.0
+        for c in range(n_out):
+            pc = P[c, e]
+            yc = Y[c, e]
+            for b in range(n_cols):
+                s.block_loss[b] += pc * _expm1_small(s.z_changes[c, b])
+            if yc != 0.0:
+                for b in range(n_cols):
+                    dot[b] += yc * s.z_changes[c, b]
+        for b in range(n_cols):
+            s.block_loss[b] = _log1p_small(s.block_loss[b]) - dot[b]
+    elif base.loss == BINARY_CROSS_ENTROPY:
+        for c in range(n_out):
+            sc = P[c, e]
+            yc = Y[c, e]
+            for b in range(n_cols):
+                x = s.z_changes[c, b]
+                s.block_loss[b] += _log1p_small(sc * _expm1_small(x)) - yc * x
+    else:  # MSE on a linear output
+        zl = base.unit_offset[n_layers]
+        for c in range(n_out):
+            rc = base.A[zl + c, e] - Y[c, e]
+            for b in range(n_cols):
+                x = s.z_changes[c, b]
+                s.block_loss[b] += 0.5 * x * (x + 2.0 * rc)
+
+
+@njit(cache=True, inline="always")
+def _block_losses(base, e, n_cols, s):
+    """block_loss = the change of example e's loss for each column of the block."""
+    n_layers = base.layer_sizes.size - 1
+    out_code = base.activations[n_layers - 1]
+    if base.loss == MSE and out_code != LINEAR:
+        for b in range(n_cols):
+            s.block_loss[b] = _loss_change(base, e, b, s)
+        return
+    # Vectorised formulas first; columns whose logits moved beyond POLY_LIMIT
+    # are then redone one by one (MSE's formula is exact at any size).
     for b in range(n_cols):
-        OUT[b] = _loss_change(loss, out_code, n_out, zl, e, Z, A, P, lse, Y, DZ, b, U)
+        s.block_loss[b] = 0.0
+        s.block_far[b] = 0
+    for c in range(base.layer_sizes[n_layers]):
+        for b in range(n_cols):
+            s.block_far[b] |= not (abs(s.z_changes[c, b]) <= POLY_LIMIT)
+    _block_polynomial_losses(base, e, n_cols, s)
+    if base.loss != MSE:
+        for b in range(n_cols):
+            if s.block_far[b]:
+                s.block_loss[b] = _loss_change(base, e, b, s)
 
 
-# --------------------------------------------------------------------------- #
-# One piece: some components of one row
-# --------------------------------------------------------------------------- #
 @njit(cache=True)
-def _process_piece(
-    layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
-    w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
-    order, col_of, start, n_comp, l, i,
-    deltas, kinks, status,
-    DLT, XA, T, S, YD, CONTRIB, ACC, FLIP, EXQ, JC, KINK, TB, OUT, KB, KF, DZ, DA, WA, WB, V, U,
-):
-    n_layers = layer_sizes.size - 1
-    n_out = layer_sizes[n_layers]
-    m = Y.shape[1]
-    n_pts = points.shape[1]
-    n_in = layer_sizes[l - 1]
-    has_dropout = dropout_scale.shape[0] > 0
-    is_output = l == n_layers
-    code = LINEAR if is_output else activations[l - 1]
-    kinked = _is_kinked(code)
-    piecewise_here = _is_piecewise_linear(code)
-    out_code = activations[n_layers - 1]
-    exp_loss = loss != MSE
-    fast = loss != MSE or out_code == LINEAR
+def _exact_block(base, l, i, e, n_cols, s):
+    """block_loss[b]: example e's loss change when A_l[i, e] moves by
+    block_a_change[b] (Z_L[i, e] when l = L), pushed through the remaining
+    layers as one matrix product per layer over the block's columns;
+    block_kink[b] set when a ReLU / leaky-ReLU pre-activation downstream
+    changes sign."""
+    n_layers = base.layer_sizes.size - 1
+    for b in range(n_cols):
+        s.block_kink[b] = 0
+    _block_first_layer(base, l, i, n_cols, s)
     for k in range(l + 1, n_layers):
-        if not _is_piecewise_linear(activations[k - 1]):
-            fast = False
-    zl = z_row[n_layers]
+        _block_activations(base, k, e, n_cols, s)
+        _block_next_layer(base, k, n_cols, s)
+    if base.loss == MSE and is_kinked(base.activations[n_layers - 1]):
+        _block_output_kinks(base, e, n_cols, s)
+    _block_losses(base, e, n_cols, s)
 
-    n_q = n_comp * n_pts
+
+@njit(cache=True, inline="always")
+def _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s):
+    """contribution[q] of the columns listed in exact_columns, in blocks of
+    EXACT_BLOCK; component_kink set for columns that cross a kink here or
+    downstream."""
+    done = 0
+    while done < n_exact:
+        n_cols = min(EXACT_BLOCK, n_exact - done)
+        for b in range(n_cols):
+            q = s.exact_columns[done + b]
+            if s.crossed[q]:
+                s.block_a_change[b] = drop * _activation_change(code, z, s.z_change[q])
+            else:
+                s.block_a_change[b] = s.a_change[q]
+        _exact_block(base, l, i, e, n_cols, s)
+        for b in range(n_cols):
+            q = s.exact_columns[done + b]
+            s.contribution[q] = s.block_loss[b]
+            if s.block_kink[b] or s.crossed[q]:
+                s.component_kink[q // n_pts] = 1
+        done += n_cols
+
+
+# --------------------------------------------------------------------------- #
+# One piece: some components of one unit
+# --------------------------------------------------------------------------- #
+@njit(cache=True, inline="always")
+def _start_piece(base, indices, points, plan, start, n_comp, s):
+    """Each column's step ``p - theta_k``; totals, crossings and kinks cleared."""
+    n_pts = points.shape[1]
     for a in range(n_comp):
-        r = order[start + a]
-        JC[a] = col_of[r]
-        KINK[a] = 0
+        r = plan.order[start + a]
+        s.input_column[a] = plan.input_column[r]
+        s.component_kink[a] = 0
         k = indices[r]
         for p in range(n_pts):
             q = a * n_pts + p
-            DLT[q] = points[r, p] - theta[k]
-            ACC[q] = 0.0
-            FLIP[q] = 0
+            s.step[q] = points[r, p] - base.theta[k]
+            s.total[q] = 0.0
+            s.crossed[q] = 0
 
-    at_base = at_off[l]
-    for e in range(m):
-        drop = 1.0
-        if has_dropout and not is_output:
-            drop = dropout_scale[z_row[l] + i, e]
-            if drop == 0.0:
-                continue  # a dropped unit: nothing downstream sees the change
-        z = Z[z_row[l] + i, e]
-        # change of Z_l[i, e] for every component and point
-        row_at = at_base + e * n_in
-        for a in range(n_comp):
-            j = JC[a]
-            x = 1.0 if j == n_in else AT[row_at + j]
-            for p in range(n_pts):
-                q = a * n_pts + p
-                XA[q] = DLT[q] * x
-        # change of A_l[i, e]
-        n_flip = 0
-        factor = 0.0
-        if piecewise_here:
-            factor = drop * _slope(code, z)
-            if kinked:
-                positive = z > 0.0
-                for q in range(n_q):
-                    flipped = ((z + XA[q]) > 0.0) != positive
-                    FLIP[q] = flipped
-                    n_flip += flipped
-            if factor == 0.0 and n_flip == 0:
-                continue  # stays on the flat side of a ReLU: exactly no change
-            for q in range(n_q):
-                T[q] = factor * XA[q]
-        else:  # tanh, sigmoid
-            _smooth_change_row(code, z, drop, XA, T, n_q)
 
-        n_exact = 0
-        if fast and (factor != 0.0 or not piecewise_here):
-            # Direction v of the logits' move per unit change of A_l[i, e], and
-            # the margin within which no ReLU downstream changes side.
-            for c in range(n_out):
-                V[c] = 0.0
-            margin = np.inf
-            if is_output:
-                V[i] = 1.0
-            else:
-                n_next = layer_sizes[l + 1]
-                n_here = layer_sizes[l]
-                for u in range(n_next):
-                    WA[u] = theta[w_off[l + 1] + u * n_here + i]
-                for k in range(l + 1, n_layers):
-                    nk = layer_sizes[k]
-                    code_k = activations[k - 1]
-                    kinked_k = _is_kinked(code_k)
-                    for u in range(nk):
-                        drop_k = dropout_scale[z_row[k] + u, e] if has_dropout else 1.0
-                        zk = Z[z_row[k] + u, e]
-                        wu = WA[u]
-                        if kinked_k and drop_k != 0.0 and wu != 0.0:
-                            margin = min(margin, 0.5 * abs(zk) / abs(wu))
-                        WB[u] = _slope(code_k, zk) * drop_k * wu
-                    nk1 = layer_sizes[k + 1]
-                    wo = w_off[k + 1]
-                    for o in range(nk1):
-                        s = 0.0
-                        for u in range(nk):
-                            s += theta[wo + o * nk + u] * WB[u]
-                        WA[o] = s
-                for c in range(n_out):
-                    V[c] = WA[c]
-            limit = margin
-            if exp_loss:
-                biggest = 0.0
-                for c in range(n_out):
-                    biggest = max(biggest, abs(V[c]))
-                if biggest > 0.0:
-                    limit = min(limit, POLY_LIMIT / biggest)
+@njit(cache=True, inline="always")
+def _z_changes(base, l, e, n_comp, n_pts, s):
+    """z_change[q] = step[q] * A_{l-1}[j, e] (times 1 for a bias): the change of Z_l[i, e]."""
+    n_in = base.layer_sizes[l - 1]
+    at = base.inputs_t_offset[l] + e * n_in
+    for a in range(n_comp):
+        j = s.input_column[a]
+        x = 1.0 if j == n_in else base.inputs_t[at + j]
+        for p in range(n_pts):
+            q = a * n_pts + p
+            s.z_change[q] = s.step[q] * x
 
-            if loss == SOFTMAX_CROSS_ENTROPY:
-                for q in range(n_q):
-                    S[q] = 0.0
-                    YD[q] = 0.0
-                for c in range(n_out):
-                    vc = V[c]
-                    if vc == 0.0:
-                        continue
-                    pc = P[c, e]
-                    yc = Y[c, e]
-                    for q in range(n_q):
-                        x = vc * T[q]
-                        S[q] += pc * _expm1_small(x)
-                    if yc != 0.0:
-                        for q in range(n_q):
-                            YD[q] += yc * (vc * T[q])
-                for q in range(n_q):
-                    s = S[q]
-                    CONTRIB[q] = _log1p_small(s) - YD[q]
-            elif loss == BINARY_CROSS_ENTROPY:
-                for q in range(n_q):
-                    CONTRIB[q] = 0.0
-                for c in range(n_out):
-                    vc = V[c]
-                    if vc == 0.0:
-                        continue
-                    sc = P[c, e]
-                    yc = Y[c, e]
-                    for q in range(n_q):
-                        x = vc * T[q]
-                        s = sc * _expm1_small(x)
-                        CONTRIB[q] += _log1p_small(s) - yc * x
-            else:  # MSE on a linear output
-                for q in range(n_q):
-                    CONTRIB[q] = 0.0
-                for c in range(n_out):
-                    vc = V[c]
-                    if vc == 0.0:
-                        continue
-                    rc = A[zl + c, e] - Y[c, e]
-                    for q in range(n_q):
-                        x = vc * T[q]
-                        CONTRIB[q] += 0.5 * x * (x + 2.0 * rc)
-            n_far = 0
-            for q in range(n_q):
-                n_far += not (abs(T[q]) <= limit)
-            if n_far > 0 or n_flip > 0:
-                for q in range(n_q):
-                    if FLIP[q] or not (abs(T[q]) <= limit):
-                        EXQ[n_exact] = q
-                        n_exact += 1
-        else:
-            for q in range(n_q):
-                CONTRIB[q] = 0.0
-                if FLIP[q] or T[q] != 0.0:
-                    EXQ[n_exact] = q
-                    n_exact += 1
 
-        # Components that cross a kink here, leave the margin, or whose
-        # downstream is not piecewise linear: the exact path, in blocks.
-        done = 0
-        while done < n_exact:
-            n_cols = min(EXACT_BLOCK, n_exact - done)
-            for b in range(n_cols):
-                q = EXQ[done + b]
-                if FLIP[q]:
-                    TB[b] = drop * _activation_change(code, z, XA[q])
-                else:
-                    TB[b] = T[q]
-            _exact_columns(
-                layer_sizes, activations, loss, theta, dropout_scale, w_off, z_row, Z, A, P, lse, Y,
-                l, i, e, n_cols, TB, OUT, KB, KF, DZ, DA, U,
-            )
-            for b in range(n_cols):
-                q = EXQ[done + b]
-                CONTRIB[q] = OUT[b]
-                if KB[b] or FLIP[q]:
-                    KINK[q // n_pts] = 1
-            done += n_cols
-        if n_flip > 0:
-            for q in range(n_q):
-                FLIP[q] = 0
+@njit(cache=True, inline="always")
+def _piecewise_changes(code, z, drop, n_q, s):
+    """a_change = slope * drop * z_change for a piecewise-linear unit, and
+    ``crossed`` marked where Z_l[i, e] changes sign (those columns are redone
+    exactly). Returns (factor, n_crossed); when both are 0 the unit stays on
+    the flat side of a ReLU for every column, and a_change is not written."""
+    factor = drop * activation_slope(code, z)
+    n_crossed = 0
+    if is_kinked(code):
+        positive = z > 0.0
         for q in range(n_q):
-            ACC[q] += CONTRIB[q]
+            crossed = ((z + s.z_change[q]) > 0.0) != positive
+            s.crossed[q] = crossed
+            n_crossed += crossed
+    if factor == 0.0 and n_crossed == 0:
+        return factor, n_crossed
+    for q in range(n_q):
+        s.a_change[q] = factor * s.z_change[q]
+    return factor, n_crossed
 
+
+@njit(cache=True, inline="always")
+def _list_moving_columns(n_q, s):
+    """When the fast path does not apply: every column that moves goes to the exact path."""
+    n_exact = 0
+    for q in range(n_q):
+        s.contribution[q] = 0.0
+        if s.crossed[q] or s.a_change[q] != 0.0:
+            s.exact_columns[n_exact] = q
+            n_exact += 1
+    return n_exact
+
+
+@njit(cache=True, inline="always")
+def _write_piece(base, indices, points, plan, start, n_comp, n_in, deltas, kinks, status, s):
+    """deltas = total / m plus the exact change of the L2 penalty, kinks and
+    status, in the rows of the piece's components."""
+    m = base.Z.shape[1]
+    n_pts = points.shape[1]
+    l2 = base.l2
     penalty = l2 / (2.0 * m)
     for a in range(n_comp):
-        r = order[start + a]
+        r = plan.order[start + a]
         k = indices[r]
-        is_weight = JC[a] < n_in
+        is_weight = s.input_column[a] < n_in
         bad = False
         for p in range(n_pts):
             q = a * n_pts + p
-            d = ACC[q] / m
+            d = s.total[q] / m
             if is_weight and l2 != 0.0:
-                d += penalty * (DLT[q] * (points[r, p] + theta[k]))
+                # l2 / (2m) (p^2 - w^2), as (p - w)(p + w): exact, no cancellation
+                d += penalty * (s.step[q] * (points[r, p] + base.theta[k]))
             deltas[r, p] = d
             if not np.isfinite(d):
                 bad = True
-        kinks[r] = KINK[a]
+        kinks[r] = s.component_kink[a]
         status[r] = STATUS_NON_FINITE if bad else STATUS_OK
+
+
+@njit(cache=True)
+def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s):
+    """Cost differences of one piece's components, example by example."""
+    unit = plan.piece_unit[piece]
+    start = plan.piece_start[piece]
+    n_comp = plan.piece_length[piece]
+    l = base.layer_of_unit[unit]
+    i = unit - base.unit_offset[l]
+    n_layers = base.layer_sizes.size - 1
+    n_pts = points.shape[1]
+    n_q = n_comp * n_pts
+    is_output = l == n_layers
+    # The cross-entropies read the logits: the output unit moves them linearly.
+    code = LINEAR if is_output else base.activations[l - 1]
+    piecewise_here = is_piecewise_linear(code)
+    fast = _downstream_is_fast(base, l)
+    has_dropout = base.dropout_scale.shape[0] > 0
+    _start_piece(base, indices, points, plan, start, n_comp, s)
+    for e in range(base.Z.shape[1]):
+        drop = 1.0
+        if has_dropout and not is_output:
+            drop = base.dropout_scale[unit, e]
+            if drop == 0.0:
+                continue  # a dropped unit: nothing downstream sees the change
+        z = base.Z[unit, e]
+        _z_changes(base, l, e, n_comp, n_pts, s)
+        factor = 0.0
+        n_crossed = 0
+        if piecewise_here:
+            factor, n_crossed = _piecewise_changes(code, z, drop, n_q, s)
+            if factor == 0.0 and n_crossed == 0:
+                continue  # stays on the flat side of a ReLU: exactly no change
+        else:
+            _smooth_changes(code, z, drop, s.z_change, s.a_change, n_q)
+        if fast and (factor != 0.0 or not piecewise_here):
+            n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)
+        else:
+            n_exact = _list_moving_columns(n_q, s)
+        _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s)
+        if n_crossed > 0:
+            for q in range(n_q):
+                s.crossed[q] = 0
+        for q in range(n_q):
+            s.total[q] += s.contribution[q]
+    _write_piece(base, indices, points, plan, start, n_comp, base.layer_sizes[l - 1], deltas, kinks, status, s)
 
 
 # --------------------------------------------------------------------------- #
 # The kernel
 # --------------------------------------------------------------------------- #
-@njit(cache=True, parallel=True)
-def _run_pieces(
-    layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
-    w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
-    order, col_of, layer_of_row, piece_start, piece_len, piece_row, chunk_ptr, chunk_pieces,
-    deltas, kinks, status,
-    QF, FLIP, EXQ, JC, KINK, BF, KB, DZA, WAB, VU,
-):
-    """The only parallel loop: chunk c runs its pieces with its own scratch.
+@njit(cache=True)
+def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out):
+    """Every chunk's scratch, allocated before the parallel loop: a ChunkScratch
+    whose arrays have a leading axis of n_chunks."""
+    n_q = capacity * n_pts
+    return ChunkScratch(
+        np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)),
+        np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)),
+        np.empty((n_chunks, n_q)),
+        np.zeros((n_chunks, n_q), dtype=np.uint8), np.empty((n_chunks, n_q), dtype=np.int64),
+        np.empty((n_chunks, capacity), dtype=np.int64), np.empty((n_chunks, capacity), dtype=np.uint8),
+        np.empty((n_chunks, EXACT_BLOCK)), np.empty((n_chunks, EXACT_BLOCK)), np.empty((n_chunks, EXACT_BLOCK)),
+        np.empty((n_chunks, EXACT_BLOCK), dtype=np.uint8), np.empty((n_chunks, EXACT_BLOCK), dtype=np.uint8),
+        np.empty((n_chunks, widest, EXACT_BLOCK)), np.empty((n_chunks, widest, EXACT_BLOCK)),
+        np.empty((n_chunks, widest)), np.empty((n_chunks, widest)),
+        np.empty((n_chunks, n_out)), np.empty((n_chunks, n_out)),
+    )
 
-    Kept apart from the serial set-up so that Numba turns nothing else (array
-    allocations) into parallel loops: each one would cost compile time."""
-    n_chunks = chunk_ptr.size - 1
-    for c in prange(n_chunks):
-        q_scratch = QF[c]
-        for t in range(chunk_ptr[c], chunk_ptr[c + 1]):
-            piece = chunk_pieces[t]
-            row = piece_row[piece]
-            l = layer_of_row[row]
-            _process_piece(
-                layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
-                w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
-                order, col_of, piece_start[piece], piece_len[piece], l, row - z_row[l],
-                deltas, kinks, status,
-                q_scratch[0], q_scratch[1], q_scratch[2], q_scratch[3], q_scratch[4], q_scratch[5],
-                q_scratch[6], FLIP[c], EXQ[c], JC[c], KINK[c], BF[c, 0], BF[c, 1], KB[c, 0], KB[c, 1],
-                DZA[c, 0], DZA[c, 1], WAB[c, 0], WAB[c, 1], VU[c, 0], VU[c, 1],
-            )
+
+@njit(cache=True, inline="always")
+def _scratch_of_chunk(scratch, c):
+    """Chunk c's views of the scratch arrays."""
+    return ChunkScratch(
+        scratch.step[c], scratch.z_change[c], scratch.a_change[c], scratch.expm1_sum[c],
+        scratch.label_dot[c], scratch.contribution[c], scratch.total[c], scratch.crossed[c],
+        scratch.exact_columns[c], scratch.input_column[c], scratch.component_kink[c],
+        scratch.block_a_change[c], scratch.block_loss[c], scratch.block_label_dot[c],
+        scratch.block_kink[c], scratch.block_far[c], scratch.z_changes[c], scratch.a_changes[c],
+        scratch.carried[c], scratch.scaled[c], scratch.direction[c], scratch.output_move[c],
+    )
+
+
+@njit(cache=True, parallel=True)
+def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
+    """The only parallel loop over components: chunk c runs its pieces, one after
+    the other, in its own scratch. Kept apart from the serial set-up
+    so that Numba turns nothing else (array allocations) into parallel loops:
+    each one would cost compile time."""
+    for c in prange(plan.chunk_start.size - 1):
+        s = _scratch_of_chunk(scratch, c)
+        for t in range(plan.chunk_start[c], plan.chunk_start[c + 1]):
+            _process_piece(base, indices, points, plan, plan.chunk_pieces[t], deltas, kinks, status, s)
 
 
 @njit(cache=True, calls_parallel=True)
-def _perturbed_cost_differences(
-    layer_sizes, activations, loss, l2, theta, X, Y, dropout_scale, indices, points, n_chunks
-):
-    n_layers = layer_sizes.size - 1
-    m = X.shape[1]
+def _cost_differences(base, indices, points, n_chunks):
     n_idx = indices.size
     n_pts = points.shape[1]
-    n_out = layer_sizes[n_layers]
     deltas = np.zeros((n_idx, n_pts))
     kinks = np.zeros(n_idx, dtype=np.uint8)
     status = np.zeros(n_idx, dtype=np.uint8)
     if n_idx == 0:
         return deltas, kinks, status
-
-    w_off, b_off, z_row, at_off = _tables(layer_sizes, m)
-    Z, A, P, lse, AT = _forward_base(
-        layer_sizes, activations, loss, theta, X, Y, dropout_scale, w_off, b_off, z_row, at_off
-    )
     n_chunks = max(1, n_chunks)
-    order, col_of, layer_of_row, piece_start, piece_len, piece_row, chunk_ptr, chunk_pieces, cap = _plan(
-        layer_sizes, activations, loss, indices, n_pts, n_chunks, w_off, b_off, z_row, Z, dropout_scale
-    )
-
-    n_max = 1
-    for l in range(1, n_layers + 1):
-        n_max = max(n_max, layer_sizes[l])
-    q_cap = cap * n_pts
-    # Per-chunk scratch, allocated before the parallel loop: per component and
-    # point, DLT XA T S YD CONTRIB ACC; exact-path blocks; direction buffers.
-    QF = np.empty((n_chunks, 7, q_cap))
-    FLIP = np.zeros((n_chunks, q_cap), dtype=np.uint8)
-    EXQ = np.empty((n_chunks, q_cap), dtype=np.int64)
-    JC = np.empty((n_chunks, cap), dtype=np.int64)
-    KINK = np.empty((n_chunks, cap), dtype=np.uint8)
-    BF = np.empty((n_chunks, 2, EXACT_BLOCK))
-    KB = np.empty((n_chunks, 2, EXACT_BLOCK), dtype=np.uint8)
-    DZA = np.empty((n_chunks, 2, n_max, EXACT_BLOCK))
-    WAB = np.empty((n_chunks, 2, n_max))
-    VU = np.empty((n_chunks, 2, n_out))
-    _run_pieces(
-        layer_sizes, activations, loss, l2, theta, Y, dropout_scale, indices, points,
-        w_off, b_off, z_row, at_off, Z, A, P, lse, AT,
-        order, col_of, layer_of_row, piece_start, piece_len, piece_row, chunk_ptr, chunk_pieces,
-        deltas, kinks, status,
-        QF, FLIP, EXQ, JC, KINK, BF, KB, DZA, WAB, VU,
-    )
+    plan = _plan(base, indices, n_pts, n_chunks)
+    widest = 1
+    for l in range(1, base.layer_sizes.size):
+        widest = max(widest, base.layer_sizes[l])
+    scratch = _allocate_scratch(n_chunks, plan.capacity, n_pts, widest, base.layer_sizes[base.layer_sizes.size - 1])
+    _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch)
     return deltas, kinks, status
 
 
 # --------------------------------------------------------------------------- #
-# Python entry point
+# Python entry points
 # --------------------------------------------------------------------------- #
 def _as_int_vector(value, name):
     array = np.ascontiguousarray(value, dtype=np.int64)
@@ -942,7 +1154,7 @@ def _as_float_matrix(value, name):
     return array
 
 
-def perturbed_cost_differences(
+def prepare(
     layer_sizes: np.ndarray,
     activations: np.ndarray,
     loss: int,
@@ -951,12 +1163,12 @@ def perturbed_cost_differences(
     X: np.ndarray,
     Y: np.ndarray,
     dropout_scale: np.ndarray,
-    indices: np.ndarray,
-    points: np.ndarray,
-    *,
-    n_chunks: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cost differences of a dense network at perturbed parameter values.
+) -> DenseBase:
+    """What every call of :func:`cost_differences` for this network and data shares.
+
+    Builds the offset tables and runs the unperturbed forward pass once, so
+    that a check split into many calls (chunks of components) pays for them
+    once.
 
     Parameters
     ----------
@@ -976,23 +1188,12 @@ def perturbed_cost_differences(
     dropout_scale : numpy.ndarray
         float64 ``(n1 + ... + n_{L-1}, m)`` inverted-dropout multipliers of the
         hidden activations, or shape ``(0, m)`` for no dropout.
-    indices : numpy.ndarray
-        int64 components to perturb.
-    points : numpy.ndarray
-        float64 ``(indices.size, n_pts)`` values each component takes in turn.
-    n_chunks : int, optional
-        Parallel chunks; default: Numba's current thread count.
 
     Returns
     -------
-    deltas : numpy.ndarray
-        ``(n_idx, n_pts)``: ``J(theta with theta[indices[r]] = points[r, j]) - J(theta)``.
-    kinks : numpy.ndarray
-        uint8 ``(n_idx,)``: 1 when a ReLU / leaky-ReLU pre-activation that
-        affects the cost (a dropped unit does not) has another sign at one of
-        the points than at theta.
-    status : numpy.ndarray
-        uint8 ``(n_idx,)``: 0 ok, 1 a difference is not finite.
+    DenseBase
+        Plain arrays (copies where a conversion was needed; the caller's arrays
+        are never written), to pass to :func:`cost_differences`.
 
     Raises
     ------
@@ -1006,8 +1207,6 @@ def perturbed_cost_differences(
     X = _as_float_matrix(X, "X")
     Y = _as_float_matrix(Y, "Y")
     dropout_scale = _as_float_matrix(dropout_scale, "dropout_scale")
-    indices = _as_int_vector(indices, "indices")
-    points = _as_float_matrix(points, "points")
     n_layers = layer_sizes.size - 1
     if n_layers < 1 or activations.size != n_layers:
         raise ValueError(
@@ -1027,40 +1226,116 @@ def perturbed_cost_differences(
         raise ValueError(
             f"dropout_scale must be ({n_hidden}, {m}) or (0, {m}), got {dropout_scale.shape}."
         )
+    loss, l2 = int(loss), float(l2)
+    arrays = _prepare_arrays(layer_sizes, activations, np.int64(loss), theta, X, dropout_scale)
+    return DenseBase(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, *arrays)
+
+
+def cost_differences(
+    base: DenseBase, indices: np.ndarray, points: np.ndarray, n_chunks: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cost differences of a dense network at perturbed parameter values.
+
+    Any set of components, in any order, in any number of calls: every value is
+    bit-for-bit the same as in one call over all components, with any thread
+    count.
+
+    Parameters
+    ----------
+    base : DenseBase
+        From :func:`prepare`, for the network, parameters and data.
+    indices : numpy.ndarray
+        int64 components to perturb (repeats allowed).
+    points : numpy.ndarray
+        float64 ``(indices.size, n_pts)`` values each component takes in turn.
+    n_chunks : int, optional
+        Parallel chunks; default: Numba's current thread count.
+
+    Returns
+    -------
+    deltas : numpy.ndarray
+        ``(n_idx, n_pts)``: ``J(theta with theta[indices[r]] = points[r, j]) - J(theta)``.
+    kinks : numpy.ndarray
+        uint8 ``(n_idx,)``: 1 when a ReLU / leaky-ReLU pre-activation that
+        affects the cost (a dropped unit does not) has another sign at one of
+        the points than at theta.
+    status : numpy.ndarray
+        uint8 ``(n_idx,)``: ``STATUS_OK`` (0), or ``STATUS_NON_FINITE`` (1) when
+        a difference is not finite.
+
+    Raises
+    ------
+    ValueError
+        If indices or points do not fit the network.
+    """
+    indices = _as_int_vector(indices, "indices")
+    points = _as_float_matrix(points, "points")
+    n_params = base.theta.size
     if points.shape[0] != indices.size or points.shape[1] < 1:
         raise ValueError(f"points must be ({indices.size}, n_pts) with n_pts >= 1, got {points.shape}.")
     if indices.size and (indices.min() < 0 or indices.max() >= n_params):
         raise ValueError(f"indices must lie in [0, {n_params}), got values from {indices.min()} to {indices.max()}.")
     if n_chunks is None:
         n_chunks = numba.get_num_threads()
-    return _perturbed_cost_differences(
-        layer_sizes, activations, np.int64(loss), float(l2), theta, X, Y, dropout_scale,
-        indices, points, np.int64(n_chunks),
-    )
+    return _cost_differences(base, indices, points, np.int64(n_chunks))
 
 
-def _example_arguments() -> tuple:
-    """Arguments of the kernel's one specialisation, for cache look-ups."""
-    return (
-        np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64), np.int64(0), 0.0,
-        np.zeros(1), np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((0, 1)),
-        np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.int64(1),
-    )
+def perturbed_cost_differences(
+    layer_sizes: np.ndarray,
+    activations: np.ndarray,
+    loss: int,
+    l2: float,
+    theta: np.ndarray,
+    X: np.ndarray,
+    Y: np.ndarray,
+    dropout_scale: np.ndarray,
+    indices: np.ndarray,
+    points: np.ndarray,
+    *,
+    n_chunks: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``cost_differences(prepare(...), indices, points)`` in one call.
 
-
-def kernel_is_cached() -> bool:
-    """Whether the kernel is compiled in this process or on disk for this machine.
-
-    False means the next call compiles it (seconds, once); a failure to tell is
-    reported as False.
+    For a single call; a check that calls per chunk of components should call
+    :func:`prepare` once and :func:`cost_differences` per chunk. Parameters,
+    returns and errors: see those two functions.
     """
-    kernel = _perturbed_cost_differences
+    base = prepare(layer_sizes, activations, loss, l2, theta, X, Y, dropout_scale)
+    return cost_differences(base, indices, points, n_chunks=n_chunks)
+
+
+def _example_base() -> DenseBase:
+    """A DenseBase of the kernels' one specialisation, for cache look-ups."""
+    sizes = np.array([1, 1], dtype=np.int64)
+    tables = [np.zeros(3, dtype=np.int64)] * 4 + [np.zeros(1, dtype=np.int64)]
+    arrays = [np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros(1)]
+    return DenseBase(
+        sizes, np.zeros(1, dtype=np.int64), 0, 0.0, np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)),
+        *tables, *arrays,
+    )
+
+
+def _is_cached(kernel, arguments) -> bool:
     if kernel.signatures:
         return True
     try:
-        signature = tuple(numba.typeof(arg) for arg in _example_arguments())
+        signature = tuple(numba.typeof(arg) for arg in arguments)
         cache = kernel._cache
         key = cache._index_key(signature, kernel.targetctx.codegen())
         return key in cache._cache_file._load_index()
     except Exception:  # noqa: BLE001 - Numba internals: any failure means "don't know"
         return False
+
+
+def kernel_is_cached() -> bool:
+    """Whether the kernels are compiled in this process or on disk for this machine.
+
+    False means the next call compiles them (seconds, once); a failure to tell
+    is reported as False.
+    """
+    prepare_arguments = (
+        np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64), np.int64(0),
+        np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)),
+    )
+    differences_arguments = (_example_base(), np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.int64(1))
+    return _is_cached(_prepare_arrays, prepare_arguments) and _is_cached(_cost_differences, differences_arguments)

@@ -32,58 +32,123 @@ from fastgrad._dense_spec import (
     BINARY_CROSS_ENTROPY,
     LEAKY_RELU,
     LEAKY_SLOPE,
+    LINEAR,
     RELU,
     SIGMOID,
     SOFTMAX_CROSS_ENTROPY,
+    STATUS_NON_FINITE,
     TANH,
 )
 
-STATUS_OK = 0
-STATUS_NON_FINITE = 1
+
+# --------------------------------------------------------------------------- #
+# Activations, shared with fastgrad._dense_engine
+# --------------------------------------------------------------------------- #
+@njit(cache=True)
+def sigmoid(z):
+    """1 / (1 + e^-z), with exp of a non-positive real part only: never overflows."""
+    if z.real >= 0.0:
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z)
+    return e / (1.0 + e)
 
 
 @njit(cache=True)
-def _activation(z, code):
-    """One activation value; comparisons look at the real part (complex step)."""
+def activation(code, z):
+    """g(z) for activation ``code``; comparisons look at the real part (complex step).
+
+    A ReLU returns an exact +0.0 below zero (not ``0 * z``, which is -0.0 there
+    and NaN at -inf); for complex ``z`` the 0.0 is promoted to 0 + 0j.
+    """
     if code == RELU:
         if z.real > 0.0:
             return z
-        return z * 0.0
+        return 0.0
     if code == LEAKY_RELU:
         if z.real > 0.0:
             return z
-        return z * LEAKY_SLOPE
+        return LEAKY_SLOPE * z
     if code == TANH:
         return np.tanh(z)
     if code == SIGMOID:
-        # exp of a non-positive real part only: never overflows
-        if z.real >= 0.0:
-            return 1.0 / (1.0 + np.exp(-z))
-        e = np.exp(z)
-        return e / (1.0 + e)
+        return sigmoid(z)
     return z  # LINEAR
 
 
 @njit(cache=True)
-def _activation_slope(z, code):
-    """Derivative of the activation at pre-activation z (0 for ReLU at z = 0)."""
+def activation_slope(code, z):
+    """g'(z) for activation ``code``; a (leaky) ReLU takes the slope of the side
+    of 0 where ``z`` lies, and the left one at ``z = 0``."""
     if code == RELU:
         if z.real > 0.0:
-            return 1.0 + 0.0 * z
-        return 0.0 * z
+            return 1.0
+        return 0.0
     if code == LEAKY_RELU:
         if z.real > 0.0:
-            return 1.0 + 0.0 * z
-        return LEAKY_SLOPE + 0.0 * z
+            return 1.0
+        return LEAKY_SLOPE
     if code == TANH:
         t = np.tanh(z)
         return 1.0 - t * t
     if code == SIGMOID:
-        s = _activation(z, SIGMOID)
+        s = sigmoid(z)
         return s * (1.0 - s)
-    return 1.0 + 0.0 * z  # LINEAR
+    return 1.0  # LINEAR
 
 
+@njit(cache=True)
+def is_kinked(code):
+    """Whether the activation has a kink at 0 (ReLU, leaky ReLU)."""
+    return code == RELU or code == LEAKY_RELU
+
+
+@njit(cache=True)
+def is_piecewise_linear(code):
+    """Whether the activation is linear on each side of 0."""
+    return code == LINEAR or code == RELU or code == LEAKY_RELU
+
+
+# --------------------------------------------------------------------------- #
+# Where each layer's parameters lie in theta
+# --------------------------------------------------------------------------- #
+@njit(cache=True)
+def layer_offsets(layer_sizes):
+    """Offsets of ``W_l`` and ``b_l`` in theta, indexed by layer ``l = 1..L``.
+
+    Returns
+    -------
+    weight_offset, bias_offset : int64 arrays of length L + 2
+        ``W_l`` is ``theta[weight_offset[l] : bias_offset[l]]`` (``(n_l,
+        n_{l-1})`` in C order) and ``b_l`` is ``theta[bias_offset[l] :
+        weight_offset[l + 1]]``; entry ``L + 1`` of both is ``theta.size``
+        (entry 0 is unused).
+    """
+    n_layers = layer_sizes.size - 1
+    weight_offset = np.zeros(n_layers + 2, dtype=np.int64)
+    bias_offset = np.zeros(n_layers + 2, dtype=np.int64)
+    at = 0
+    for l in range(1, n_layers + 1):
+        weight_offset[l] = at
+        at += layer_sizes[l] * layer_sizes[l - 1]
+        bias_offset[l] = at
+        at += layer_sizes[l]
+    weight_offset[n_layers + 1] = at
+    bias_offset[n_layers + 1] = at
+    return weight_offset, bias_offset
+
+
+@njit(cache=True)
+def layer_weights(theta, layer_sizes, weight_offset, l):
+    """``W_l`` as an ``(n_l, n_{l-1})`` view of theta."""
+    n_out = layer_sizes[l]
+    n_in = layer_sizes[l - 1]
+    start = weight_offset[l]
+    return theta[start : start + n_out * n_in].reshape((n_out, n_in))
+
+
+# --------------------------------------------------------------------------- #
+# Forward pass and cost
+# --------------------------------------------------------------------------- #
 @njit(cache=True)
 def _buffer_sizes(layer_sizes, m):
     """Sizes of the flat pre-activation buffer and of the activation buffer (X first)."""
@@ -106,37 +171,66 @@ def _forward_into(theta, layer_sizes, activations, X, dropout_scale, Z, A):
     for i in range(n0):
         for j in range(m):
             A[i * m + j] = X[i, j]
+    weight_offset, bias_offset = layer_offsets(layer_sizes)
     has_dropout = dropout_scale.shape[0] > 0
-    p = 0
     a_prev = 0
     z_at = 0
     drop_row = 0
-    for l in range(n_layers):
-        n_in = layer_sizes[l]
-        n_out = layer_sizes[l + 1]
-        W = theta[p : p + n_out * n_in].reshape((n_out, n_in))
-        b = theta[p + n_out * n_in : p + n_out * n_in + n_out]
-        p += n_out * n_in + n_out
+    for l in range(1, n_layers + 1):
+        n_in = layer_sizes[l - 1]
+        n_out = layer_sizes[l]
+        W = layer_weights(theta, layer_sizes, weight_offset, l)
+        b = theta[bias_offset[l] : bias_offset[l] + n_out]
         A_prev = A[a_prev : a_prev + n_in * m].reshape((n_in, m))
         a_here = a_prev + n_in * m
         A_here = A[a_here : a_here + n_out * m].reshape((n_out, m))
         Z_here = Z[z_at : z_at + n_out * m].reshape((n_out, m))
         np.dot(W, A_prev, Z_here)
-        code = activations[l]
-        dropped = has_dropout and l < n_layers - 1
+        code = activations[l - 1]
+        dropped = has_dropout and l < n_layers
         for i in range(n_out):
             b_i = b[i]
             for j in range(m):
                 z = Z_here[i, j] + b_i
                 Z_here[i, j] = z
-                a = _activation(z, code)
+                a = activation(code, z)
                 if dropped:
                     a = a * dropout_scale[drop_row + i, j]
                 A_here[i, j] = a
-        if l < n_layers - 1:
+        if l < n_layers:
             drop_row += n_out
         a_prev = a_here
         z_at += n_out * m
+
+
+@njit(cache=True)
+def _binary_cross_entropy_term(z, y):
+    """softplus(z) - y z from the logit, equal to -y log a - (1 - y) log(1 - a)."""
+    if z.real > 0.0:
+        return (1.0 - y) * z + np.log1p(np.exp(-z))
+    return np.log1p(np.exp(z)) - y * z
+
+
+@njit(cache=True)
+def _log_sum_exp(Z_out, j):
+    """log sum_i exp(Z_out[i, j]), shifted by the largest real part."""
+    shift = Z_out[0, j].real
+    for i in range(1, Z_out.shape[0]):
+        if Z_out[i, j].real > shift:
+            shift = Z_out[i, j].real
+    s = 0.0 * Z_out[0, j]
+    for i in range(Z_out.shape[0]):
+        s += np.exp(Z_out[i, j] - shift)
+    return np.log(s) + shift
+
+
+@njit(cache=True)
+def _output_buffers(layer_sizes, m, Z, A):
+    """Views ``(n_L, m)`` of the output pre-activations and activations in the flat buffers."""
+    n_out = layer_sizes[layer_sizes.size - 1]
+    Z_out = Z[Z.size - n_out * m : Z.size].reshape((n_out, m))
+    A_out = A[A.size - n_out * m : A.size].reshape((n_out, m))
+    return Z_out, A_out
 
 
 @njit(cache=True)
@@ -145,31 +239,15 @@ def _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A):
     n_layers = layer_sizes.size - 1
     n_out = layer_sizes[n_layers]
     m = Y.shape[1]
-    n_z = Z.size
-    n_a = A.size
-    Z_out = Z[n_z - n_out * m : n_z].reshape((n_out, m))
-    A_out = A[n_a - n_out * m : n_a].reshape((n_out, m))
+    Z_out, A_out = _output_buffers(layer_sizes, m, Z, A)
     total = 0.0 * Z_out[0, 0]
     if loss == BINARY_CROSS_ENTROPY:
-        # from the logits: softplus(z) - y z, equal to -y log a - (1 - y) log(1 - a)
         for i in range(n_out):
             for j in range(m):
-                z = Z_out[i, j]
-                y = Y[i, j]
-                if z.real > 0.0:
-                    total += (1.0 - y) * z + np.log1p(np.exp(-z))
-                else:
-                    total += np.log1p(np.exp(z)) - y * z
+                total += _binary_cross_entropy_term(Z_out[i, j], Y[i, j])
     elif loss == SOFTMAX_CROSS_ENTROPY:
         for j in range(m):
-            shift = Z_out[0, j].real
-            for i in range(1, n_out):
-                if Z_out[i, j].real > shift:
-                    shift = Z_out[i, j].real
-            s = 0.0 * Z_out[0, j]
-            for i in range(n_out):
-                s += np.exp(Z_out[i, j] - shift)
-            log_sum_exp = np.log(s) + shift
+            log_sum_exp = _log_sum_exp(Z_out, j)
             for i in range(n_out):
                 y = Y[i, j]
                 if y != 0.0:
@@ -181,15 +259,12 @@ def _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A):
                 total += 0.5 * (r * r)
     cost = total / m
     if l2 != 0.0:
+        weight_offset, bias_offset = layer_offsets(layer_sizes)
         penalty = 0.0 * total
-        p = 0
-        for l in range(n_layers):
-            n_in_l = layer_sizes[l]
-            n_out_l = layer_sizes[l + 1]
-            for q in range(p, p + n_out_l * n_in_l):
+        for l in range(1, n_layers + 1):
+            for q in range(weight_offset[l], bias_offset[l]):
                 w = theta[q]
                 penalty += w * w
-            p += n_out_l * n_in_l + n_out_l
         cost = cost + (l2 / (2.0 * m)) * penalty
     return cost
 
@@ -202,6 +277,45 @@ def forward_cost(theta, layer_sizes, activations, loss, l2, X, Y, dropout_scale)
     A = np.empty(n_a, dtype=theta.dtype)
     _forward_into(theta, layer_sizes, activations, X, dropout_scale, Z, A)
     return _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A)
+
+
+@njit(cache=True)
+def per_example_losses(theta, layer_sizes, activations, loss, X, Y, dropout_scale):
+    """The loss of each example (column of X), without the L2 penalty (float64).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m,)``, such that ``forward_cost(theta, ..., l2, ...)`` equals
+        ``per_example_losses(...).mean() + l2 / (2 m) * sum_l ||W_l||^2`` up to
+        rounding (the cost sums the same terms in another order). With dropout,
+        the losses are those of the network with the masks applied.
+    """
+    m = X.shape[1]
+    n_out = layer_sizes[layer_sizes.size - 1]
+    n_z, n_a = _buffer_sizes(layer_sizes, m)
+    Z = np.empty(n_z)
+    A = np.empty(n_a)
+    _forward_into(theta, layer_sizes, activations, X, dropout_scale, Z, A)
+    Z_out, A_out = _output_buffers(layer_sizes, m, Z, A)
+    losses = np.zeros(m)
+    for j in range(m):
+        total = 0.0
+        if loss == BINARY_CROSS_ENTROPY:
+            for i in range(n_out):
+                total += _binary_cross_entropy_term(Z_out[i, j], Y[i, j])
+        elif loss == SOFTMAX_CROSS_ENTROPY:
+            log_sum_exp = _log_sum_exp(Z_out, j)
+            for i in range(n_out):
+                y = Y[i, j]
+                if y != 0.0:
+                    total += y * (log_sum_exp - Z_out[i, j])
+        else:  # MSE
+            for i in range(n_out):
+                r = A_out[i, j] - Y[i, j]
+                total += 0.5 * (r * r)
+        losses[j] = total
+    return losses
 
 
 @njit(cache=True)
@@ -222,9 +336,9 @@ def cost_and_gradient(theta, layer_sizes, activations, loss, l2, X, Y, dropout_s
     dA_buffer = np.empty(widest * m)
     grad = np.empty_like(theta)
     has_dropout = dropout_scale.shape[0] > 0
+    weight_offset, bias_offset = layer_offsets(layer_sizes)
 
-    # offsets of the last layer, walked backwards below
-    p_end = theta.size
+    # buffer offsets of the last layer, walked backwards below
     z_end = n_z
     a_end = n_a
     drop_end = dropout_scale.shape[0]
@@ -251,17 +365,16 @@ def cost_and_gradient(theta, layer_sizes, activations, loss, l2, X, Y, dropout_s
         code = activations[n_layers - 1]
         for i in range(n_out):
             for j in range(m):
-                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m * _activation_slope(Z_out[i, j], code)
+                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m * activation_slope(code, Z_out[i, j])
 
     for l in range(n_layers, 0, -1):
         n_in = layer_sizes[l - 1]
         n_out = layer_sizes[l]
-        p = p_end - (n_out * n_in + n_out)
         a_here = a_end - n_out * m
         A_prev = A[a_here - n_in * m : a_here].reshape((n_in, m))
-        W = theta[p : p + n_out * n_in].reshape((n_out, n_in))
-        dW = grad[p : p + n_out * n_in].reshape((n_out, n_in))
-        db = grad[p + n_out * n_in : p_end]
+        W = layer_weights(theta, layer_sizes, weight_offset, l)
+        dW = layer_weights(grad, layer_sizes, weight_offset, l)
+        db = grad[bias_offset[l] : bias_offset[l] + n_out]
         dZ = dZ_buffer[: n_out * m].reshape((n_out, m))
         np.dot(dZ, A_prev.T, dW)
         if l2 != 0.0:
@@ -286,10 +399,9 @@ def cost_and_gradient(theta, layer_sizes, activations, loss, l2, X, Y, dropout_s
                     g = dA_prev[i, j]
                     if has_dropout:
                         g *= dropout_scale[drop_start + i, j]
-                    dZ_prev[i, j] = g * _activation_slope(Z_prev[i, j], code)
+                    dZ_prev[i, j] = g * activation_slope(code, Z_prev[i, j])
             drop_end = drop_start
             z_end = z_prev_end
-        p_end = p
         a_end = a_here
     return cost, grad
 
@@ -301,7 +413,7 @@ def _relu_signs(layer_sizes, activations, Z, m, signs):
     for l in range(layer_sizes.size - 1):
         n_out = layer_sizes[l + 1]
         code = activations[l]
-        kinked = code == RELU or code == LEAKY_RELU
+        kinked = is_kinked(code)
         for q in range(z_at, z_at + n_out * m):
             signs[q] = 1 if (kinked and Z[q].real > 0.0) else 0
         z_at += n_out * m

@@ -1,4 +1,4 @@
-"""Activation and loss codes shared by the dense-network kernels.
+"""Activation, loss and status codes shared by the dense-network kernels.
 
 Kernels take small integers, not strings, so that one compiled specialisation
 serves every network.
@@ -30,3 +30,8 @@ LOSSES = {
 
 #: Slope of leaky ReLU for negative pre-activations.
 LEAKY_SLOPE = 0.01
+
+#: Status codes the perturbation kernels return per component.
+STATUS_OK = 0
+#: A perturbed cost (or cost difference) is not finite.
+STATUS_NON_FINITE = 1

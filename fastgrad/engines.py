@@ -431,19 +431,22 @@ class DenseEngine(_DenseCosts):
     """
 
     def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout) -> None:
+        from fastgrad import _dense_engine
+
         super().__init__(args, theta, cost_value, layout)
         self.traits = EngineTraits(name="dense", returns_differences=True, exact_kinks=True, first_chunk=256,
                                    per_example=True)
+        layer_sizes, activations, loss, l2, X, Y, dropout = args
+        # Tables and the base forward pass, once per check.
+        self._base = _dense_engine.prepare(layer_sizes, activations, loss, l2, theta, X, Y, dropout)
 
     def evaluate(self, indices: np.ndarray, points: np.ndarray):
         from fastgrad import _dense_engine
         from fastgrad._threads import parallel_region
 
-        layer_sizes, activations, loss, l2, X, Y, dropout = self.args
         with parallel_region():
-            return _dense_engine.perturbed_cost_differences(
-                layer_sizes, activations, loss, l2, self.theta, X, Y, dropout,
-                np.ascontiguousarray(indices), np.ascontiguousarray(points),
+            return _dense_engine.cost_differences(
+                self._base, np.ascontiguousarray(indices), np.ascontiguousarray(points)
             )
 
 
