@@ -185,11 +185,10 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     g, a, e = grad[compared], value[compared], error[compared]
     scale = fd.scaled_norm(g) + fd.scaled_norm(a)
     gap = fd.scaled_norm(g - a)
-    # Per-component errors are three-sigma bounds; the norm of many independent
-    # errors concentrates near its root-mean-square, so a block of n components
-    # is allowed (1 + 2 / sqrt(n)) sigma per component: three sigma for one
-    # component, barely more than one for thousands.
-    spread = fd.scaled_norm(e) / fd.ROUNDING_FACTOR * (1.0 + 2.0 / math.sqrt(max(int(g.size), 1)))
+    # Per-component errors are bounds (three sigma for rounding); their norm
+    # bounds the block's. (A root-mean-square allowance would catch smaller
+    # whole-gradient errors but failed correct scikit-learn gradients.)
+    spread = fd.scaled_norm(e)
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif reference_scale > 0.0:
