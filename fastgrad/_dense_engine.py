@@ -1120,6 +1120,7 @@ def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
 
 @njit(cache=True)
 def _cost_differences(base, indices, points, n_chunks):
+    """The compiled body of ``cost_differences``: plan, scratch, parallel run."""
     n_idx = indices.size
     n_pts = points.shape[1]
     deltas = np.zeros((n_idx, n_pts))
