@@ -637,48 +637,58 @@ def _logit_direction(base, l, i, e, s):
 @njit(cache=True, inline="always")
 def _fast_softmax(base, e, n_q, s):
     """contribution[q] = log1p(sum_c p_c expm1(x_c)) - sum_c y_c x_c, x = v a_change[q]."""
+    # the scratch arrays taken once, outside the loops over columns
+    expm1_sum = s.expm1_sum
+    label_dot = s.label_dot
+    direction = s.direction
+    a_change = s.a_change
+    contribution = s.contribution
     for q in range(n_q):
-        s.expm1_sum[q] = 0.0
-        s.label_dot[q] = 0.0
+        expm1_sum[q] = 0.0
+        label_dot[q] = 0.0
     for c in range(base.layer_sizes[base.layer_sizes.size - 1]):
-        vc = s.direction[c]
+        vc = direction[c]
         if vc == 0.0:
             continue
         pc = base.P[c, e]
         yc = base.Y[c, e]
         for q in range(n_q):
-            x = vc * s.a_change[q]
-            s.expm1_sum[q] += pc * _expm1_small(x)
+            x = vc * a_change[q]
+            expm1_sum[q] += pc * _expm1_small(x)
         if yc != 0.0:
             for q in range(n_q):
-                s.label_dot[q] += yc * (vc * s.a_change[q])
+                label_dot[q] += yc * (vc * a_change[q])
     for q in range(n_q):
-        s.contribution[q] = _log1p_small(s.expm1_sum[q]) - s.label_dot[q]
+        contribution[q] = _log1p_small(expm1_sum[q]) - label_dot[q]
 
 
 @njit(cache=True, inline="always")
 def _fast_other_losses(base, e, n_q, s):
     """contribution[q] for binary cross-entropy (``sum_c log1p(s_c expm1(x_c)) -
     y_c x_c``) and MSE on a linear output (``sum_c x_c (x_c + 2 (a_c - y_c)) / 2``)."""
+    # the scratch arrays taken once, outside the loops over columns
+    contribution = s.contribution
+    direction = s.direction
+    a_change = s.a_change
     n_layers = base.layer_sizes.size - 1
     for q in range(n_q):
-        s.contribution[q] = 0.0
+        contribution[q] = 0.0
     for c in range(base.layer_sizes[n_layers]):
-        vc = s.direction[c]
+        vc = direction[c]
         if vc == 0.0:
             continue
         yc = base.Y[c, e]
         if base.loss == BINARY_CROSS_ENTROPY:
             sc = base.P[c, e]
             for q in range(n_q):
-                x = vc * s.a_change[q]
+                x = vc * a_change[q]
                 t = sc * _expm1_small(x)
-                s.contribution[q] += _log1p_small(t) - yc * x
+                contribution[q] += _log1p_small(t) - yc * x
         else:
             rc = base.A[base.unit_offset[n_layers] + c, e] - yc
             for q in range(n_q):
-                x = vc * s.a_change[q]
-                s.contribution[q] += 0.5 * x * (x + 2.0 * rc)
+                x = vc * a_change[q]
+                contribution[q] += 0.5 * x * (x + 2.0 * rc)
 
 
 @njit(cache=True, inline="always")
@@ -686,6 +696,9 @@ def _fast_path(base, l, i, e, n_q, n_crossed, s):
     """contribution[q] of every column by the fast path; returns how many
     columns it cannot serve (crossed here, or beyond the margin or the
     polynomials' range), listed in exact_columns."""
+    a_change = s.a_change
+    crossed = s.crossed
+    exact_columns = s.exact_columns
     limit = _logit_direction(base, l, i, e, s)
     if base.loss == SOFTMAX_CROSS_ENTROPY:
         _fast_softmax(base, e, n_q, s)
@@ -693,12 +706,12 @@ def _fast_path(base, l, i, e, n_q, n_crossed, s):
         _fast_other_losses(base, e, n_q, s)
     n_far = 0
     for q in range(n_q):
-        n_far += not (abs(s.a_change[q]) <= limit)
+        n_far += not (abs(a_change[q]) <= limit)
     n_exact = 0
     if n_far > 0 or n_crossed > 0:
         for q in range(n_q):
-            if s.crossed[q] or not (abs(s.a_change[q]) <= limit):
-                s.exact_columns[n_exact] = q
+            if crossed[q] or not (abs(a_change[q]) <= limit):
+                exact_columns[n_exact] = q
                 n_exact += 1
     return n_exact
 
@@ -760,19 +773,21 @@ def _loss_change(base, e, b, s):
 @njit(cache=True, inline="always")
 def _block_first_layer(base, l, i, n_cols, s):
     """z_changes = the change of Z_{l+1}[:, e] (of Z_L[:, e] when l = L) per column."""
+    z_changes = s.z_changes
+    block_a_change = s.block_a_change
     n_layers = base.layer_sizes.size - 1
     if l == n_layers:
         for c in range(base.layer_sizes[n_layers]):
             for b in range(n_cols):
-                s.z_changes[c, b] = 0.0
+                z_changes[c, b] = 0.0
         for b in range(n_cols):
-            s.z_changes[i, b] = s.block_a_change[b]
+            z_changes[i, b] = block_a_change[b]
         return
     W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, l + 1)
     for u in range(base.layer_sizes[l + 1]):
         w = W[u, i]
         for b in range(n_cols):
-            s.z_changes[u, b] = w * s.block_a_change[b]
+            z_changes[u, b] = w * block_a_change[b]
 
 
 @njit(cache=True, inline="always")
@@ -805,17 +820,20 @@ def _block_activations(base, k, e, n_cols, s):
 @njit(cache=True, inline="always")
 def _block_next_layer(base, k, n_cols, s):
     """z_changes = W_{k+1} a_changes: the change of Z_{k+1}[:, e] per column."""
+    # the scratch arrays taken once, outside the loops over columns
+    z_changes = s.z_changes
+    a_changes = s.a_changes
     n_here = base.layer_sizes[k]
     W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, k + 1)
     for o in range(base.layer_sizes[k + 1]):
         for b in range(n_cols):
-            s.z_changes[o, b] = 0.0
+            z_changes[o, b] = 0.0
         for u in range(n_here):
             w = W[o, u]
             if w == 0.0:
                 continue
             for b in range(n_cols):
-                s.z_changes[o, b] += w * s.a_changes[u, b]
+                z_changes[o, b] += w * a_changes[u, b]
 
 
 @njit(cache=True, inline="always")
@@ -834,6 +852,9 @@ def _block_output_kinks(base, e, n_cols, s):
 def _block_polynomial_losses(base, e, n_cols, s):
     """block_loss = the fast path's loss-change formulas, vectorised over the
     block's columns (valid where block_far is 0)."""
+    # the scratch arrays taken once, outside the loops over columns
+    z_changes = s.z_changes
+    block_loss = s.block_loss
     n_layers = base.layer_sizes.size - 1
     n_out = base.layer_sizes[n_layers]
     P, Y = base.P, base.Y
@@ -845,26 +866,26 @@ def _block_polynomial_losses(base, e, n_cols, s):
             pc = P[c, e]
             yc = Y[c, e]
             for b in range(n_cols):
-                s.block_loss[b] += pc * _expm1_small(s.z_changes[c, b])
+                block_loss[b] += pc * _expm1_small(z_changes[c, b])
             if yc != 0.0:
                 for b in range(n_cols):
-                    dot[b] += yc * s.z_changes[c, b]
+                    dot[b] += yc * z_changes[c, b]
         for b in range(n_cols):
-            s.block_loss[b] = _log1p_small(s.block_loss[b]) - dot[b]
+            block_loss[b] = _log1p_small(block_loss[b]) - dot[b]
     elif base.loss == BINARY_CROSS_ENTROPY:
         for c in range(n_out):
             sc = P[c, e]
             yc = Y[c, e]
             for b in range(n_cols):
-                x = s.z_changes[c, b]
-                s.block_loss[b] += _log1p_small(sc * _expm1_small(x)) - yc * x
+                x = z_changes[c, b]
+                block_loss[b] += _log1p_small(sc * _expm1_small(x)) - yc * x
     else:  # MSE on a linear output
         zl = base.unit_offset[n_layers]
         for c in range(n_out):
             rc = base.A[zl + c, e] - Y[c, e]
             for b in range(n_cols):
-                x = s.z_changes[c, b]
-                s.block_loss[b] += 0.5 * x * (x + 2.0 * rc)
+                x = z_changes[c, b]
+                block_loss[b] += 0.5 * x * (x + 2.0 * rc)
 
 
 @njit(cache=True, inline="always")
@@ -955,14 +976,18 @@ def _start_piece(base, indices, points, plan, start, n_comp, s):
 @njit(cache=True, inline="always")
 def _z_changes(base, l, e, n_comp, n_pts, s):
     """z_change[q] = step[q] * A_{l-1}[j, e] (times 1 for a bias): the change of Z_l[i, e]."""
+    # the scratch arrays taken once, outside the loops over columns
+    input_column = s.input_column
+    step = s.step
+    z_change = s.z_change
     n_in = base.layer_sizes[l - 1]
     at = base.inputs_t_offset[l] + e * n_in
     for a in range(n_comp):
-        j = s.input_column[a]
+        j = input_column[a]
         x = 1.0 if j == n_in else base.inputs_t[at + j]
         for p in range(n_pts):
             q = a * n_pts + p
-            s.z_change[q] = s.step[q] * x
+            z_change[q] = step[q] * x
 
 
 @njit(cache=True, inline="always")
@@ -971,29 +996,34 @@ def _piecewise_changes(code, z, drop, n_q, s):
     ``crossed`` marked where Z_l[i, e] changes sign (those columns are redone
     exactly). Returns (factor, n_crossed); when both are 0 the unit stays on
     the flat side of a ReLU for every column, and a_change is not written."""
+    z_change, a_change, crossed = s.z_change, s.a_change, s.crossed
     factor = drop * activation_slope(code, z)
     n_crossed = 0
     if is_kinked(code):
         positive = z > 0.0
         for q in range(n_q):
-            crossed = ((z + s.z_change[q]) > 0.0) != positive
-            s.crossed[q] = crossed
-            n_crossed += crossed
+            sign_changed = ((z + z_change[q]) > 0.0) != positive
+            crossed[q] = sign_changed
+            n_crossed += sign_changed
     if factor == 0.0 and n_crossed == 0:
         return factor, n_crossed
     for q in range(n_q):
-        s.a_change[q] = factor * s.z_change[q]
+        a_change[q] = factor * z_change[q]
     return factor, n_crossed
 
 
 @njit(cache=True, inline="always")
 def _list_moving_columns(n_q, s):
     """When the fast path does not apply: every column that moves goes to the exact path."""
+    contribution = s.contribution
+    crossed = s.crossed
+    a_change = s.a_change
+    exact_columns = s.exact_columns
     n_exact = 0
     for q in range(n_q):
-        s.contribution[q] = 0.0
-        if s.crossed[q] or s.a_change[q] != 0.0:
-            s.exact_columns[n_exact] = q
+        contribution[q] = 0.0
+        if crossed[q] or a_change[q] != 0.0:
+            exact_columns[n_exact] = q
             n_exact += 1
     return n_exact
 
@@ -1066,8 +1096,9 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
         if n_crossed > 0:
             for q in range(n_q):
                 s.crossed[q] = 0
+        total, contribution = s.total, s.contribution
         for q in range(n_q):
-            s.total[q] += s.contribution[q]
+            total[q] += contribution[q]
     _write_piece(base, indices, points, plan, start, n_comp, base.layer_sizes[l - 1], deltas, kinks, status, s)
 
 
@@ -1120,6 +1151,7 @@ def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
 
 @njit(cache=True, calls_parallel=True)
 def _cost_differences(base, indices, points, n_chunks):
+    """The compiled body of ``cost_differences``: plan, scratch, parallel run."""
     n_idx = indices.size
     n_pts = points.shape[1]
     deltas = np.zeros((n_idx, n_pts))

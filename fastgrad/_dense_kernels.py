@@ -19,6 +19,13 @@ activations branch on the real part, and log-sum-exp is shifted by the largest
 real part. Nothing here validates its input: ``fastgrad.dense`` does that in
 Python before calling.
 
+``fastgrad._dense_engine`` shares this module's activation, slope and
+kink tests (``activation(code, z)``, ``activation_slope(code, z)``,
+``is_kinked``, ``is_piecewise_linear``) and its table of where each layer's
+parameters lie in theta (``layer_offsets``, ``layer_weights``), so that both
+kernels compute g(z) the same way. ``per_example_losses`` gives the loss of
+each example on its own, for judging one-sided slopes at kinks.
+
 No ``fastmath``: the perturbed costs are differenced, and reassociation would
 change them.
 """

@@ -17,13 +17,17 @@ import numba
 import numpy as np
 import pytest
 
+from fastgrad import _dense_kernels
 from fastgrad._dense_engine import (
     POLY_LIMIT,
+    DenseBase,
     _expm1_small,
     _log1p_small,
     _tanh_small,
+    cost_differences,
     kernel_is_cached,
     perturbed_cost_differences,
+    prepare,
 )
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 
@@ -90,6 +94,25 @@ def reference_forward(theta, sizes, activations, loss, l2, X, Y, dropout):
     return cost, layers
 
 
+def reference_example_losses(theta, sizes, activations, loss, X, Y, dropout):
+    """Loss of each example (column), no L2 penalty, in extended precision."""
+    theta = theta.astype(np.longdouble)
+    A = X.astype(np.longdouble)
+    row = 0
+    for l, (W, b) in enumerate(_unpack(theta, sizes), start=1):
+        Z = W @ A + b
+        A = _activation(activations[l - 1], Z)
+        if dropout.shape[0] and l < len(sizes) - 1:
+            A = A * dropout[row : row + sizes[l]].astype(np.longdouble)
+            row += sizes[l]
+    if loss == "softmax_cross_entropy":
+        shifted = Z - Z.max(axis=0)
+        return -np.sum(Y * (shifted - np.log(np.exp(shifted).sum(axis=0))), axis=0)
+    if loss == "binary_cross_entropy":
+        return np.sum(-Y * np.log(A) - (1 - Y) * np.log(1 - A), axis=0)
+    return np.sum((A - Y) ** 2, axis=0) / 2
+
+
 def reference_differences(theta, sizes, activations, loss, l2, X, Y, dropout, indices, points):
     """Full recomputation at every point: differences and kink flags."""
     base, base_layers = reference_forward(theta, sizes, activations, loss, l2, X, Y, dropout)
@@ -145,11 +168,15 @@ def make_case(sizes, hidden, output, loss, *, m=5, seed=0, l2=0.0, keep_prob=Non
 
 
 def run_kernel(case, indices, points, **kwargs):
-    return perturbed_cost_differences(
+    return perturbed_cost_differences(*network_arguments(case), indices, points, **kwargs)
+
+
+def network_arguments(case):
+    """The network as the kernels take it: layer_sizes, activations, loss, l2, theta, X, Y, dropout_scale."""
+    return (
         np.array(case["sizes"], dtype=np.int64),
         np.array([ACTIVATIONS[a] for a in case["activations"]], dtype=np.int64),
         LOSSES[case["loss"]], case["l2"], case["theta"], case["X"], case["Y"], case["dropout"],
-        indices, points, **kwargs,
     )
 
 
@@ -420,3 +447,120 @@ def test_fast_path_polynomials_are_exact_to_rounding():
         assert abs(_log1p_small(s) - exact) <= 2.5e-16 * abs(exact)
         exact = math.tanh(x)
         assert abs(_tanh_small(x) - exact) <= 2.5e-16 * abs(exact)
+
+
+# --------------------------------------------------------------------------- #
+# prepare once, cost_differences per chunk
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("hidden,loss,output", [
+    ("relu", "softmax_cross_entropy", "linear"),
+    ("tanh", "binary_cross_entropy", "sigmoid"),
+    ("leaky_relu", "mse", "relu"),
+    ("sigmoid", "mse", "linear"),
+])
+def test_one_prepare_serves_every_chunking(hidden, loss, output):
+    # The set-up is shared by every call: chunks of any size, in any order,
+    # repeated, give exactly the values of one call over all components, and
+    # the base is not changed by being used.
+    case = make_case([12, 9, 6, 3], hidden, output, loss, m=11, seed=21, l2=0.2, keep_prob=0.8)
+    theta = case["theta"]
+    indices = np.arange(theta.size, dtype=np.int64)
+    points = central_points(theta, indices, 2e-3)
+    whole = perturbed_cost_differences(*network_arguments(case), indices, points)
+    base = prepare(*network_arguments(case))
+    assert isinstance(base, DenseBase)
+    copies = [np.copy(field) for field in base if isinstance(field, np.ndarray)]
+    order = np.random.default_rng(1).permutation(indices.size)
+    for size in (1, 17, 100, indices.size):
+        got = [np.empty_like(whole[0]), np.empty_like(whole[1]), np.empty_like(whole[2])]
+        for start in range(0, indices.size, size):
+            rows = order[start : start + size]
+            for out, part in zip(got, cost_differences(base, indices[rows], points[rows], n_chunks=3)):
+                out[rows] = part
+        for a, b in zip(whole, got):
+            np.testing.assert_array_equal(a, b)
+    for before, after in zip(copies, [field for field in base if isinstance(field, np.ndarray)]):
+        np.testing.assert_array_equal(before, after)
+    ref, ref_kinks = run_reference(case, indices, points)
+    assert_close_to_reference(case, whole[0], ref, scale=10.0)
+    np.testing.assert_array_equal(whole[1], ref_kinks)
+
+
+def test_prepare_holds_the_forward_pass_and_offsets():
+    case = make_case([4, 5, 3, 2], "relu", "linear", "softmax_cross_entropy", m=6, seed=3, keep_prob=0.7)
+    base = prepare(*network_arguments(case))
+    sizes, theta = case["sizes"], case["theta"]
+    _, layers = reference_forward(theta, sizes, case["activations"], case["loss"], 0.0, case["X"], case["Y"], case["dropout"])
+    for l, (Z, _) in enumerate(layers, start=1):
+        rows = slice(base.unit_offset[l], base.unit_offset[l + 1])
+        np.testing.assert_allclose(base.Z[rows], Z.astype(np.float64), rtol=1e-13, atol=1e-14)
+        assert np.all(base.layer_of_unit[rows] == l)
+    for l, (W, b) in enumerate(_unpack(theta, sizes), start=1):
+        start = base.weight_offset[l]
+        np.testing.assert_array_equal(theta[start : start + W.size].reshape(W.shape), W)
+        np.testing.assert_array_equal(theta[base.bias_offset[l] : base.bias_offset[l] + b.size], b.ravel())
+    Z_out = layers[-1][0].astype(np.float64)
+    softmax = np.exp(Z_out - Z_out.max(axis=0))
+    np.testing.assert_allclose(base.P, softmax / softmax.sum(axis=0), rtol=1e-14)
+
+
+def test_cost_differences_refuses_indices_beyond_the_network():
+    case = make_case([4, 5, 3, 2], "relu", "linear", "softmax_cross_entropy")
+    base = prepare(*network_arguments(case))
+    with pytest.raises(ValueError, match="indices must lie in"):
+        cost_differences(base, np.array([case["theta"].size], dtype=np.int64), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="points must be"):
+        cost_differences(base, np.array([0, 1], dtype=np.int64), np.zeros((1, 2)))
+
+
+# --------------------------------------------------------------------------- #
+# Shared helpers of the dense kernels
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("name", HIDDEN)
+def test_shared_activation_and_slope_match_numpy(name):
+    code = ACTIVATIONS[name]
+    zs = np.array([-40.0, -3.0, -1e-3, -0.0, 0.0, 1e-300, 0.5, 2.0, 40.0])
+    expected = _activation(name, zs)
+    got = np.array([_dense_kernels.activation(code, z) for z in zs])
+    np.testing.assert_allclose(got, expected, rtol=2e-16, atol=0.0)
+    if name == "relu":  # exactly +0.0 below zero, not -0.0
+        assert not np.signbit(got[zs <= 0]).any()
+    step = 1e-7
+    numeric = (_activation(name, zs + step) - _activation(name, zs - step)) / (2 * step)
+    slopes = np.array([_dense_kernels.activation_slope(code, z) for z in zs])
+    smooth = np.abs(zs) > 1e-6  # away from the kink
+    np.testing.assert_allclose(slopes[smooth], numeric[smooth], rtol=1e-7, atol=1e-12)
+    left = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE}.get(name)
+    if left is not None:  # at the kink itself: the left slope
+        assert _dense_kernels.activation_slope(code, 0.0) == left
+    complex_values = np.array([_dense_kernels.activation(code, complex(z, 1e-20)) for z in zs])
+    np.testing.assert_allclose(complex_values.real, expected, rtol=1e-15, atol=0.0)
+
+
+def test_layer_offsets_match_the_course_layout():
+    sizes = np.array([7, 5, 3, 2], dtype=np.int64)
+    weight_offset, bias_offset = _dense_kernels.layer_offsets(sizes)
+    counts = [n * m + n for m, n in zip(sizes[:-1], sizes[1:])]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    np.testing.assert_array_equal(weight_offset[1:], starts)
+    np.testing.assert_array_equal(bias_offset[1:-1], starts[:-1] + sizes[1:] * sizes[:-1])
+    assert bias_offset[-1] == starts[-1]
+
+
+# --------------------------------------------------------------------------- #
+# Per-example losses
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("setting", SETTINGS, ids=["plain", "l2+dropout"])
+@pytest.mark.parametrize("loss,output", LOSS_OUTPUTS)
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+def test_per_example_losses(hidden, loss, output, setting):
+    case = make_case([4, 5, 3, 2], hidden, output, loss, m=7, seed=31, **setting)
+    sizes, acts, loss_code, l2, theta, X, Y, dropout = network_arguments(case)
+    losses = _dense_kernels.per_example_losses(theta, sizes, acts, loss_code, X, Y, dropout)
+    expected = reference_example_losses(theta, case["sizes"], case["activations"], loss, X, Y, dropout)
+    assert losses.shape == (X.shape[1],) and losses.dtype == np.float64
+    np.testing.assert_allclose(losses, expected.astype(np.float64), rtol=1e-14, atol=1e-15)
+    assert np.ptp(losses) > 0  # one value per example, not a repeated mean
+    cost = _dense_kernels.forward_cost(theta, sizes, acts, loss_code, l2, X, Y, dropout)
+    weights = sum(np.sum(W**2) for W, _ in _unpack(theta, case["sizes"]))
+    assert cost == pytest.approx(losses.mean() + l2 / (2 * X.shape[1]) * weights, rel=1e-14, abs=0)
