@@ -289,6 +289,27 @@ class Analysis:
     confirmed: np.ndarray   # bool: the best pair has a neighbouring pair (its error bound is checked)
 
 
+def first_pass(values: np.ndarray, offsets: np.ndarray, steps: np.ndarray, sigma: float, nominal: bool) -> Analysis:
+    """The analysis of one level (``(n, 1)`` forward or ``(n, 2)`` central values) for every component.
+
+    Without a second level nothing is known of truncation: the error is the
+    rounding bound alone, and no value is ``confirmed``.
+    """
+    n = steps.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if values.shape[1] == 1:
+            approx = values[:, 0] / offsets[:, 0]
+            rounding = 1.5 * ROUNDING_FACTOR * sigma / steps
+        else:
+            denominator = 2.0 * steps if nominal else offsets[:, 0] - offsets[:, 1]
+            approx = (values[:, 0] - values[:, 1]) / denominator
+            rounding = ROUNDING_FACTOR * sigma / steps
+    nan = np.full(n, np.nan)
+    no = np.zeros(n, dtype=bool)
+    return Analysis(approx, rounding.copy(), rounding, no, nan, nan.copy(), nan.copy(),
+                    np.full(n, ZERO_LEVEL, dtype=np.int64), no.copy(), no.copy())
+
+
 def central_differences(table: Table, steps: np.ndarray, nominal: bool) -> np.ndarray:
     """``(n, levels)`` central differences (NaN where a side is missing)."""
     if nominal:

@@ -226,22 +226,32 @@ def measure(
     steps = fd.base_steps(base, rho, opts.method) if not nominal else np.full(n, opts.eps)
     if nominal:
         _check_explicit_step(base, steps, indices)
-    table = fd.Table.empty(n)
     levels, sides = _pass_one_layout(opts.method)
-    all_rows = np.arange(n)
-    done = 0
+    points, offsets = fd.level_points(base, steps, np.zeros(n, np.int64), nominal, sides)
     try:
-        for level in levels:
-            column = np.full(n, fd.ZERO_LEVEL + level)
-            bad = _evaluate_levels(runner, engine, table, indices, base, steps, all_rows, column, nominal, sides,
-                                   count=level == levels[0])
-            if bad.any():
-                _raise_non_finite(indices[bad])
+        values, kinks, status = runner.evaluate(indices, points)
         done = n
     except _Stop as stop:
-        done = int(stop.args[0]) if len(levels) == 1 else 0
-    forward_only = opts.method == "forward"
-    analysis = fd.analyse(table, steps, sigma, nominal, forward_only=forward_only)
+        done = int(stop.args[0])
+        values = np.full(points.shape, np.nan)
+        kinks = status = np.zeros(n, np.uint8)
+    if not engine.traits.returns_differences:
+        values = values - engine.cost_value
+    bad = (status.astype(bool) | ~np.isfinite(values).all(axis=1))[:done]
+    if bad.any():
+        _raise_non_finite(indices[:done][bad])
+    analysis = fd.first_pass(values, offsets, steps, sigma, nominal)
+    # The table of further steps is kept only for the components that need it.
+    work = np.arange(n) if len(levels) > 1 and done == n else np.zeros(0, np.int64)
+    table = fd.Table.empty(work.size)
+    if work.size:
+        table.store(np.arange(n), np.full(n, fd.ZERO_LEVEL), values, offsets, kinks)
+        try:
+            _evaluate_levels(runner, engine, table, indices, base, steps, np.arange(n),
+                             np.full(n, fd.ZERO_LEVEL - 1), nominal, 2, count=False)
+        except _Stop:
+            done = 0
+        analysis = fd.analyse(table, steps, sigma, nominal)
     if grad is None or done < n:
         state = np.full(n, fd.AGREE if grad is None else fd.UNRESOLVED, np.int8)
         measured = _finish(analysis, state, steps, None, None, done)
@@ -255,25 +265,20 @@ def measure(
     state = fd.decide(grad, analysis, opts.threshold, scale_floor, extra_error=grad_error)
     low = np.full(n, np.nan)
     high = np.full(n, np.nan)
+    if not work.size:
+        # Components that need more steps get a table; their first level goes in.
+        work = np.flatnonzero(state == fd.UNDECIDED)
+        table = fd.Table.empty(work.size)
+        rows = np.arange(work.size)
+        table.store(rows, np.full(work.size, fd.ZERO_LEVEL), values[work], offsets[work], kinks[work])
     try:
-        for _ in range(fd.MAX_ROUNDS):
-            todo = np.flatnonzero(state == fd.UNDECIDED)
-            if todo.size == 0:
-                break
-            sub = table.subset(todo)
-            sub_analysis = fd.analyse(sub, steps[todo], sigma, nominal)
-            target = fd.next_levels(sub, sub_analysis)
-            todo, target = todo[target >= 0], target[target >= 0]
-            if todo.size == 0:
-                break
-            _evaluate_levels(runner, engine, table, indices, base, steps, todo, target, nominal, 2, count=False)
-            analysis = _update(analysis, fd.analyse(table.subset(todo), steps[todo], sigma, nominal), todo)
-            state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
-                                    extra_error=grad_error[todo])
+        _refine(runner, engine, table, work, indices, base, steps, analysis, state, grad, grad_error,
+                scale_floor, opts, sigma, nominal)
         kinked = np.flatnonzero(analysis.kink & (state != fd.AGREE))
         if kinked.size and engine.traits.per_example:
+            local = np.searchsorted(work, kinked)
             low[kinked], high[kinked], width = _example_brackets(engine, indices[kinked], base[kinked],
-                                                                steps[kinked], table.subset(kinked), analysis, kinked)
+                                                                steps[kinked], table.subset(local), analysis, kinked)
             sub = _rows(analysis, kinked)
             sub.side_error = width
             state[kinked] = fd.decide(grad[kinked], sub, opts.threshold, scale_floor[kinked],
@@ -283,6 +288,31 @@ def measure(
         state[state == fd.UNDECIDED] = fd.UNRESOLVED
         raise _Stop(_finish(analysis, state, steps, low, high, n)) from None
     return _finish(analysis, state, steps, low, high, n)
+
+
+def _refine(runner, engine, table, work, indices, base, steps, analysis, state, grad, grad_error, scale_floor,
+            opts, sigma, nominal) -> None:
+    """More steps for undecided components (``work`` maps table rows to components), in place."""
+    for _ in range(fd.MAX_ROUNDS):
+        local = np.flatnonzero(state[work] == fd.UNDECIDED)
+        if local.size == 0:
+            return
+        todo = work[local]
+        sub = table.subset(local)
+        target = fd.next_levels(sub, fd.analyse(sub, steps[todo], sigma, nominal))
+        keep = target >= 0
+        local, todo, target = local[keep], todo[keep], target[keep]
+        if todo.size == 0:
+            return
+        points, offsets = fd.level_points(base[todo], steps[todo], fd.LEVELS[target], nominal, 2)
+        values, kinks, status = runner.evaluate(indices[todo], points, count=False)
+        if not engine.traits.returns_differences:
+            values = values - engine.cost_value
+        values[status.astype(bool)] = np.nan
+        table.store(local, target, values, offsets, kinks)
+        _update(analysis, fd.analyse(table.subset(local), steps[todo], sigma, nominal), todo)
+        state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
+                                extra_error=grad_error[todo])
 
 
 def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:

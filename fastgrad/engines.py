@@ -401,17 +401,13 @@ class _DenseCosts:
 
     def example_terms(self, point: np.ndarray) -> np.ndarray:
         """Each example's share of the cost (loss / m), then the L2 penalty as one more term."""
-        from fastgrad._dense_kernels import forward_cost
+        from fastgrad._dense_kernels import per_example_losses
 
         layer_sizes, activations, loss, l2, X, Y, dropout = self.args
         point = np.ascontiguousarray(point)
         m = X.shape[1]
         terms = np.empty(m + 1)
-        for i in range(m):
-            column = slice(i, i + 1)
-            terms[i] = forward_cost(point, layer_sizes, activations, loss, 0.0, np.ascontiguousarray(X[:, column]),
-                                    np.ascontiguousarray(Y[:, column]),
-                                    np.ascontiguousarray(dropout[:, column])) / m
+        terms[:m] = per_example_losses(point, layer_sizes, activations, loss, X, Y, dropout) / m
         penalty = 0.0
         if l2 > 0.0:
             for name in self.layout.names:
