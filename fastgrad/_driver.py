@@ -279,6 +279,12 @@ def measure(
             local = np.searchsorted(work, kinked)
             low[kinked], high[kinked], width = _example_brackets(engine, indices[kinked], base[kinked],
                                                                 steps[kinked], table.subset(local), analysis, kinked)
+            exact = getattr(engine, "subgradient_range", None)
+            found = None if exact is None else exact(indices[kinked])
+            if found is not None:
+                # Every choice of slope at the units exactly on a kink (a back-prop may make any).
+                low[kinked] = np.minimum(low[kinked], found[0])
+                high[kinked] = np.maximum(high[kinked], found[1])
             sub = _rows(analysis, kinked)
             sub.side_error = width
             state[kinked] = fd.decide(grad[kinked], sub, opts.threshold, scale_floor[kinked],

@@ -393,6 +393,7 @@ class _DenseCosts:
         self.theta = theta
         self.cost_value = float(cost_value)
         self.layout = layout
+        self._range = None
 
     def costs(self, points: np.ndarray) -> np.ndarray:
         from fastgrad._dense_kernels import forward_cost
@@ -417,6 +418,17 @@ class _DenseCosts:
             penalty *= l2 / (2.0 * m)
         terms[m] = penalty
         return terms
+
+    def subgradient_range(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each component's range of valid derivatives over every choice of slope at exact kinks."""
+        from fastgrad._dense_subgradient import subgradient_range
+
+        if self._range is None:
+            found = subgradient_range(self.args, self.theta)
+            self._range = (None,) if found is None else found
+        if self._range[0] is None:
+            return None
+        return self._range[0][indices], self._range[1][indices]
 
 
 class DenseEngine(_DenseCosts):
