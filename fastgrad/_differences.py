@@ -289,13 +289,26 @@ class Analysis:
     confirmed: np.ndarray   # bool: the best pair has a neighbouring pair (its error bound is checked)
 
 
-def first_pass(values: np.ndarray, offsets: np.ndarray, steps: np.ndarray, sigma: float, nominal: bool) -> Analysis:
+def row_noise(sigma: float, cost_value: float, values: np.ndarray) -> np.ndarray:
+    """Each row's noise: the measured ``sigma``, but at least half an ulp of the largest cost it evaluated.
+
+    ``values`` are differences from ``J(theta)``; a perturbed cost far larger than
+    ``J(theta)`` (a tiny J at a minimum) rounds on its own scale.
+    """
+    with np.errstate(invalid="ignore"):
+        largest = np.nanmax(np.abs(cost_value + values), axis=1, initial=abs(cost_value))
+    return np.maximum(sigma, 0.5 * EPS_MACH * largest)
+
+
+def first_pass(values: np.ndarray, offsets: np.ndarray, steps: np.ndarray, sigma: float, nominal: bool,
+               cost_value: float = 0.0) -> Analysis:
     """The analysis of one level (``(n, 1)`` forward or ``(n, 2)`` central values) for every component.
 
     Without a second level nothing is known of truncation: the error is the
     rounding bound alone, and no value is ``confirmed``.
     """
     n = steps.size
+    sigma = row_noise(sigma, cost_value, values)
     with np.errstate(invalid="ignore", divide="ignore"):
         if values.shape[1] == 1:
             approx = values[:, 0] / offsets[:, 0]
@@ -320,9 +333,15 @@ def central_differences(table: Table, steps: np.ndarray, nominal: bool) -> np.nd
         return (table.plus - table.minus) / denominators
 
 
-def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forward_only: bool = False) -> Analysis:
-    """Best estimate, measured error and kink status of every component of ``table``."""
+def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forward_only: bool = False,
+            cost_value: float = 0.0) -> Analysis:
+    """Best estimate, measured error and kink status of every component of ``table``.
+
+    ``sigma`` is the measured noise, floored per row by :func:`row_noise`.
+    """
     n = steps.size
+    row_sigma = row_noise(sigma, cost_value, np.hstack([table.plus, table.minus]))
+    sigma = row_sigma[:, None]
     s = steps[:, None] * np.exp2(LEVELS.astype(np.float64))[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         if forward_only:
@@ -380,7 +399,7 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     approx[no_value] = np.nan
     error[no_value] = np.inf
 
-    right, left, side_error, kink, kink_possible = _one_sided(table, s, sigma, single, forward_only)
+    right, left, side_error, kink, kink_possible = _one_sided(table, s, row_sigma, single, forward_only)
     best_level = np.where(pair_found, best_pair, np.maximum(only_level, 0))
     # A value is trusted enough to call a gradient wrong only when a second
     # pair of steps confirms it (Richardson's bound assumes the table has

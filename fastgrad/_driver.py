@@ -152,9 +152,14 @@ class Measured:
     done: int          # components measured (fewer than asked after Ctrl-C)
 
 
-def measure_noise(engine: Engine, indices: np.ndarray, block_ids: np.ndarray) -> float:
-    """The cost's rounding noise (standard deviation), from a few evaluations on coordinate lines."""
-    components = fd.noise_components(indices, block_ids)
+def measure_noise(engine: Engine, layout: Layout | None) -> float:
+    """The cost's rounding noise (standard deviation), from a few evaluations on coordinate lines.
+
+    The lines are chosen from all of theta (not from the components checked), so
+    partial checks of the same point measure the same noise and merge exactly.
+    """
+    everything = np.arange(engine.theta.size)
+    components = fd.noise_components(everything, _block_ids(layout, everything)[0])
     values = engine.costs(fd.noise_lines(engine.theta, components))
     return fd.noise_level_of_lines(values, engine.cost_value)
 
@@ -240,7 +245,7 @@ def measure(
     bad = (status.astype(bool) | ~np.isfinite(values).all(axis=1))[:done]
     if bad.any():
         _raise_non_finite(indices[:done][bad])
-    analysis = fd.first_pass(values, offsets, steps, sigma, nominal)
+    analysis = fd.first_pass(values, offsets, steps, sigma, nominal, engine.cost_value)
     # The table of further steps is kept only for the components that need it.
     work = np.arange(n) if len(levels) > 1 and done == n else np.zeros(0, np.int64)
     table = fd.Table.empty(work.size)
@@ -251,7 +256,7 @@ def measure(
                              np.full(n, fd.ZERO_LEVEL - 1), nominal, 2, count=False)
         except _Stop:
             done = 0
-        analysis = fd.analyse(table, steps, sigma, nominal)
+        analysis = fd.analyse(table, steps, sigma, nominal, cost_value=engine.cost_value)
     if grad is None or done < n:
         state = np.full(n, fd.AGREE if grad is None else fd.UNRESOLVED, np.int8)
         measured = _finish(analysis, state, steps, None, None, done)
@@ -305,7 +310,7 @@ def _refine(runner, engine, table, work, indices, base, steps, analysis, state, 
             return
         todo = work[local]
         sub = table.subset(local)
-        target = fd.next_levels(sub, fd.analyse(sub, steps[todo], sigma, nominal))
+        target = fd.next_levels(sub, fd.analyse(sub, steps[todo], sigma, nominal, cost_value=engine.cost_value))
         keep = target >= 0
         local, todo, target = local[keep], todo[keep], target[keep]
         if todo.size == 0:
@@ -316,7 +321,7 @@ def _refine(runner, engine, table, work, indices, base, steps, analysis, state, 
             values = values - engine.cost_value
         values[status.astype(bool)] = np.nan
         table.store(local, target, values, offsets, kinks)
-        _update(analysis, fd.analyse(table.subset(local), steps[todo], sigma, nominal), todo)
+        _update(analysis, fd.analyse(table.subset(local), steps[todo], sigma, nominal, cost_value=engine.cost_value), todo)
         state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
                                 extra_error=grad_error[todo])
 
@@ -403,7 +408,7 @@ def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical g
     from fastgrad.numerical import Estimate
 
     indices = opts.indices
-    sigma = measure_noise(engine, indices, np.zeros(indices.size, np.int64))
+    sigma = measure_noise(engine, None)
     with _Runner(engine, indices.size, opts.progress, description) as runner:
         try:
             measured = measure(runner, engine, indices, engine.theta[indices], None, opts, sigma,
@@ -433,13 +438,11 @@ def run_check(
     from fastgrad.numerical import Estimate
     from fastgrad.report import Report
 
+    sigma = measure_noise(engine, layout)
     if opts.mode == "directional":
-        everything = np.arange(engine.theta.size)
-        sigma = measure_noise(engine, everything, _block_ids(layout, everything)[0])
         return _run_directional(engine, grad, opts, layout, sigma, description)
     indices = opts.indices
     block_ids, n_blocks = _block_ids(layout, indices)
-    sigma = measure_noise(engine, indices, block_ids)
     grad_selected = grad[indices]
     with _Runner(engine, indices.size, opts.progress, description) as runner:
         try:

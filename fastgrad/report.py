@@ -191,6 +191,10 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     spread = fd.scaled_norm(e)
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
+    elif gap == 0.0:
+        # Both exactly zero: nothing disagrees. Measured against the whole
+        # gradient when there is one; an all-zero check needs no scale.
+        difference, allowance = 0.0, (spread / reference_scale if reference_scale > 0.0 else 0.0)
     elif reference_scale > 0.0:
         # Both exactly zero (units no example reaches): the error is measured
         # against the size of the whole gradient.

@@ -12,7 +12,7 @@ def python_blocks():
 
 def test_readme_cost_function_example_runs_and_passes():
     block = python_blocks()[0]
-    namespace = {}
+    namespace = {"__name__": "__main__"}  # run as a user's script is (Numba's cache reloads by module name)
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["report"].passed
     assert namespace["report"].blocks[0].name == "w"
@@ -20,6 +20,6 @@ def test_readme_cost_function_example_runs_and_passes():
 
 def test_readme_dense_network_example_runs_and_names_the_planted_bug():
     block = python_blocks()[1]
-    namespace = {}
+    namespace = {"__name__": "__main__"}  # run as a user's script is (Numba's cache reloads by module name)
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["report"].failing_blocks == ("b2",)
