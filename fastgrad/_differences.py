@@ -65,6 +65,9 @@ DEFAULT_THRESHOLD = 1e-7
 #: above this cannot be verified: its verdict is inconclusive.
 MAX_ALLOWANCE = 1e-3
 
+#: Agreement counts only once a component's error is below this share of what
+#: the verdict tolerates (MAX_ALLOWANCE), while more steps may still shrink it.
+PRECISION_SHARE = 0.5
 #: A component is wrong when its discrepancy exceeds this many times its error.
 WRONG_FACTOR = 8.0
 #: ... and this many thresholds of its scale.
@@ -461,12 +464,16 @@ def _one_sided(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, f
 def decide(
     grad: np.ndarray, analysis: Analysis, threshold: float, scale_floor: np.ndarray,
     bracket: tuple[np.ndarray, np.ndarray] | None = None, extra_error: np.ndarray | float = 0.0,
+    final: bool = False,
 ) -> np.ndarray:
-    """The state of each component (AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG).
+    """The state of each component (AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG, UNRESOLVED).
 
     ``scale_floor`` is each component's block root-mean-square of ``|g| + |a|``;
     ``bracket`` optionally overrides the one-sided derivatives at kinks (the
     per-example sums); ``extra_error`` is the analytic side's own rounding.
+    Agreement within an error too large for the verdict is not enough while
+    more steps may shrink it; ``final`` (no more steps) accepts it, and leaves
+    an undecided value no second pair confirmed UNRESOLVED.
     """
     a, e = analysis.approx, analysis.error + extra_error
     discrepancy = np.abs(grad - a)
@@ -475,6 +482,8 @@ def decide(
     state = np.full(grad.size, UNDECIDED, dtype=np.int8)
     with np.errstate(invalid="ignore"):
         agree = discrepancy <= threshold * magnitude + e
+        if not final:
+            agree &= e <= PRECISION_SHARE * MAX_ALLOWANCE * scale
         # While the one-sided derivatives differ, the value may be a valid one-sided choice.
         wrong = ((discrepancy > WRONG_FACTOR * e + WRONG_THRESHOLDS * threshold * scale)
                  & ~analysis.kink_possible & analysis.confirmed)
@@ -496,6 +505,8 @@ def decide(
         state[kink & inside] = KINK_AGREE
         state[kink & ~inside & clearly_out] = KINK_WRONG
         state[kink & ~inside & ~clearly_out] = UNDECIDED
+    if final:
+        state[(state == UNDECIDED) & ~analysis.confirmed & ~analysis.kink] = UNRESOLVED
     return state
 
 

@@ -279,8 +279,16 @@ def measure(
     try:
         _refine(runner, engine, table, work, indices, base, steps, analysis, state, grad, grad_error,
                 scale_floor, opts, sigma, nominal)
-        kinked = np.flatnonzero(analysis.kink & (state != fd.AGREE))
+        kinked = analysis.kink & (state != fd.AGREE)
+        if engine.traits.exact_kinks and work.size:
+            # The engine saw a kink at every step tried: too close to theta for
+            # any step to avoid, so judge the value against the examples' ranges.
+            unavoidable = np.zeros(state.size, bool)
+            unavoidable[work] = table.kinked.any(axis=1)
+            kinked |= unavoidable & (state == fd.UNRESOLVED)
+        kinked = np.flatnonzero(kinked)
         if kinked.size and engine.traits.per_example:
+            analysis.kink[kinked] = True
             local = np.searchsorted(work, kinked)
             low[kinked], high[kinked], width = _example_brackets(engine, indices[kinked], base[kinked],
                                                                 steps[kinked], table.subset(local), analysis, kinked)
@@ -307,14 +315,14 @@ def _refine(runner, engine, table, work, indices, base, steps, analysis, state, 
     for _ in range(fd.MAX_ROUNDS):
         local = np.flatnonzero(state[work] == fd.UNDECIDED)
         if local.size == 0:
-            return
+            break
         todo = work[local]
         sub = table.subset(local)
         target = fd.next_levels(sub, fd.analyse(sub, steps[todo], sigma, nominal, cost_value=engine.cost_value))
         keep = target >= 0
         local, todo, target = local[keep], todo[keep], target[keep]
         if todo.size == 0:
-            return
+            break
         points, offsets = fd.level_points(base[todo], steps[todo], fd.LEVELS[target], nominal, 2)
         values, kinks, status = runner.evaluate(indices[todo], points, count=False)
         if not engine.traits.returns_differences:
@@ -324,6 +332,10 @@ def _refine(runner, engine, table, work, indices, base, steps, analysis, state, 
         _update(analysis, fd.analyse(table.subset(local), steps[todo], sigma, nominal, cost_value=engine.cost_value), todo)
         state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
                                 extra_error=grad_error[todo])
+    # No more steps: accept agreement within whatever error was reached.
+    todo = work[state[work] == fd.UNDECIDED]
+    state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
+                            extra_error=grad_error[todo], final=True)
 
 
 def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:
@@ -388,7 +400,9 @@ def _example_brackets(engine, indices, base, steps, table, analysis, rows):
         high[r] = float(np.sum(np.maximum(left, right)))
         # First-order slopes carry curvature that the extrapolated totals do not.
         curvature = abs(float(np.sum(right)) - analysis.right[rows[r]]) + abs(float(np.sum(left)) - analysis.left[rows[r]])
-        width[r] = analysis.side_error[rows[r]] + curvature
+        # Rounding of the per-example differences, a few ulps of each term per step.
+        rounding = 8.0 * fd.EPS_MACH * float(np.sum(np.abs(terms_at_theta))) / min(up, down)
+        width[r] = float(np.nan_to_num(analysis.side_error[rows[r]])) + float(np.nan_to_num(curvature)) + rounding
     return low, high, width
 
 
