@@ -349,7 +349,10 @@ class DaskEngine:
             ) from None
         self._payload = client.scatter(payload, broadcast=True, hash=False)
         traits = self.local.traits
-        self.traits = replace(traits, name=f"{traits.name}, on Dask", first_chunk=sys.maxsize,
+        # The first call is the probe (one row per worker); the driver then grows
+        # its calls (at most 4x each) to about CALL_SECONDS of cluster work.
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        self.traits = replace(traits, name=f"{traits.name}, on Dask", first_chunk=max(2, workers),
                               chunk_seconds=CALL_SECONDS)
 
     # -- the protocol ------------------------------------------------------- #
