@@ -146,12 +146,50 @@ class EngineRecipe:
         return self.factory(**self.data)
 
 
+@dataclass(frozen=True)
+class _ImportedFunction:
+    """A compiled cost sent by name: the worker imports the same dispatcher.
+
+    Numba pickles a dispatcher by value (its Python source, rebuilt as a new
+    dispatcher), and the rebuilt one compiles afresh on every worker, whatever
+    ``cache=True`` says; imported by name, it loads from the worker's cache.
+    """
+
+    module: str
+    qualname: str
+
+    def resolve(self) -> Callable:
+        import importlib
+
+        target: Any = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            target = getattr(target, part)
+        return target
+
+
+def _by_name(function: Callable) -> Callable | _ImportedFunction:
+    """``function`` itself, or its name when it is a compiled function importable from a module."""
+    module = getattr(function, "__module__", None)
+    qualname = getattr(getattr(function, "py_func", None), "__qualname__", None)
+    if not module or module == "__main__" or not qualname or "<locals>" in qualname:
+        return function
+    try:
+        found = _ImportedFunction(module, qualname).resolve()
+    except Exception:
+        return function
+    return _ImportedFunction(module, qualname) if found is function else function
+
+
 def _build_generic(cost: Cost, theta: np.ndarray, complex_step: bool) -> Engine:
+    if isinstance(cost.function, _ImportedFunction):
+        cost = replace(cost, function=cost.function.resolve())
     return GenericEngine(cost, theta, complex_step=complex_step)
 
 
 def generic_recipe(cost: Cost, theta: np.ndarray, complex_step: bool) -> EngineRecipe:
     """The recipe of a :class:`~fastgrad.engines.GenericEngine` (any cost ``J(theta, *args)``)."""
+    if cost.compiled:
+        cost = replace(cost, function=_by_name(cost.function))
     return EngineRecipe(_build_generic, {"cost": cost, "theta": theta, "complex_step": complex_step})
 
 
@@ -451,8 +489,9 @@ class DaskEngine:
             self._announced = True
             shown = ", ".join(f"{address} ({seconds:.1f} s)" for address, seconds in compiled[:4])
             more = f" and {len(compiled) - 4} more" if len(compiled) > 4 else ""
-            print(f"fastgrad: {len(compiled)} Dask worker(s) compiled kernels: {shown}{more}; they load them "
-                  "from the cache next time", file=sys.stderr, flush=True)
+            print(f"fastgrad: {len(compiled)} Dask worker(s) compiled kernels: {shown}{more} (cached on each "
+                  "worker's disk for later checks, except compiled costs defined in __main__ or inside a function)",
+                  file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Release the scattered data and the workers' engines of this check."""

@@ -86,6 +86,23 @@ def test_compiled_cost_identical(client):
     same_report(local, remote)
 
 
+def test_compiled_cost_defined_in_a_function_travels_by_value(client, capsys):
+    import numba
+
+    @numba.njit
+    def local_cost(theta, A):
+        return np.sum(np.tanh(A @ theta)) + 0.5 * theta[0] ** 2
+
+    A, theta, grad = problem()
+    grad[0] += theta[0]
+    local = fastgrad.gradcheck(local_cost, grad, theta, args=(A,), progress=False)
+    remote = fastgrad.gradcheck(local_cost, grad, theta, args=(A,), progress=False, client=client)
+    assert local.verdict == "pass"
+    same_report(local, remote)
+    # Numba rebuilt the dispatcher on each worker, which compiled it: the notice names them.
+    assert "Dask worker(s) compiled kernels" in capsys.readouterr().err
+
+
 def test_cost_defined_in_main_travels_by_value(client):
     # A lambda (as a cost typed at a prompt or in a script's __main__) is pickled by value.
     A, theta, grad = problem()
@@ -176,7 +193,7 @@ def test_workers_that_cannot_import_the_cost(client, tmp_path, monkeypatch):
 
 def test_cluster_without_workers_fails_fast(monkeypatch):
     monkeypatch.setattr(fd_dist, "WORKER_TIMEOUT", 0.5)
-    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty, \
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty, \
             distributed.Client(empty) as no_workers:
         began = time.perf_counter()
         with pytest.raises(fd_dist.ClusterError, match="has no workers"):
