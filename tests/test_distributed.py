@@ -262,3 +262,11 @@ def test_second_ctrl_c_cancels_tasks_at_once(client):
     while _our_tasks(client) and time.perf_counter() < deadline:
         time.sleep(0.05)
     assert _our_tasks(client) == []
+
+
+def test_cli_scheduler_address_runs_the_check_there(client, capsys):
+    from fastgrad.cli import main
+
+    status = main(["check", "--layers", "4,5,3,1", "--scheduler", client.scheduler.address, "--no-progress"])
+    out = capsys.readouterr().out
+    assert status == 0 and "on 2 Dask workers" in out and "PASSED" in out
