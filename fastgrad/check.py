@@ -21,6 +21,7 @@ from fastgrad._layout import Layout, pack
 from fastgrad._options import resolve_options
 from fastgrad._threads import single_threaded_blas
 from fastgrad._validation import as_float_vector
+from fastgrad.distributed import check_client, generic_recipe, on_cluster
 from fastgrad.engines import GenericEngine, prepare_cost
 from fastgrad.report import Report
 
@@ -87,6 +88,7 @@ def gradcheck(
     directions: int = 8,
     progress: bool | None = None,
     per_example: str | None = None,
+    client: object = None,
 ) -> Report:
     """Check an analytic gradient against finite differences of ``cost``.
 
@@ -130,6 +132,10 @@ def gradcheck(
         Declare that ``cost`` returns each example's loss and the cost is their
         mean or sum: at a kink, the analytic value is then judged against the
         sum of each example's range of one-sided slopes.
+    client : distributed.Client, optional
+        Evaluate the perturbed costs on this Dask cluster (needs
+        ``fastgrad[distributed]``); the report is bit-identical to the
+        in-process one. See ``docs/distributed.md``.
 
     Returns
     -------
@@ -158,5 +164,9 @@ def gradcheck(
         theta.size, layout, method=method, mode=mode, eps=eps, threshold=threshold, indices=indices,
         sample=sample, seed=seed, directions=directions, progress=progress, grad_dtype=grad_dtype,
     )
-    engine = GenericEngine(cost_fn, theta, complex_step=opts.method == "complex")
-    return run_check(engine, grad_vector, opts, layout)
+    if client is not None:
+        check_client(client)
+    complex_step = opts.method == "complex"
+    engine = GenericEngine(cost_fn, theta, complex_step=complex_step)
+    with on_cluster(client, engine, lambda: generic_recipe(cost_fn, theta, complex_step), opts.progress) as engine:
+        return run_check(engine, grad_vector, opts, layout)

@@ -17,7 +17,9 @@ printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -287,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="directional: a few random directional derivatives, whatever the size")
     how.add_argument("--engine", choices=("auto", "dense", "generic"), default="auto",
                      help="dense: the structure-exploiting kernel; generic: a full forward pass per point")
+    cluster = check.add_argument_group("cluster (needs fastgrad[distributed])").add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=_positive_int, metavar="N",
+                         help="run on a local Dask cluster of N single-threaded worker processes")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786)")
     out = check.add_argument_group("output")
     _add_output_options(out)
     out.add_argument("--worst", type=_non_negative_int, default=5, metavar="K", help="how many of the worst components to list")
@@ -613,15 +620,52 @@ def _run_check(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         check_threshold(args.threshold)
     net, params, X, Y, grads, description = _problem(args)
-    _say(args, description)
-    report = net.gradcheck(
-        params, X, Y, grads, eps=args.eps, threshold=args.threshold, method=args.method,
-        sample=args.sample, mode=args.mode, seed=args.seed, progress=_progress(args), engine=args.engine,
-    )
+    with _dask_client(args) as client:
+        if client is not None:
+            description += f", on {len(client.scheduler_info(n_workers=-1)['workers'])} Dask workers"
+        _say(args, description)
+        report = net.gradcheck(
+            params, X, Y, grads, eps=args.eps, threshold=args.threshold, method=args.method,
+            sample=args.sample, mode=args.mode, seed=args.seed, progress=_progress(args), engine=args.engine,
+            client=client,
+        )
     # Known before printing, so a reader that stops early (| head) does not change it.
     args.status = {"pass": EXIT_PASSED, "fail": EXIT_FAILED}.get(report.verdict, EXIT_INCONCLUSIVE)
     _print_report(report, args)
     return args.status
+
+
+@contextlib.contextmanager
+def _dask_client(args: argparse.Namespace):
+    """A Dask client for --workers (a LocalCluster, closed afterwards) or --scheduler; None without them."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from fastgrad.distributed import ClusterError, require_distributed
+
+    try:
+        distributed = require_distributed()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    if args.workers is not None:
+        cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+        closing = [cluster]
+        client = distributed.Client(cluster)
+    else:
+        closing = []
+        try:
+            client = distributed.Client(args.scheduler, timeout=10)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {_one_line(exc)}") from None
+    try:
+        yield client
+    except ClusterError as exc:
+        raise UsageError(_one_line(exc)) from None
+    finally:
+        client.close()
+        for cluster in closing:
+            cluster.close()
 
 
 # --------------------------------------------------------------------------- #

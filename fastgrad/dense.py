@@ -12,6 +12,7 @@ exploiting perturbation kernel). The caller's arrays are never modified.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from fastgrad._driver import run_check
 from fastgrad._options import resolve_options
 from fastgrad._validation import check_seed
 from fastgrad.check import prepare_grad
+from fastgrad.distributed import check_client, dense_recipe, on_cluster
 from fastgrad.engines import DenseEngine, DenseForwardEngine
 from fastgrad.report import Report, TermResult, judge
 
@@ -620,6 +622,7 @@ class DenseNet:
         directions: int = 8,
         progress: bool | None = None,
         engine: str = "auto",
+        client: object = None,
     ) -> Report:
         """Check a gradient of this network's cost by finite differences.
 
@@ -662,6 +665,9 @@ class DenseNet:
             ``fastgrad._dense_engine``; ``"generic"``: a full forward pass per
             perturbed point; ``"auto"``: the dense engine where it applies.
             Both give the same numbers within rounding.
+        client : distributed.Client, optional
+            Evaluate on this Dask cluster (needs ``fastgrad[distributed]``);
+            the report is bit-identical to the in-process one.
 
         Returns
         -------
@@ -683,6 +689,8 @@ class DenseNet:
             sample=sample, seed=seed, directions=directions, progress=progress, grad_dtype=grad_dtype,
         )
         use_dense = _choose_engine(engine, opts.method)
+        if client is not None:
+            check_client(client)
         # One compiled kernel gives the cost and fastgrad's own back-prop.
         cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
         if not math.isfinite(cost_value):
@@ -696,8 +704,11 @@ class DenseNet:
                 check_engine = DenseForwardEngine(args, theta, cost_value, self._layout,
                                                   complex_step=opts.method == "complex")
             terms = None if self.l2 == 0.0 else (lambda est, g: self._l2_terms(theta, X.shape[1], g, est, opts))
-            return run_check(check_engine, grad, opts, self._layout, terms=terms,
-                             description="gradcheck " + "-".join(map(str, self.layer_sizes)))
+            recipe = functools.partial(dense_recipe, args, theta, cost_value, self._layout, forward=not use_dense,
+                                       complex_step=opts.method == "complex")
+            with on_cluster(client, check_engine, recipe, opts.progress) as check_engine:
+                return run_check(check_engine, grad, opts, self._layout, terms=terms,
+                                 description="gradcheck " + "-".join(map(str, self.layer_sizes)))
 
     def _l2_terms(self, theta, m, grad, estimate, opts) -> tuple[TermResult, ...]:
         """The data term and the L2 penalty checked on their own.

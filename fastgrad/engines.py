@@ -54,6 +54,10 @@ class EngineTraits:
         can be judged per example.
     complex_step : bool
         Points are complex (``theta_k + i h``) and values are imaginary parts.
+    chunk_seconds : float or None
+        Seconds of work per ``evaluate`` call that the driver aims at (None:
+        the driver's default, a fraction of a second). A distributed engine
+        asks for more: each call is a barrier across the cluster.
     """
 
     name: str
@@ -62,6 +66,7 @@ class EngineTraits:
     first_chunk: int = 8
     per_example: bool = False
     complex_step: bool = False
+    chunk_seconds: float | None = None
 
 
 @runtime_checkable

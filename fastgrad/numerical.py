@@ -19,6 +19,7 @@ from fastgrad._driver import CheckInterrupted, NonFiniteCostError, estimate
 from fastgrad._options import resolve_options
 from fastgrad._threads import single_threaded_blas
 from fastgrad._validation import as_float_vector
+from fastgrad.distributed import check_client, generic_recipe, on_cluster
 from fastgrad.engines import GenericEngine, prepare_cost
 
 __all__ = [
@@ -144,13 +145,18 @@ def estimate_gradient(
     args: Sequence = (),
     method: str = "central",
     progress: bool | None = None,
+    client: object = None,
 ) -> Estimate:
     """Like :func:`numerical_gradient`, but returns the full :class:`Estimate` (with errors)."""
     cost_fn = prepare_cost(cost, args)
     theta = as_float_vector(theta, "theta")
     opts = resolve_options(theta.size, None, method=method, eps=eps, indices=indices, progress=progress)
-    engine = GenericEngine(cost_fn, theta, complex_step=opts.method == "complex")
-    return estimate(engine, opts)
+    if client is not None:
+        check_client(client)
+    complex_step = opts.method == "complex"
+    engine = GenericEngine(cost_fn, theta, complex_step=complex_step)
+    with on_cluster(client, engine, lambda: generic_recipe(cost_fn, theta, complex_step), opts.progress) as engine:
+        return estimate(engine, opts)
 
 
 def numerical_gradient(
@@ -162,6 +168,7 @@ def numerical_gradient(
     args: Sequence = (),
     method: str = "central",
     progress: bool | None = None,
+    client: object = None,
 ) -> np.ndarray:
     """Numerical gradient of ``cost`` at ``theta`` by finite differences.
 
@@ -189,6 +196,9 @@ def numerical_gradient(
         accepts complex theta.
     progress : bool, optional
         Progress bar (default: on a terminal, for checks longer than ~1 s).
+    client : distributed.Client, optional
+        Evaluate on this Dask cluster (needs ``fastgrad[distributed]``); the
+        result is bit-identical to the in-process one.
 
     Returns
     -------
@@ -209,5 +219,5 @@ def numerical_gradient(
     array([2., 4.])
     """
     return estimate_gradient(
-        cost, theta, eps=eps, indices=indices, args=args, method=method, progress=progress
+        cost, theta, eps=eps, indices=indices, args=args, method=method, progress=progress, client=client
     ).approx
