@@ -94,10 +94,10 @@ def run_modes():
                 for path in PATHS:
                     report = check(path, backprop, arch, params, X, Y, config, **options)
                     checks += 1
-                    detected += not report.passed
+                    detected += report.verdict == "fail"
                     exact = set(report.failing_blocks) == set(bug.expected(config))
                     localised += exact
-                    if report.passed or not exact:
+                    if report.verdict != "fail" or not exact:
                         missed.append(f"{bug.name} on {arch.name} [{path}]: failing {blocks_text(report.failing_blocks)}")
         results.append({"mode": name, "checks": checks, "detected": detected, "localised": localised,
                         "required": required, "missed": missed})
@@ -124,7 +124,7 @@ def run_catalogue(bug_seeds: int):
             for path in PATHS:
                 report = check(path, bug, arch, params, X, Y, config)
                 total += 1
-                detected += not report.passed
+                detected += report.verdict == "fail"
                 localised += set(report.failing_blocks) == expected
                 seen.add(frozenset(report.failing_blocks))
         rows.append(
@@ -140,7 +140,7 @@ def run_catalogue(bug_seeds: int):
     seen, detected, localised = set(), 0, 0
     for path in PATHS:
         report = check(path, buggy, arch, params, X, Y, config)
-        detected += not report.passed
+        detected += report.verdict == "fail"
         localised += set(report.failing_blocks) == expected
         seen.add(frozenset(report.failing_blocks))
     rows.append(
@@ -156,18 +156,22 @@ def run_false_failures(seeds: int):
     """Correct back-prop on every no-false-failure problem: (group, checks, failures, kinks, worst cases)."""
     groups = []
 
-    def run(name, problems):
-        checks = failures = kinks = 0
+    def run(name, problems, paths=PATHS):
+        checks = failures = inconclusive = kinks = 0
         failed = []
         for label, arch, params, X, Y, config in problems:
-            for path in PATHS:
+            for path in paths:
                 report = check(path, CORRECT, arch, params, X, Y, config)
                 checks += 1
                 kinks += report.n_kinks
-                if not report.passed:
+                if report.verdict == "fail":
                     failures += 1
                     failed.append(f"{label} [{path}]: {report.failing_blocks} difference {report.difference:.3g}")
-        groups.append({"group": name, "checks": checks, "failures": failures, "kinks": kinks, "failed": failed})
+                elif report.verdict == "inconclusive":
+                    inconclusive += 1
+                    failed.append(f"{label} [{path}]: inconclusive: {'; '.join(report.reasons)}")
+        groups.append({"group": name, "checks": checks, "failures": failures, "inconclusive": inconclusive,
+                       "kinks": kinks, "failed": failed})
 
     def seeded(sizes, activations, loss, seed, **extra):
         arch = Architecture("net", sizes, activations, loss, m=extra.pop("m", 5), **extra)
@@ -191,7 +195,9 @@ def run_false_failures(seeds: int):
     for activation in ("relu", "leaky_relu"):
         for seed in range(seeds):
             problems.append((f"{activation} on kinks seed {seed}", *kink_problem(activation, seed)))
-    run("inputs exactly on ReLU / leaky-ReLU kinks", problems)
+    # Two units of one example exactly on their kinks: only the dense engine knows the
+    # units (a generic cost's one-sided slopes exclude a mixed relu'(0) = 0 there).
+    run("inputs exactly on ReLU / leaky-ReLU kinks (dense)", problems, paths=("dense",))
 
     problems = []
     for scale in (1e3, 1e5):
@@ -208,15 +214,16 @@ def run_false_failures(seeds: int):
     run("ReLU with 3000 examples (kinks of one example)", problems)
 
     # One parameter moving two pre-activations across their kinks in opposite directions:
-    # the back-prop's relu'(0) = 0 lies outside the one-sided slopes, and is still correct.
+    # the back-prop's relu'(0) = 0 lies outside the one-sided slopes, and is still correct
+    # (so is a missing gradient: inconclusive, not failed, is the right answer).
     arch = Architecture("two kinks", (1, 1, 2, 1), ("relu", "relu", "linear"), "mse", m=1)
     params = {
         "W1": np.array([[1.0]]), "b1": np.array([[0.5]]), "W2": np.array([[1.0], [-1.0]]),
         "b2": np.array([[-1.5], [1.5]]), "W3": np.array([[1.0, -0.5]]), "b3": np.array([[0.25]]),
     }
     config = Config(arch.layer_sizes, arch.activations, arch.loss)
-    run("one parameter moving two kinks at once", [("two kinks", arch, params, np.array([[1.0]]),
-                                                     np.array([[-1.0]]), config)])
+    run("one parameter moving two kinks at once (dense)", [("two kinks", arch, params, np.array([[1.0]]),
+                                                             np.array([[-1.0]]), config)], paths=("dense",))
     return groups
 
 
@@ -227,7 +234,11 @@ def render(rows, groups, args, elapsed, modes=()) -> tuple[str, bool]:
     fchecks = sum(g["checks"] for g in groups)
     ffail = sum(g["failures"] for g in groups)
     modes_ok = all(m["detected"] == m["localised"] == m["checks"] for m in modes if m["required"])
-    ok = detected == checks and localised == checks and ffail == 0 and modes_ok
+    correct_checks = sum(g["checks"] for g in groups)
+    inconclusive = sum(g["inconclusive"] for g in groups)
+    # A bug is detected only when the verdict is "fail"; at most 2% of correct checks may be inconclusive.
+    ok = (detected == checks and localised == checks and ffail == 0 and modes_ok
+          and inconclusive <= 0.02 * correct_checks)
     lines = [
         "# Bug catalogue: detection, localisation and false failures",
         "",
@@ -279,14 +290,14 @@ def render(rows, groups, args, elapsed, modes=()) -> tuple[str, bool]:
         "",
         f"At {args.seeds} seeds per network, both engines.",
         "",
-        "| networks | checks | failures | kinks left out |",
-        "|---|---|---|---|",
+        "| networks | checks | failures | inconclusive | components at kinks (judged by range) |",
+        "|---|---|---|---|---|",
     ]
     for g in groups:
-        lines.append(f"| {g['group']} | {g['checks']} | {g['failures']} | {g['kinks']} |")
+        lines.append(f"| {g['group']} | {g['checks']} | {g['failures']} | {g['inconclusive']} | {g['kinks']} |")
     failed = [f for g in groups for f in g["failed"]]
     if failed:
-        lines += ["", "False failures:", ""] + [f"- {f}" for f in failed]
+        lines += ["", "False failures and inconclusive verdicts, with their reasons:", ""] + [f"- {f}" for f in failed]
     if modes:
         lines += [
             "",
@@ -326,6 +337,10 @@ def main(argv=None) -> int:
         help="where to write the Markdown report ('-' to only print it)",
     )
     parser.add_argument(
+        "--no-external", action="store_true",
+        help="skip the external catalogue (tests/external: code in other conventions, scikit-learn, Rosenbrock)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1,
         help="Numba threads (default 1: these networks are tiny, and verdicts do not depend on it)",
     )
@@ -343,6 +358,13 @@ def main(argv=None) -> int:
         text, ok = render(rows, groups, args, time.perf_counter() - started, modes)
     finally:
         numba.set_num_threads(previous)
+    if not args.no_external:
+        from tests.external.rates import markdown as external_markdown, run_catalogue as run_external
+
+        summary = run_external()
+        text += "\n## The external catalogue (tests/external: other conventions, public API only)\n\n"
+        text += external_markdown(summary) + "\n"
+        ok = ok and not summary["wrong"] and summary["inconclusive_budget"] <= 0.02 * summary["budget_cases"]
     print(text)
     if args.output != "-":
         Path(args.output).write_text(text, encoding="utf-8")

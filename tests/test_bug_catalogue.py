@@ -177,7 +177,11 @@ def test_correct_backprop_passes_at_twenty_seeds(sizes, activations, loss, path)
     assert not failures
 
 
-@pytest.mark.parametrize("path", PATHS)
+#: kink_problem puts two units of one example exactly on their kinks, so one
+#: parameter can switch them in opposite directions: a back-prop's relu'(0) = 0
+#: then lies outside the cost's one-sided slopes. Only the dense engines know the
+#: units and enumerate their slopes; a generic cost sees J alone (docs/verdicts.md).
+@pytest.mark.parametrize("path", ["dense"])
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 def test_correct_backprop_passes_exactly_on_kinks(activation, path):
     for seed in SEEDS:
@@ -191,9 +195,7 @@ def test_correct_backprop_passes_exactly_on_kinks(activation, path):
     "method, path",
     [
         ("richardson", "dense"),
-        ("richardson", "generic"),
         ("forward", "dense"),
-        ("forward", "generic"),
     ],
 )
 def test_correct_backprop_passes_exactly_on_kinks_with_every_method(method, path):
@@ -203,7 +205,7 @@ def test_correct_backprop_passes_exactly_on_kinks_with_every_method(method, path
         assert report.passed, (seed, describe(report))
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", ["dense"])  # see test_correct_backprop_passes_exactly_on_kinks
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 def test_bug_is_still_caught_on_a_network_with_kinks(activation, path):
     arch, params, X, Y, config = kink_problem(activation, 0)
@@ -212,7 +214,7 @@ def test_bug_is_still_caught_on_a_network_with_kinks(activation, path):
     assert set(report.failing_blocks) == {"W2"}, describe(report)
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", ["dense"])  # the generic path sees J alone: see below
 def test_correct_backprop_passes_when_one_parameter_moves_two_kinks(path):
     # W1 and b1 move A1, which moves Z2[0] up and Z2[1] down, both exactly at 0.
     # A correct back-prop (relu'(0) = 0, as fastgrad's own and the reference) gives
@@ -229,13 +231,36 @@ def test_correct_backprop_passes_when_one_parameter_moves_two_kinks(path):
     assert CORRECT(params, X, Y, config)["dW1"][0, 0] == 0.0
     report = check(path, CORRECT, arch, params, X, Y, config)
     assert report.block("W1").kinks == 1
-    assert report.passed, describe(report)
+    # Not failed: 0 lies in the range of valid derivatives. That range also holds
+    # a missing gradient, so W1 (one component, at the kink) cannot be verified.
+    assert report.verdict == "inconclusive", describe(report)
+    assert report.block("W1").verdict == "inconclusive"
+    assert any("zero is also a valid derivative" in r for r in report.block("W1").reasons)
+
+
+def test_generic_cost_judges_a_kink_by_the_costs_own_one_sided_slopes():
+    # The same point through a generic cost: J alone says the valid range of dW1 is
+    # [0.625, 1.25]; relu'(0) = 0 at two units switching in opposite directions lies
+    # outside it, and fastgrad says so, naming the component and why (the documented
+    # limit of black-box checking; DenseNet knows the units and passes it).
+    arch = Architecture("two kinks", (1, 1, 2, 1), ("relu", "relu", "linear"), "mse", m=1)
+    params = {
+        "W1": np.array([[1.0]]), "b1": np.array([[0.5]]),
+        "W2": np.array([[1.0], [-1.0]]), "b2": np.array([[-1.5], [1.5]]),
+        "W3": np.array([[1.0, -0.5]]), "b3": np.array([[0.25]]),
+    }
+    X, Y = np.array([[1.0]]), np.array([[-1.0]])
+    config = Config(arch.layer_sizes, arch.activations, arch.loss)
+    report = check("generic", CORRECT, arch, params, X, Y, config)
+    named = {c.name: c.state for c in report.worst(report.checked)}
+    assert named["W1[0, 0]"] == "wrong at a kink"  # and b1[0, 0], which moves the same two units
+    assert report.low[0] == pytest.approx(0.625, rel=1e-6) and report.high[0] == pytest.approx(1.25, rel=1e-6)
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_block_made_only_of_kinks_is_inconclusive_and_a_bug_there_is_flagged(path):
+def test_a_block_made_only_of_kinks_is_judged_and_a_bug_there_fails(path):
     # Every unit of layer 1 sits on its kink for example 1, so every b1 component
-    # is at a kink: b1 cannot be checked by differences, and must not pass silently.
+    # is at a kink: b1 is judged against the range of valid derivatives there.
     rng = np.random.default_rng(0)
     arch = Architecture("all b1 at kinks", (3, 4, 4, 2), ("relu", "relu", "linear"), "mse", m=4)
     W1 = rng.integers(-4, 5, (4, 3)) / 4.0
@@ -251,16 +276,16 @@ def test_a_block_made_only_of_kinks_is_inconclusive_and_a_bug_there_is_flagged(p
 
     correct = check(path, CORRECT, arch, params, X, Y, config)
     assert correct.block("b1").kinks == correct.block("b1").checked == 4
-    assert "b1" in correct.inconclusive_blocks
-    assert correct.block("b1").kinks_outside == 0
+    assert correct.block("b1").verdict != "fail", describe(correct)
+    assert correct.block("b1").wrong == 0
 
     # db1 = m x the right value: each b1 component is crossed by one unit's kink, so
     # the one-sided slopes bound a correct value, and the bug lies outside them.
     buggy = check(path, BiasMissingInverseM(), arch, params, X, Y, config)
-    assert "b1" in buggy.inconclusive_blocks
-    assert buggy.block("b1").kinks_outside >= 3, describe(buggy)
-    assert buggy.to_dict()["kinks_outside"] >= 3
-    assert buggy.worst(1, include_kinks=True)[0].block == "b1"
+    assert "b1" in buggy.failing_blocks, describe(buggy)
+    assert buggy.block("b1").wrong >= 3, describe(buggy)
+    worst = buggy.worst(1)[0]
+    assert worst.block == "b1" and worst.state == "wrong at a kink"
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -307,7 +332,9 @@ def test_generic_cost_with_a_kink_within_one_step_passes(u):
 
     report = fastgrad.gradcheck(cost, np.array([np.cos(theta[0]), 2 * theta[1]]), theta)
     assert report.passed, describe(report)
-    assert report.n_kinks == 1
+    # Only a kink at theta itself is one (there cos(theta) is its left derivative);
+    # one within the first step is left behind by smaller steps.
+    assert report.n_kinks == (1 if u == 0.0 else 0)
 
 
 @pytest.mark.parametrize("sizes", [(20, 16, 12, 3), (40, 30, 20, 3), (100, 50, 3)])
@@ -508,7 +535,8 @@ def _script():
 def test_script_reports_full_rates_and_exits_zero(tmp_path, capsys):
     script = _script()
     output = tmp_path / "catalogue.md"
-    assert script.main(["--bug-seeds", "1", "--seeds", "1", "--output", str(output)]) == 0
+    # (The external catalogue has its own tests: tests/external.)
+    assert script.main(["--bug-seeds", "1", "--seeds", "1", "--no-external", "--output", str(output)]) == 0
     text = output.read_text()
     n_checks = 2 * (len(CASES) + 1)  # both engines; every planted bug, and the course's pair
     assert f"| detection rate | {n_checks}/{n_checks} = 100.0% | 100% |" in text
@@ -523,7 +551,7 @@ def test_script_exits_non_zero_when_a_verdict_is_wrong():
     args = type("Args", (), {"bug_seeds": 1, "seeds": 1})()
     row = {"bug": "b", "description": "d", "architecture": "a", "expected": frozenset({"W2"}),
            "seen": {frozenset()}, "checks": 2, "detected": 1, "localised": 1}
-    clean = {"group": "g", "checks": 2, "failures": 0, "kinks": 0, "failed": []}
+    clean = {"group": "g", "checks": 2, "failures": 0, "inconclusive": 0, "kinks": 0, "failed": []}
     text, ok = script.render([row], [clean], args, 0.0)
     assert not ok and "**Verdict: FAIL.**" in text and "50.0%" in text
     full = dict(row, seen={frozenset({"W2"})}, detected=2, localised=2)
@@ -531,6 +559,8 @@ def test_script_exits_non_zero_when_a_verdict_is_wrong():
     false_failure = dict(clean, failures=1, failed=["net [dense]: ('W1',) difference 0.1"])
     text, ok = script.render([full], [false_failure], args, 0.0)
     assert not ok and "net [dense]" in text
+    too_unsure = dict(clean, checks=10, inconclusive=1, failed=["net [dense]: inconclusive: reason"])
+    assert not script.render([full], [too_unsure], args, 0.0)[1]  # 10% > the 2% budget
     mode = {"mode": "directional", "checks": 2, "detected": 2, "localised": 1, "required": True, "missed": ["x"]}
     assert not script.render([full], [clean], args, 0.0, [mode])[1]
     assert script.render([full], [clean], args, 0.0, [dict(mode, required=False)])[1]
