@@ -103,7 +103,7 @@ class _Runner:
         start = 0
         while start < n:
             if self.requested:
-                raise _Stop(start)
+                raise _Stop(start, values, kinks, status)
             stop = min(n, start + self.chunk)
             began = time.perf_counter()
             v, k, s = self.engine.evaluate(indices[start:stop], np.ascontiguousarray(points[start:stop]))
@@ -115,7 +115,7 @@ class _Runner:
                 self._advance(stop - start)
             start = stop
         if self.requested:
-            raise _Stop(n)
+            raise _Stop(n, values, kinks, status)
         return values, kinks, status
 
     def _advance(self, step: int) -> None:
@@ -235,11 +235,14 @@ def measure(
     points, offsets = fd.level_points(base, steps, np.zeros(n, np.int64), nominal, sides)
     try:
         values, kinks, status = runner.evaluate(indices, points)
-        done = n
+        done, interrupted = n, False
     except _Stop as stop:
-        done = int(stop.args[0])
-        values = np.full(points.shape, np.nan)
-        kinks = status = np.zeros(n, np.uint8)
+        # Ctrl-C: the rows done so far make the partial report (even all of them:
+        # the refinement that would follow is not run, and the report says so).
+        done, values, kinks, status = stop.args
+        values = values.copy()
+        values[done:] = np.nan
+        interrupted = True
     if not engine.traits.returns_differences:
         values = values - engine.cost_value
     bad = (status.astype(bool) | ~np.isfinite(values).all(axis=1))[:done]
@@ -247,7 +250,7 @@ def measure(
         _raise_non_finite(indices[:done][bad])
     analysis = fd.first_pass(values, offsets, steps, sigma, nominal, engine.cost_value)
     # The table of further steps is kept only for the components that need it.
-    work = np.arange(n) if len(levels) > 1 and done == n else np.zeros(0, np.int64)
+    work = np.arange(n) if len(levels) > 1 and not interrupted else np.zeros(0, np.int64)
     table = fd.Table.empty(work.size)
     if work.size:
         table.store(np.arange(n), np.full(n, fd.ZERO_LEVEL), values, offsets, kinks)
@@ -255,12 +258,20 @@ def measure(
             _evaluate_levels(runner, engine, table, indices, base, steps, np.arange(n),
                              np.full(n, fd.ZERO_LEVEL - 1), nominal, 2, count=False)
         except _Stop:
-            done = 0
+            done, interrupted = 0, True
         analysis = fd.analyse(table, steps, sigma, nominal, cost_value=engine.cost_value)
-    if grad is None or done < n:
-        state = np.full(n, fd.AGREE if grad is None else fd.UNRESOLVED, np.int8)
+    if grad is None or interrupted:
+        state = np.full(n, fd.AGREE, np.int8)
+        if grad is not None:
+            # Judged on the first pair alone: what needed more steps stays unresolved.
+            rows = np.arange(done)
+            magnitude = np.abs(grad[rows]) + np.abs(analysis.approx[rows])
+            state[rows] = fd.decide(grad[rows], _rows(analysis, rows), opts.threshold,
+                                    fd.block_rms(magnitude, block_ids[rows], n_blocks),
+                                    extra_error=_grad_rounding(grad[rows], opts))
+            state[state == fd.UNDECIDED] = fd.UNRESOLVED
         measured = _finish(analysis, state, steps, None, None, done)
-        if done < n:
+        if interrupted:
             raise _Stop(measured)
         return measured
 
@@ -452,13 +463,18 @@ def run_check(
     from fastgrad.numerical import Estimate
     from fastgrad.report import Report
 
-    sigma = measure_noise(engine, layout)
     if opts.mode == "directional":
-        return _run_directional(engine, grad, opts, layout, sigma, description)
+        with _Runner(engine, 0, False, description) as guard:
+            sigma = measure_noise(engine, layout)
+            if guard.requested:
+                raise CheckInterrupted(None, "check interrupted before any component was done")
+            return _run_directional(engine, grad, opts, layout, sigma, description)
     indices = opts.indices
     block_ids, n_blocks = _block_ids(layout, indices)
     grad_selected = grad[indices]
+    # Ctrl-C is deferred from here on: it stops the check between chunks, with the partial report.
     with _Runner(engine, indices.size, opts.progress, description) as runner:
+        sigma = measure_noise(engine, layout)
         try:
             measured = measure(runner, engine, indices, engine.theta[indices], grad_selected, opts, sigma,
                                block_ids, n_blocks)
@@ -523,6 +539,15 @@ def _run_directional(engine, grad, opts, layout, sigma, description):
     from fastgrad.report import Report
 
     rng = np.random.default_rng(opts.seed)
+    try:
+        return _directional(engine, grad, opts, layout, sigma, rng)
+    except _Stop:
+        raise CheckInterrupted(None, "directional check interrupted (its directions are not a partial result)") from None
+
+
+def _directional(engine, grad, opts, layout, sigma, rng):
+    from fastgrad.report import Report
+
     analytic, measured, clean = _directional_measure(engine, grad, opts, sigma, rng, None)
     per_block = []
     report = Report.directional_report(analytic, measured, opts, layout, engine, sigma, clean, ())
