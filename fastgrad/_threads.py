@@ -30,7 +30,12 @@ from typing import Any, TypeVar
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["blas_on_one_thread", "parallel_region", "single_threaded_blas"]
+__all__ = ["blas_on_one_thread", "parallel_region", "single_threaded_blas", "threads_for"]
+
+#: Work (roughly, floating-point operations) below which a kernel call runs on
+#: one thread: a parallel region costs tens of microseconds, and far more when
+#: another process has descheduled one of its threads (a busy machine, pytest -n).
+SMALL_WORK = 2_000_000
 
 F = TypeVar("F", bound=Callable)
 
@@ -53,6 +58,27 @@ def parallel_region() -> Iterator[None]:
     """
     with _parallel_lock:
         yield
+
+
+@contextmanager
+def threads_for(work: float) -> Iterator[None]:
+    """Numba threads for a call of about ``work`` operations: one when too small to share.
+
+    Results do not depend on the thread count (every kernel is bit-identical
+    with any number), so this changes speed only. ``numba.set_num_threads`` is
+    per calling thread; the previous count is restored.
+    """
+    import numba
+
+    if work >= SMALL_WORK or numba.get_num_threads() == 1:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 # BLAS limit state, shared by all threads and guarded by _blas_lock. The

@@ -208,6 +208,8 @@ class GenericEngine:
             _check_complex_cost(cost, theta)
         if compiled:
             self._kernel, self._arg_types = _compiled_kernel(cost, complex_step)
+        # A cost evaluation costs at least a pass over theta (for the thread choice).
+        self._work_per_point = 10.0 * theta.size
         self.traits = EngineTraits(
             name="compiled" if compiled else "python",
             first_chunk=max(2, 2 * numba.get_num_threads()) if compiled else 2,
@@ -221,15 +223,34 @@ class GenericEngine:
         return self._evaluate_python(indices, points)
 
     def _evaluate_compiled(self, indices, points):
-        from fastgrad._threads import parallel_region
+        from fastgrad._threads import parallel_region, threads_for
 
         base = self.theta.astype(np.complex128) if self._complex else self.theta
         out = np.empty((indices.size, points.shape[1]), dtype=np.float64)
         n_chunks = min(indices.size, 4 * max(1, numba.get_num_threads()))
-        with parallel_region():
-            self._kernel(self.cost.function, base, indices, np.ascontiguousarray(points), self.cost.args,
-                         n_chunks, out)
+        try:
+            with parallel_region(), threads_for(self._work_per_point * out.size):
+                self._kernel(self.cost.function, base, indices, np.ascontiguousarray(points), self.cost.args,
+                             n_chunks, out)
+        except Exception:
+            # An exception raised inside the compiled loop reaches Python as a
+            # SystemError without the user's own: find the evaluation that
+            # raises, calling the compiled cost from Python, and let it raise.
+            self._evaluate_one_by_one(indices, points, base)
+            raise
         return out, np.zeros(indices.size, np.uint8), (~np.isfinite(out).all(axis=1)).astype(np.uint8)
+
+    def _evaluate_one_by_one(self, indices, points, base) -> None:
+        local = base.copy()
+        for r, k in enumerate(indices):
+            for j in range(points.shape[1]):
+                local[k] = points[r, j]
+                try:
+                    self.cost.function(local, *self.cost.args)
+                except Exception as exc:
+                    exc.add_note(f"fastgrad: raised by the cost with theta[{int(k)}] = {float(np.real(points[r, j]))!r}")
+                    raise
+            local[k] = base[k]
 
     def _evaluate_python(self, indices, points):
         base = self.theta.astype(np.complex128) if self._complex else self.theta
@@ -241,7 +262,7 @@ class GenericEngine:
                 try:
                     value = self.cost(local)
                 except Exception as exc:
-                    exc.add_note(f"fastgrad: raised by the cost with theta[{int(k)}] = {points[r, j]!r}")
+                    exc.add_note(f"fastgrad: raised by the cost with theta[{int(k)}] = {float(np.real(points[r, j]))!r}")
                     raise
                 if local[k] != points[r, j] or not _unchanged_except(local, base, k):
                     raise RuntimeError(
@@ -254,7 +275,17 @@ class GenericEngine:
         return out, np.zeros(indices.size, np.uint8), status
 
     def costs(self, points: np.ndarray) -> np.ndarray:
-        return np.array([_real(self.cost(np.ascontiguousarray(p))) for p in points], dtype=np.float64)
+        values = np.empty(points.shape[0])
+        for q, point in enumerate(points):
+            try:
+                values[q] = _real(self.cost(np.ascontiguousarray(point)))
+            except Exception as exc:
+                moved = np.flatnonzero(point != self.theta)
+                where = (f"theta[{int(moved[0])}] = {point[moved[0]]!r}" if moved.size == 1
+                         else f"a point within {float(np.max(np.abs(point - self.theta))):.3g} of theta")
+                exc.add_note(f"fastgrad: raised by the cost at {where} (measuring the cost's rounding noise)")
+                raise
+        return values
 
     def example_terms(self, point: np.ndarray) -> np.ndarray:
         return self.cost.terms(np.ascontiguousarray(point))
@@ -457,7 +488,12 @@ class DenseEngine(_DenseCosts):
         from fastgrad import _dense_engine
         from fastgrad._threads import parallel_region
 
-        with parallel_region():
+        from fastgrad._threads import threads_for
+
+        layer_sizes, _, _, _, X, _, _ = self.args
+        # Each perturbed row changes at most its layer's downstream work, on m examples.
+        work = indices.size * points.shape[1] * X.shape[1] * float(np.sum(layer_sizes[1:])) * 4.0
+        with parallel_region(), threads_for(work):
             return _dense_engine.cost_differences(
                 self._base, np.ascontiguousarray(indices), np.ascontiguousarray(points)
             )
@@ -477,9 +513,12 @@ class DenseForwardEngine(_DenseCosts):
         from fastgrad._threads import parallel_region
 
         layer_sizes, activations, loss, l2, X, Y, dropout = self.args
+        from fastgrad._threads import threads_for
+
         # Every component costs the same full forward pass: one chunk per thread.
         n_chunks = max(1, min(indices.size, numba.get_num_threads()))
-        with parallel_region():
+        forward = X.shape[1] * float(np.sum(layer_sizes[1:] * layer_sizes[:-1])) * 2.0
+        with parallel_region(), threads_for(indices.size * points.shape[1] * forward):
             return _dense_kernels.perturbed_costs(
                 layer_sizes, activations, loss, l2, self.theta, X, Y, dropout,
                 np.ascontiguousarray(indices), np.ascontiguousarray(points), self._complex, n_chunks,
