@@ -23,6 +23,7 @@ import numpy as np
 
 from fastgrad import _differences as fd
 from fastgrad._layout import Layout
+from fastgrad._memory import require_memory
 from fastgrad._options import DIRECTION_REDRAWS, CheckOptions
 from fastgrad.engines import DirectionalEngine, Engine
 
@@ -470,6 +471,9 @@ def run_check(
                 raise CheckInterrupted(None, "check interrupted before any component was done")
             return _run_directional(engine, grad, opts, layout, sigma, description)
     indices = opts.indices
+    # Per component: the first pair of values and offsets, points, the analysis,
+    # the report (about 24 float64s); the table of further steps is for a few.
+    require_memory(24 * 8 * indices.size, f"a gradient check of {indices.size:,} components")
     block_ids, n_blocks = _block_ids(layout, indices)
     grad_selected = grad[indices]
     # Ctrl-C is deferred from here on: it stops the check between chunks, with the partial report.

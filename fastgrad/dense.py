@@ -26,6 +26,7 @@ from numba.core import event as numba_event
 from fastgrad import _dense_kernels
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
+from fastgrad._memory import dense_check_bytes, require_memory
 from fastgrad._threads import blas_on_one_thread, single_threaded_blas
 from fastgrad._differences import UNRESOLVED
 from fastgrad._driver import run_check
@@ -388,7 +389,7 @@ class DenseNet:
         dict
             ``W1, b1, ..., WL, bL`` (new float64 arrays).
         """
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         params = {}
         for l in range(1, len(self.layer_sizes)):
             n_in, n_out = self.layer_sizes[l - 1], self.layer_sizes[l]
@@ -683,6 +684,8 @@ class DenseNet:
         """
         theta = self.pack(params)
         X, Y = self._data(X, Y)
+        require_memory(dense_check_bytes(self.layer_sizes, X.shape[1], numba.get_num_threads()),
+                       f"a gradient check of {self!r} on {X.shape[1]} examples")
         grad, grad_dtype = (None, "float64") if grads is None else prepare_grad(grads, theta.size, self._layout)
         opts = resolve_options(
             theta.size, self._layout, method=method, mode=mode, eps=eps, threshold=threshold, indices=indices,
