@@ -14,10 +14,11 @@ deviation of the noise). It is at least half an ulp of ``|J(theta)|``. A cost
 computed through ``-log(p)`` near ``p = 1`` or a large constant shows a noise
 far above ``eps_mach |J|``; a sum of many terms shows its real rounding.
 
-**Step.** Component ``k`` is perturbed by ``h_k = rho^(1/3) max(1, |theta_k|)``
-for central differences, where ``rho = sigma / |J|`` is the cost's relative
-noise (``rho^(1/2)`` for forward, ``rho^(1/5)`` for Richardson), rounded so that
-``theta_k + h_k`` is exact. An explicit ``eps`` is used as written (the course's
+**Step.** Every component is first perturbed by ``h = rho^(1/3)`` for central
+differences, where ``rho = sigma / |J|`` is the cost's relative noise
+(``rho^(1/2)`` for forward, ``rho^(1/5)`` for Richardson), rounded so that
+``theta_k + h`` is exact; the table then moves each component that needs it to
+larger steps (rounding dominates) or smaller ones (truncation or a kink does). An explicit ``eps`` is used as written (the course's
 formula, denominators ``2 eps``).
 
 **Error of one central difference** at step ``s``: rounding ``3 sigma / s``
@@ -201,7 +202,11 @@ def base_steps(theta_values: np.ndarray, rho: float, method: str) -> np.ndarray:
     """Nominal step of each component (see the module docstring)."""
     if method == "complex":
         return 1e-20 * np.maximum(1.0, np.abs(theta_values))
-    return rho ** _STEP_POWER[method] * np.maximum(1.0, np.abs(theta_values))
+    # The same absolute step for every component: the cost's noise is absolute, so
+    # rounding does not grow with |theta_k|, while a step scaled by a large weight
+    # (a saturated unit, |w| ~ 1e3) lands far outside the region where the cost is
+    # smooth. Components that need another step get one from the table.
+    return np.full(theta_values.shape, rho ** _STEP_POWER[method])
 
 
 def level_points(
