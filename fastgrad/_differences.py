@@ -43,7 +43,7 @@ one-sided limits agree, so it never yields a kink.
 is ``|g| + |a|``, or the block's root-mean-square of it when larger, so the
 rounding of a tiny component cannot make it wrong); ``settled`` when its error is
 already far below its share of the threshold (more steps would change nothing);
-otherwise more steps, up to ten. At a kink the analytic value must lie between
+otherwise more steps, up to fourteen (steps from s/4096 to 4096 s). At a kink the analytic value must lie between
 the one-sided derivatives (the sum of each example's, when the cost gives
 per-example losses), widened by their errors.
 """
@@ -83,9 +83,9 @@ GRAD_EPS = {"float16": float(np.finfo(np.float16).eps), "float32": float(np.finf
 GRAD_ROUNDING_UNITS = 64.0
 
 #: Table columns: steps ``s * 2**k`` for k in LEVELS.
-LEVELS = np.arange(-12, 7)
+LEVELS = np.arange(-12, 13)
 ZERO_LEVEL = 12
-MAX_ROUNDS = 10
+MAX_ROUNDS = 14
 
 # Component states.
 AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG, UNRESOLVED = range(7)
