@@ -185,10 +185,11 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     g, a, e = grad[compared], value[compared], error[compared]
     scale = fd.scaled_norm(g) + fd.scaled_norm(a)
     gap = fd.scaled_norm(g - a)
-    # Per-component errors are bounds (three sigma for rounding); their norm
-    # bounds the block's. (A root-mean-square allowance would catch smaller
-    # whole-gradient errors but failed correct scikit-learn gradients.)
-    spread = fd.scaled_norm(e)
+    # Per-component errors are bounds (about four standard deviations for rounding);
+    # the norm of n independent errors concentrates near its root-mean-square, so a
+    # block of n components is allowed (1 + 3 / sqrt(n)) / ROUNDING_FACTOR of
+    # their norm: the full bound for one component, about a third for thousands.
+    spread = fd.scaled_norm(e) * min(1.0, (1.0 + 3.0 / math.sqrt(max(int(g.size), 1))) / fd.ROUNDING_FACTOR)
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
@@ -341,9 +342,10 @@ class Report:
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high)
         reference = fd.scaled_norm(grad) + fd.scaled_norm(value)
         blocks = _blocks(grad, value, error, estimate, threshold, layout, size, reference)
-        reasons = list(whole.reasons)
-        for b in blocks:
-            reasons += [f"{b.name}: {r}" for r in b.reasons if f"{b.name}: {r}" not in reasons]
+        # The blocks' reasons, named; the whole check's only where no block gave one.
+        reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
+        if not reasons:
+            reasons = list(whole.reasons)
         if grad_dtype != "float64":
             notes = notes + (f"grad is {grad_dtype}: compared allowing {fd.GRAD_ROUNDING_UNITS:g} {grad_dtype} ulps "
                              "of its own rounding per component",)
