@@ -469,7 +469,7 @@ def _one_sided(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, f
 def decide(
     grad: np.ndarray, analysis: Analysis, threshold: float, scale_floor: np.ndarray,
     bracket: tuple[np.ndarray, np.ndarray] | None = None, extra_error: np.ndarray | float = 0.0,
-    final: bool = False,
+    final: bool = False, precision: np.ndarray | float = np.inf,
 ) -> np.ndarray:
     """The state of each component (AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG, UNRESOLVED).
 
@@ -477,8 +477,9 @@ def decide(
     ``bracket`` optionally overrides the one-sided derivatives at kinks (the
     per-example sums); ``extra_error`` is the analytic side's own rounding.
     Agreement within an error too large for the verdict is not enough while
-    more steps may shrink it; ``final`` (no more steps) accepts it, and leaves
-    an undecided value no second pair confirmed UNRESOLVED.
+    more steps may shrink it (``precision``: see :func:`precision_targets`);
+    ``final`` (no more steps) accepts it, and leaves an undecided value no
+    second pair confirmed UNRESOLVED.
     """
     a, e = analysis.approx, analysis.error + extra_error
     discrepancy = np.abs(grad - a)
@@ -488,7 +489,7 @@ def decide(
     with np.errstate(invalid="ignore"):
         agree = discrepancy <= threshold * magnitude + e
         if not final:
-            agree &= e <= PRECISION_SHARE * MAX_ALLOWANCE * scale
+            agree &= (e <= PRECISION_SHARE * MAX_ALLOWANCE * scale) & (e <= precision)
         # While the one-sided derivatives differ, the value may be a valid one-sided choice.
         wrong = ((discrepancy > WRONG_FACTOR * e + WRONG_THRESHOLDS * threshold * scale)
                  & ~analysis.kink_possible & analysis.confirmed)
@@ -513,6 +514,40 @@ def decide(
     if final:
         state[(state == UNDECIDED) & ~analysis.confirmed & ~analysis.kink] = UNRESOLVED
     return state
+
+
+def block_error(error: np.ndarray, rounding: np.ndarray) -> float:
+    """The error norm of a block: systematic parts in full, rounding as its root-mean-square.
+
+    Per-component rounding bounds are about four standard deviations, and the
+    norm of n independent rounding errors concentrates near its root mean
+    square: a block of n components is allowed ``(1 + 3 / sqrt(n)) / 3`` of their
+    norm (the full bound for one component). Truncation estimates and the
+    widths of kink ranges are not independent: they count in full.
+    """
+    rounding = np.minimum(rounding, error)
+    share = min(1.0, (1.0 + 3.0 / math.sqrt(max(error.size, 1))) / ROUNDING_FACTOR)
+    return scaled_norm(error - rounding + share * rounding)
+
+
+def precision_targets(error, rounding, magnitude, scale_floor, block_ids, n_blocks, threshold) -> np.ndarray:
+    """The error each component should reach before its agreement counts.
+
+    A block whose measured errors alone allow more than the threshold is not yet
+    verified: each of its components should reach its share of the threshold
+    (``threshold * max(|g| + |a|, block rms)``), so it is refined with larger or
+    smaller steps. Elsewhere any error is fine (infinity).
+    """
+    target = np.full(error.size, np.inf)
+    for b in range(n_blocks):
+        members = np.flatnonzero(block_ids == b)
+        if members.size == 0:
+            continue
+        scale = scaled_norm(magnitude[members])
+        spread = block_error(error[members], rounding[members])
+        if not (spread <= threshold * scale):
+            target[members] = threshold * np.maximum(magnitude[members], scale_floor[members])
+    return target
 
 
 def kink_bracket(analysis: Analysis, bracket=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -107,7 +107,13 @@ class _Runner:
                 raise _Stop(start, values, kinks, status)
             stop = min(n, start + self.chunk)
             began = time.perf_counter()
-            v, k, s = self.engine.evaluate(indices[start:stop], np.ascontiguousarray(points[start:stop]))
+            try:
+                v, k, s = self.engine.evaluate(indices[start:stop], np.ascontiguousarray(points[start:stop]))
+            except KeyboardInterrupt:
+                # Raised inside the cost itself (a Python cost, or outside the main
+                # thread): the rows of this chunk are lost, the others kept.
+                self.requested = True
+                raise _Stop(start, values, kinks, status) from None
             elapsed = time.perf_counter() - began
             values[start:stop], kinks[start:stop], status[start:stop] = v, k, s
             rate = (stop - start) / max(elapsed, 1e-9)
@@ -146,6 +152,7 @@ class Measured:
 
     approx: np.ndarray
     error: np.ndarray
+    rounding: np.ndarray  # the part of error that is rounding (independent between components)
     state: np.ndarray
     steps: np.ndarray
     low: np.ndarray    # subgradient range at kinks (NaN elsewhere)
@@ -174,16 +181,6 @@ def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
     return (0,), 2
 
 
-def _evaluate_levels(runner, engine, table, indices, base, steps, rows, columns, nominal, sides, count=True):
-    points, offsets = fd.level_points(base[rows], steps[rows], fd.LEVELS[columns], nominal, sides)
-    values, kinks, status = runner.evaluate(indices[rows], points, count=count)
-    if not engine.traits.returns_differences:
-        values = values - engine.cost_value
-    values[status.astype(bool)] = np.nan
-    table.store(rows, columns, values, offsets, kinks)
-    return status.astype(bool) | ~np.isfinite(values).all(axis=1)
-
-
 def _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blocks) -> Measured:
     steps = fd.base_steps(base, 0.0, "complex") if opts.eps is None else np.full(base.size, opts.eps)
     points = (base + 1j * steps)[:, None]
@@ -203,7 +200,7 @@ def _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blo
         analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no)
         state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts))
     nan = np.full(indices.size, np.nan)
-    return Measured(approx, error, state, steps, nan, nan.copy(), indices.size)
+    return Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)
 
 
 def _raise_non_finite(bad: np.ndarray) -> None:
@@ -226,128 +223,194 @@ def measure(
     """
     if opts.method == "complex":
         return _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blocks)
-    n = indices.size
-    nominal = opts.eps is not None
-    rho = fd.relative_noise(sigma, engine.cost_value)
-    steps = fd.base_steps(base, rho, opts.method) if not nominal else np.full(n, opts.eps)
-    if nominal:
-        _check_explicit_step(base, steps, indices)
-    levels, sides = _pass_one_layout(opts.method)
-    points, offsets = fd.level_points(base, steps, np.zeros(n, np.int64), nominal, sides)
-    try:
-        values, kinks, status = runner.evaluate(indices, points)
-        done, interrupted = n, False
-    except _Stop as stop:
-        # Ctrl-C: the rows done so far make the partial report (even all of them:
-        # the refinement that would follow is not run, and the report says so).
-        done, values, kinks, status = stop.args
-        values = values.copy()
-        values[done:] = np.nan
-        interrupted = True
-    if not engine.traits.returns_differences:
-        values = values - engine.cost_value
-    bad = (status.astype(bool) | ~np.isfinite(values).all(axis=1))[:done]
-    if bad.any():
-        _raise_non_finite(indices[:done][bad])
-    analysis = fd.first_pass(values, offsets, steps, sigma, nominal, engine.cost_value)
-    # The table of further steps is kept only for the components that need it.
-    work = np.arange(n) if len(levels) > 1 and not interrupted else np.zeros(0, np.int64)
-    table = fd.Table.empty(work.size)
-    if work.size:
-        table.store(np.arange(n), np.full(n, fd.ZERO_LEVEL), values, offsets, kinks)
-        try:
-            _evaluate_levels(runner, engine, table, indices, base, steps, np.arange(n),
-                             np.full(n, fd.ZERO_LEVEL - 1), nominal, 2, count=False)
-        except _Stop:
-            done, interrupted = 0, True
-        analysis = fd.analyse(table, steps, sigma, nominal, cost_value=engine.cost_value)
+    work = _Measurement(runner, engine, indices, base, opts, sigma)
+    done, interrupted = work.first_pass(grad is not None)
     if grad is None or interrupted:
-        state = np.full(n, fd.AGREE, np.int8)
+        return work.partial(grad, block_ids, n_blocks, done, interrupted)
+    work.judge(grad, block_ids, n_blocks)
+    try:
+        work.refine()
+        work.judge_kinks()
+    except _Stop:
+        work.state[work.state == fd.UNDECIDED] = fd.UNRESOLVED
+        raise _Stop(work.result(indices.size)) from None
+    return work.result(indices.size)
+
+
+class _Measurement:
+    """One measurement: steps, the first pair, the table of more steps, the states.
+
+    The steps, in order: :meth:`first_pass` (every component: one pair, or two
+    levels for Richardson), :meth:`judge` (states from what is known),
+    :meth:`refine` (more steps for the undecided), :meth:`judge_kinks` (ranges
+    of valid derivatives where a kink sits), :meth:`result`.
+    """
+
+    def __init__(self, runner, engine, indices, base, opts, sigma) -> None:
+        self.runner, self.engine, self.indices, self.base, self.opts, self.sigma = (
+            runner, engine, indices, base, opts, sigma)
+        n = indices.size
+        self.nominal = opts.eps is not None
+        if self.nominal:
+            self.steps = np.full(n, opts.eps)
+            _check_explicit_step(base, self.steps, indices)
+        else:
+            self.steps = fd.base_steps(base, fd.relative_noise(sigma, engine.cost_value), opts.method)
+        self.work = np.zeros(0, np.int64)  # components with a table of more steps, in table-row order
+        self.table = fd.Table.empty(0)
+        self.low = np.full(n, np.nan)
+        self.high = np.full(n, np.nan)
+
+    def _analyse(self, rows: np.ndarray, table: fd.Table) -> fd.Analysis:
+        return fd.analyse(table, self.steps[rows], self.sigma, self.nominal, cost_value=self.engine.cost_value)
+
+    def first_pass(self, judged: bool) -> tuple[int, bool]:
+        """Evaluate the first level(s); returns (components done, interrupted).
+
+        Without a gradient to judge, a non-finite cost is an error; with one,
+        those components are tried again at smaller steps.
+        """
+        n = self.indices.size
+        levels, sides = _pass_one_layout(self.opts.method)
+        points, offsets = fd.level_points(self.base, self.steps, np.zeros(n, np.int64), self.nominal, sides)
+        try:
+            values, kinks, status = self.runner.evaluate(self.indices, points)
+            done, interrupted = n, False
+        except _Stop as stop:
+            # Ctrl-C: the rows done so far make the partial report (even all of them:
+            # the refinement that would follow is not run, and the report says so).
+            done, values, kinks, status = stop.args
+            values = values.copy()
+            values[done:] = np.nan
+            interrupted = True
+        if not self.engine.traits.returns_differences:
+            values = values - self.engine.cost_value
+        bad = status.astype(bool) | ~np.isfinite(values).all(axis=1)
+        values[bad] = np.nan
+        if bad[:done].any() and not judged:
+            _raise_non_finite(self.indices[:done][bad[:done]])
+        self.first = (values, offsets, kinks, bad)
+        self.analysis = fd.first_pass(values, offsets, self.steps, self.sigma, self.nominal, self.engine.cost_value)
+        if len(levels) > 1 and not interrupted:
+            done, interrupted = self._second_level(values, offsets, kinks)
+        return done, interrupted
+
+    def _second_level(self, values, offsets, kinks) -> tuple[int, bool]:
+        """Richardson: every component gets the table, with ``s/2`` evaluated now."""
+        n = self.indices.size
+        self.work = np.arange(n)
+        self.table = fd.Table.empty(n)
+        self.table.store(self.work, np.full(n, fd.ZERO_LEVEL), values, offsets, kinks)
+        try:
+            self._evaluate(self.work, np.full(n, fd.ZERO_LEVEL - 1), self.work)
+        except _Stop:
+            return 0, True
+        self.analysis = self._analyse(self.work, self.table)
+        return n, False
+
+    def partial(self, grad, block_ids, n_blocks, done: int, interrupted: bool) -> Measured:
+        """No gradient to judge, or Ctrl-C: the first pass is all there is."""
+        n = self.indices.size
+        self.state = np.full(n, fd.AGREE, np.int8)
         if grad is not None:
             # Judged on the first pair alone: what needed more steps stays unresolved.
             rows = np.arange(done)
-            magnitude = np.abs(grad[rows]) + np.abs(analysis.approx[rows])
-            state[rows] = fd.decide(grad[rows], _rows(analysis, rows), opts.threshold,
-                                    fd.block_rms(magnitude, block_ids[rows], n_blocks),
-                                    extra_error=_grad_rounding(grad[rows], opts))
-            state[state == fd.UNDECIDED] = fd.UNRESOLVED
-        measured = _finish(analysis, state, steps, None, None, done)
+            magnitude = np.abs(grad[rows]) + np.abs(self.analysis.approx[rows])
+            self.state[rows] = fd.decide(grad[rows], _rows(self.analysis, rows), self.opts.threshold,
+                                         fd.block_rms(magnitude, block_ids[rows], n_blocks),
+                                         extra_error=_grad_rounding(grad[rows], self.opts))
+            self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
+        measured = self.result(done)
         if interrupted:
             raise _Stop(measured)
         return measured
 
-    magnitude = np.abs(grad) + np.abs(analysis.approx)
-    scale_floor = fd.block_rms(np.where(np.isfinite(magnitude), magnitude, 0.0), block_ids, n_blocks)
-    grad_error = _grad_rounding(grad, opts)
-    state = fd.decide(grad, analysis, opts.threshold, scale_floor, extra_error=grad_error)
-    low = np.full(n, np.nan)
-    high = np.full(n, np.nan)
-    if not work.size:
-        # Components that need more steps get a table; their first level goes in.
-        work = np.flatnonzero(state == fd.UNDECIDED)
-        table = fd.Table.empty(work.size)
-        rows = np.arange(work.size)
-        table.store(rows, np.full(work.size, fd.ZERO_LEVEL), values[work], offsets[work], kinks[work])
-    try:
-        _refine(runner, engine, table, work, indices, base, steps, analysis, state, grad, grad_error,
-                scale_floor, opts, sigma, nominal)
+    def judge(self, grad, block_ids, n_blocks) -> None:
+        """States from what is known so far; the undecided get a table of more steps.
+
+        A block whose measured error alone allows more than the threshold is not
+        yet verified: its components whose own error exceeds their share are
+        refined too (larger steps where rounding dominates, smaller where
+        truncation does), until the table can do no better.
+        """
+        self.grad = grad
+        self.grad_error = _grad_rounding(grad, self.opts)
+        magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(grad) + np.abs(self.analysis.approx), 0.0)
+        self.scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
+        self.precision = fd.precision_targets(self.analysis.error + self.grad_error,
+                                              self.analysis.rounding + self.grad_error, magnitude,
+                                              self.scale_floor, block_ids, n_blocks, self.opts.threshold)
+        self.state = self._decide(np.arange(grad.size), self.analysis)
+        if not self.work.size:
+            values, offsets, kinks, _ = self.first
+            self.work = np.flatnonzero(self.state == fd.UNDECIDED)
+            self.table = fd.Table.empty(self.work.size)
+            self.table.store(np.arange(self.work.size), np.full(self.work.size, fd.ZERO_LEVEL),
+                             values[self.work], offsets[self.work], kinks[self.work])
+
+    def _decide(self, rows, analysis, **options) -> np.ndarray:
+        return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.scale_floor[rows],
+                         extra_error=self.grad_error[rows], precision=self.precision[rows], **options)
+
+    def _evaluate(self, rows: np.ndarray, columns: np.ndarray, local: np.ndarray) -> None:
+        """Evaluate components ``rows`` (table rows ``local``) at step levels ``columns``."""
+        points, offsets = fd.level_points(self.base[rows], self.steps[rows], fd.LEVELS[columns], self.nominal, 2)
+        values, kinks, status = self.runner.evaluate(self.indices[rows], points, count=False)
+        if not self.engine.traits.returns_differences:
+            values = values - self.engine.cost_value
+        values[status.astype(bool)] = np.nan
+        self.table.store(local, columns, values, offsets, kinks)
+
+    def refine(self) -> None:
+        """More steps for undecided components, up to MAX_ROUNDS; then accept what was reached."""
+        work, state = self.work, self.state
+        for _ in range(fd.MAX_ROUNDS):
+            local = np.flatnonzero(state[work] == fd.UNDECIDED)
+            todo = work[local]
+            if todo.size == 0:
+                break
+            sub = self.table.subset(local)
+            target = fd.next_levels(sub, self._analyse(todo, sub))
+            keep = target >= 0
+            local, todo, target = local[keep], todo[keep], target[keep]
+            if todo.size == 0:
+                break
+            self._evaluate(todo, target, local)
+            _update(self.analysis, self._analyse(todo, self.table.subset(local)), todo)
+            state[todo] = self._decide(todo, _rows(self.analysis, todo))
+        todo = work[state[work] == fd.UNDECIDED]
+        state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
+
+    def judge_kinks(self) -> None:
+        """Values at a kink against the range of valid derivatives (per example where the engine can)."""
+        analysis, state, engine = self.analysis, self.state, self.engine
         kinked = analysis.kink & (state != fd.AGREE)
-        if engine.traits.exact_kinks and work.size:
+        if engine.traits.exact_kinks and self.work.size:
             # The engine saw a kink at every step tried: too close to theta for
             # any step to avoid, so judge the value against the examples' ranges.
             unavoidable = np.zeros(state.size, bool)
-            unavoidable[work] = table.kinked.any(axis=1)
+            unavoidable[self.work] = self.table.kinked.any(axis=1)
             kinked |= unavoidable & (state == fd.UNRESOLVED)
         kinked = np.flatnonzero(kinked)
-        if kinked.size and engine.traits.per_example:
-            analysis.kink[kinked] = True
-            local = np.searchsorted(work, kinked)
-            low[kinked], high[kinked], width = _example_brackets(engine, indices[kinked], base[kinked],
-                                                                steps[kinked], table.subset(local), analysis, kinked)
-            exact = getattr(engine, "subgradient_range", None)
-            found = None if exact is None else exact(indices[kinked])
-            if found is not None:
-                # Every choice of slope at the units exactly on a kink (a back-prop may make any).
-                low[kinked] = np.minimum(low[kinked], found[0])
-                high[kinked] = np.maximum(high[kinked], found[1])
-            sub = _rows(analysis, kinked)
-            sub.side_error = width
-            state[kinked] = fd.decide(grad[kinked], sub, opts.threshold, scale_floor[kinked],
-                                      extra_error=grad_error[kinked], bracket=(low[kinked], high[kinked]))
-            analysis.side_error[kinked] = width
-    except _Stop:
-        state[state == fd.UNDECIDED] = fd.UNRESOLVED
-        raise _Stop(_finish(analysis, state, steps, low, high, n)) from None
-    return _finish(analysis, state, steps, low, high, n)
+        if not (kinked.size and engine.traits.per_example):
+            return
+        analysis.kink[kinked] = True
+        local = np.searchsorted(self.work, kinked)
+        low, high, width = _example_brackets(engine, self.indices[kinked], self.base[kinked], self.steps[kinked],
+                                             self.table.subset(local), analysis, kinked)
+        exact = getattr(engine, "subgradient_range", None)
+        found = None if exact is None else exact(self.indices[kinked])
+        if found is not None:
+            # Every choice of slope at the units exactly on a kink (a back-prop may make any).
+            low, high = np.minimum(low, found[0]), np.maximum(high, found[1])
+        self.low[kinked], self.high[kinked] = low, high
+        sub = _rows(analysis, kinked)
+        sub.side_error = width
+        state[kinked] = self._decide(kinked, sub, bracket=(low, high))
+        analysis.side_error[kinked] = width
 
-
-def _refine(runner, engine, table, work, indices, base, steps, analysis, state, grad, grad_error, scale_floor,
-            opts, sigma, nominal) -> None:
-    """More steps for undecided components (``work`` maps table rows to components), in place."""
-    for _ in range(fd.MAX_ROUNDS):
-        local = np.flatnonzero(state[work] == fd.UNDECIDED)
-        if local.size == 0:
-            break
-        todo = work[local]
-        sub = table.subset(local)
-        target = fd.next_levels(sub, fd.analyse(sub, steps[todo], sigma, nominal, cost_value=engine.cost_value))
-        keep = target >= 0
-        local, todo, target = local[keep], todo[keep], target[keep]
-        if todo.size == 0:
-            break
-        points, offsets = fd.level_points(base[todo], steps[todo], fd.LEVELS[target], nominal, 2)
-        values, kinks, status = runner.evaluate(indices[todo], points, count=False)
-        if not engine.traits.returns_differences:
-            values = values - engine.cost_value
-        values[status.astype(bool)] = np.nan
-        table.store(local, target, values, offsets, kinks)
-        _update(analysis, fd.analyse(table.subset(local), steps[todo], sigma, nominal, cost_value=engine.cost_value), todo)
-        state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
-                                extra_error=grad_error[todo])
-    # No more steps: accept agreement within whatever error was reached.
-    todo = work[state[work] == fd.UNDECIDED]
-    state[todo] = fd.decide(grad[todo], _rows(analysis, todo), opts.threshold, scale_floor[todo],
-                            extra_error=grad_error[todo], final=True)
+    def result(self, done: int) -> Measured:
+        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done)
 
 
 def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:
@@ -387,7 +450,9 @@ def _finish(analysis, state, steps, low, high, done) -> Measured:
     high[no_bracket] = np.maximum(analysis.left, analysis.right)[no_bracket]
     error = analysis.error.copy()
     error[kink] = analysis.side_error[kink]
-    return Measured(analysis.approx, error, state, steps, low, high, done)
+    rounding = np.minimum(analysis.rounding, error)
+    rounding[kink] = 0.0  # a range's width is not noise
+    return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
 
 
 def _example_brackets(engine, indices, base, steps, table, analysis, rows):
@@ -447,8 +512,8 @@ def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical g
 
 
 def _head(measured: Measured, count: int) -> Measured:
-    return Measured(*(getattr(measured, f)[:count] for f in ("approx", "error", "state", "steps", "low", "high")),
-                    count)
+    return Measured(*(getattr(measured, f)[:count] for f in ("approx", "error", "rounding", "state", "steps", "low",
+                                                             "high")), count)
 
 
 def run_check(
@@ -527,7 +592,7 @@ def _directional_measure(engine, grad, opts, sigma, rng, mask):
             old_analytic, old = results
             take = ~keep & clean
             old_analytic[take] = analytic[take]
-            for name in ("approx", "error", "state", "steps"):
+            for name in ("approx", "error", "rounding", "state", "steps"):
                 getattr(old, name)[take] = getattr(measured, name)[take]
         keep |= clean
         if keep.all():

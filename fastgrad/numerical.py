@@ -45,6 +45,8 @@ class Estimate:
     error : numpy.ndarray
         Its measured error bound (rounding from the cost's measured noise, plus
         truncation where the table estimated it).
+    rounding : numpy.ndarray
+        The rounding part of ``error`` (independent between components).
     steps : numpy.ndarray
         The base step of each component.
     state : numpy.ndarray
@@ -64,6 +66,7 @@ class Estimate:
     indices: np.ndarray
     approx: np.ndarray
     error: np.ndarray
+    rounding: np.ndarray
     steps: np.ndarray
     state: np.ndarray
     low: np.ndarray
@@ -77,6 +80,7 @@ class Estimate:
     def from_measured(cls, indices, measured, opts, engine, sigma) -> "Estimate":
         return cls(
             indices=np.asarray(indices, dtype=np.int64), approx=measured.approx, error=measured.error,
+            rounding=measured.rounding,
             steps=measured.steps, state=measured.state, low=measured.low, high=measured.high,
             method=opts.method, eps=opts.eps, cost_value=float(engine.cost_value), noise_level=float(sigma),
         )
@@ -99,7 +103,7 @@ class Estimate:
         return replace(self, **{name: getattr(self, name)[mask] for name in _ARRAYS})
 
 
-_ARRAYS = ("indices", "approx", "error", "steps", "state", "low", "high")
+_ARRAYS = ("indices", "approx", "error", "rounding", "steps", "state", "low", "high")
 
 
 def merge_estimates(estimates: Sequence[Estimate]) -> Estimate:

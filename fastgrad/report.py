@@ -168,15 +168,18 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str):
         value[kink] = np.clip(grad[kink], estimate.low[kink], estimate.high[kink])
     error = estimate.error.copy()
     error[state == fd.UNDECIDED] *= fd.WRONG_FACTOR
-    error = error + fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype] * np.abs(grad)
-    return value, error
+    grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype] * np.abs(grad)
+    return value, error + grad_rounding, estimate.rounding + grad_rounding
 
 
-def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0) -> _Judgement:
+def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
+          rounding=None) -> _Judgement:
     """The verdict of one set of components (a block, or all of theta).
 
     ``reference_scale`` (the whole check's ``||g|| + ||a||``) measures the error
-    of a block whose gradient and numerical value are both exactly zero.
+    of a block whose gradient and numerical value are both exactly zero;
+    ``rounding`` is the rounding part of ``error`` (see
+    :func:`fastgrad._differences.block_error`; None counts every error in full).
     """
     unresolved = int(np.count_nonzero(state == fd.UNRESOLVED))
     wrong = int(np.count_nonzero(np.isin(state, _WRONG_STATES)))
@@ -185,11 +188,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     g, a, e = grad[compared], value[compared], error[compared]
     scale = fd.scaled_norm(g) + fd.scaled_norm(a)
     gap = fd.scaled_norm(g - a)
-    # Per-component errors are bounds (about four standard deviations for rounding);
-    # the norm of n independent errors concentrates near its root-mean-square, so a
-    # block of n components is allowed (1 + 3 / sqrt(n)) / ROUNDING_FACTOR of
-    # their norm: the full bound for one component, about a third for thousands.
-    spread = fd.scaled_norm(e) * min(1.0, (1.0 + 3.0 / math.sqrt(max(int(g.size), 1))) / fd.ROUNDING_FACTOR)
+    spread = fd.scaled_norm(e) if rounding is None else fd.block_error(e, rounding[compared])
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
@@ -235,7 +234,8 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
 
 
-def _blocks(grad, value, error, estimate: Estimate, threshold, layout, size, reference) -> tuple[BlockResult, ...]:
+def _blocks(grad, value, error, rounding, estimate: Estimate, threshold, layout, size,
+            reference) -> tuple[BlockResult, ...]:
     if layout is None:
         names, shapes = ("theta",), ((size,),)
         block_ids = np.zeros(estimate.indices.size, dtype=np.int64)
@@ -248,7 +248,7 @@ def _blocks(grad, value, error, estimate: Estimate, threshold, layout, size, ref
         if not members.any():
             continue
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
-                  estimate.low[members], estimate.high[members], reference)
+                  estimate.low[members], estimate.high[members], reference, rounding[members])
         results.append(BlockResult(name, tuple(shape), int(members.sum()), j.difference, j.tolerance, j.verdict,
                                    j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
@@ -308,6 +308,7 @@ class Report:
     size: int
     cost_value: float
     error: np.ndarray = field(repr=False)
+    rounding: np.ndarray = field(repr=False)
     steps: np.ndarray = field(repr=False)
     state: np.ndarray = field(repr=False)
     low: np.ndarray = field(repr=False)
@@ -338,10 +339,10 @@ class Report:
         if np.any(order != np.arange(order.size)):
             estimate = estimate.subset(order)
             grad = grad[order]
-        value, error = compared_values(grad, estimate, grad_dtype)
-        whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high)
+        value, error, rounding = compared_values(grad, estimate, grad_dtype)
+        whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding)
         reference = fd.scaled_norm(grad) + fd.scaled_norm(value)
-        blocks = _blocks(grad, value, error, estimate, threshold, layout, size, reference)
+        blocks = _blocks(grad, value, error, rounding, estimate, threshold, layout, size, reference)
         # The blocks' reasons, named; the whole check's only where no block gave one.
         reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
         if not reasons:
@@ -363,7 +364,8 @@ class Report:
             verdict=verdict, difference=whole.difference, threshold=float(threshold), tolerance=whole.tolerance,
             eps=estimate.eps, grad=_readonly(grad), approx=_readonly(estimate.approx),
             indices=_readonly(estimate.indices), blocks=blocks, layout=layout, method=estimate.method, mode=mode,
-            size=int(size), cost_value=estimate.cost_value, error=_readonly(error), steps=_readonly(estimate.steps),
+            size=int(size), cost_value=estimate.cost_value, error=_readonly(error), rounding=_readonly(rounding),
+            steps=_readonly(estimate.steps),
             state=_readonly(estimate.state), low=_readonly(estimate.low), high=_readonly(estimate.high),
             noise_level=estimate.noise_level, grad_dtype=grad_dtype, reasons=tuple(reasons), terms=terms,
             notes=tuple(notes), interrupted=interrupted,
@@ -375,16 +377,17 @@ class Report:
         n = analytic.size
         state = measured.state
         value = measured.approx
-        error = measured.error + fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(analytic)
-        whole = judge(analytic, value, error, state, opts.threshold)
+        grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(analytic)
+        error, rounding = measured.error + grad_rounding, measured.rounding + grad_rounding
+        whole = judge(analytic, value, error, state, opts.threshold, rounding=rounding)
         reasons = list(whole.reasons)
         if clean == 0:
             reasons = [f"every random direction crossed a kink (after {1 + 4} draws each), so nothing was compared: "
                        "check again at another point or use mode='full'"]
         blocks = []
         for name, a, m, c in per_block:
-            e = m.error + fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(a)
-            j = judge(a, m.approx, e, m.state, opts.threshold)
+            r = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(a)
+            j = judge(a, m.approx, m.error + r, m.state, opts.threshold, rounding=m.rounding + r)
             shape = layout.shapes[layout.names.index(name)]
             blocks.append(BlockResult(name, tuple(shape), int(np.prod(shape)), j.difference, j.tolerance, j.verdict,
                                       j.kinks, j.wrong, j.unresolved, j.reasons))
@@ -396,7 +399,8 @@ class Report:
             verdict=verdict, difference=whole.difference, threshold=opts.threshold, tolerance=whole.tolerance,
             eps=opts.eps, grad=_readonly(analytic), approx=_readonly(value), indices=_readonly(np.arange(n)),
             blocks=tuple(blocks), layout=layout, method="central", mode="directional", size=int(engine.theta.size),
-            cost_value=engine.cost_value, error=_readonly(error), steps=_readonly(measured.steps),
+            cost_value=engine.cost_value, error=_readonly(error), rounding=_readonly(rounding),
+            steps=_readonly(measured.steps),
             state=_readonly(state), low=_readonly(nan), high=_readonly(nan), noise_level=sigma,
             grad_dtype=opts.grad_dtype, reasons=tuple(reasons),
             directional=DirectionalResult(_readonly(analytic), _readonly(value), _readonly(error),
@@ -407,7 +411,9 @@ class Report:
 
     def estimate(self) -> Estimate:
         """The numerical side of this report as an :class:`Estimate`."""
-        return Estimate(indices=self.indices, approx=self.approx, error=self._numerical_error(), steps=self.steps,
+        grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[self.grad_dtype] * np.abs(self.grad)
+        return Estimate(indices=self.indices, approx=self.approx, error=self._numerical_error(),
+                        rounding=np.maximum(self.rounding - grad_rounding, 0.0), steps=self.steps,
                         state=self.state, low=self.low, high=self.high, method=self.method, eps=self.eps,
                         cost_value=self.cost_value, noise_level=self.noise_level)
 

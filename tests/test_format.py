@@ -200,6 +200,6 @@ def test_report_interrupted_before_any_component_says_so():
     nothing = np.zeros(0, dtype=bool)
     report = fastgrad.merge_reports(replace(full, interrupted=True))  # recomputed from its estimate
     empty = replace(report, **{name: getattr(report, name)[nothing] for name in
-                               ("grad", "approx", "indices", "error", "steps", "state", "low", "high")})
+                               ("grad", "approx", "indices", "error", "rounding", "steps", "state", "low", "high")})
     first = str(empty).splitlines()[0]
     assert first == "gradient check INTERRUPTED: stopped (Ctrl-C) before any of the 18 components was checked"

@@ -188,7 +188,9 @@ def test_ctrl_c_gives_partial_report_and_leaves_arrays_alone():
         fastgrad.gradcheck(slow_cost, grad, theta)
     partial = caught.value.partial
     assert isinstance(partial, fastgrad.Report)
-    assert 0 < partial.checked < theta.size and partial.passed and partial.interrupted
+    # Never "pass" with components unchecked: inconclusive, and says why.
+    assert 0 < partial.checked < theta.size and partial.verdict == "inconclusive" and partial.interrupted
+    assert any("interrupted" in reason for reason in partial.reasons)
     assert "interrupted" in partial.notes[0]
     np.testing.assert_array_equal(theta, theta_before)
     np.testing.assert_array_equal(grad, grad_before)
