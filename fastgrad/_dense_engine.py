@@ -882,9 +882,10 @@ def _series_losses(base, e, n_q, s):
         if base.loss == SOFTMAX_CROSS_ENTROPY:
             pc = base.P[c, e]
             for q in range(n_q):
-                x = _series_move(v, a_change[q])
-                expm1_sum[q] += pc * _expm1_small(x)
-                label_dot[q] += yc * x
+                expm1_sum[q] += pc * _expm1_small(_series_move(v, a_change[q]))
+            if yc != 0.0:
+                for q in range(n_q):
+                    label_dot[q] += yc * _series_move(v, a_change[q])
         elif base.loss == BINARY_CROSS_ENTROPY:
             sc = base.P[c, e]
             for q in range(n_q):
