@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from bench_dense import assert_matches_naive
-from benchkit import FULL, case_for, measure_naive, record, rounds, timed
+from benchkit import FULL, case_for, dense_engine_inputs, measure_naive, record, rounds, timed
 
 HIDDEN = ["tanh", "sigmoid"]
 
@@ -78,22 +78,12 @@ def test_smooth_naive(benchmark, hidden):
 def test_smooth_dense_kernel(benchmark, hidden):
     """The engine alone: every component at theta +- s (s = 1e-5 max(1, |theta_k|))."""
     from fastgrad import _dense_engine
-    from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 
     case = smooth_case(hidden)
     problem = smooth_problem(case)
     baseline = smooth_baseline(case)
     benchmark.group = f"dense {case.name}"
-    sizes = np.asarray(case.layer_sizes, dtype=np.int64)
-    codes = np.array([ACTIVATIONS[hidden]] * (sizes.size - 2) + [ACTIVATIONS["linear"]], dtype=np.int64)
-    loss = LOSSES[case.loss]
-    if case.loss == "binary_cross_entropy":
-        codes[-1] = ACTIVATIONS["sigmoid"]
-    theta = problem.theta
-    base = _dense_engine.prepare(sizes, codes, loss, 0.0, theta, problem.X, problem.Y, np.zeros((0, case.m)))
-    indices = np.arange(theta.size, dtype=np.int64)
-    step = 1e-5 * np.maximum(1.0, np.abs(theta))
-    points = np.stack([theta + step, theta - step], axis=1)
+    base, indices, points, step = dense_engine_inputs(case, problem.theta, problem.X, problem.Y)
     _dense_engine.cost_differences(base, indices[:2], points[:2])  # load the kernels outside the timing
 
     timing = timed(benchmark, lambda: _dense_engine.cost_differences(base, indices, points), rounds(7))
