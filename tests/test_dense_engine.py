@@ -353,7 +353,7 @@ def test_dropped_unit_is_not_a_kink():
     assert np.all(deltas == 0.0)  # the unit reaches nothing
 
 
-@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+@pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid"])
 def test_thread_count_and_chunking_do_not_change_results(hidden):
     case = make_case([30, 16, 8, 4], hidden, "linear", "softmax_cross_entropy", m=16, seed=9, l2=0.1, keep_prob=0.7)
     theta = case["theta"]
