@@ -537,7 +537,12 @@ def _unit_work(base, unit):
         if k < n_layers and not is_piecewise_linear(base.activations[k - 1]):
             piecewise = False
     fast_loss = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
-    per_column = 12 * n_out + 24 if (piecewise and fast_loss) else downstream + 4 * n_out + 8
+    if piecewise and fast_loss:
+        per_column = 12 * n_out + 24
+    elif _downstream_is_series(base, l):
+        per_column = 26 * n_out + 40  # a degree-6 move and expm1 per class (section 2b)
+    else:
+        per_column = downstream + 4 * n_out + 8
     passing = m
     if l < n_layers:
         passing = 0
