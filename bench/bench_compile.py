@@ -83,6 +83,41 @@ COMPILE_RUNS = [
 ]
 
 
+@pytest.mark.parametrize("module", ["numba", "fastgrad"])
+def test_bare_import(benchmark, module):
+    """A new process that only imports ``module``: the reference for the start-up rows.
+
+    ``import numba`` is what any Numba-compiled check pays at least;
+    ``import fastgrad`` loads nothing but the package's ``__init__`` (its
+    names are imported on first use), and must not import Numba.
+    """
+    import resource
+
+    benchmark.group = "compile"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    code = f"import sys, {module}; print('numba' in sys.modules)"
+    walls, cpus, loaded = [], [], []
+    for _ in range(5 if FULL else 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
+                              timeout=300, check=True)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        loaded.append(done.stdout.strip() == "True")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    wall = sorted(walls)[len(walls) // 2]
+    benchmark.extra_info.update({
+        "case": "-", "n_params": 0, "contender": f"bare `import {module}` (reference)", "kind": "compile",
+        "cache": "-", "full_run": FULL, "process_wall_s": wall, "import_s": wall,
+        "process_cpu_s": sorted(cpus)[len(cpus) // 2], "numba_loaded": loaded[-1],
+    })
+    if module == "fastgrad":
+        assert not any(loaded), "import fastgrad imported Numba"
+
+
 @pytest.mark.parametrize(("engine", "state"), COMPILE_RUNS, ids=[f"{e}-{s}" for e, s in COMPILE_RUNS])
 def test_compile_time(benchmark, engine, state, cache_dir):
     benchmark.group = "compile"

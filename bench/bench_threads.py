@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fastgrad
-from benchkit import blas_limit, case_for, record, rounds, timed
+from benchkit import blas_limit, case_for, dense_engine_inputs, record, rounds, timed
 
 _results: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
 
@@ -131,18 +131,15 @@ def test_dense_kernel_threads(benchmark, threads, problem_of):
     """
     from types import SimpleNamespace
 
-    from fastgrad import _steps
+    from fastgrad import _dense_engine
 
     case = case_for("M")
     problem = problem_of(case)
     benchmark.group = "threads"
-    net = problem.net
-    theta = net.pack(problem.params)
-    X = np.ascontiguousarray(problem.X, dtype=np.float64)
-    Y = np.ascontiguousarray(problem.Y, dtype=np.float64)
-    indices = np.arange(theta.size, dtype=np.int64)
-    points = _steps.perturbation_points(theta, indices, None, "central").values
-    evaluate, _ = net._evaluator(theta, X, Y, "central", True)
+    base, indices, points, _ = dense_engine_inputs(case, problem.net.pack(problem.params), problem.X, problem.Y)
+
+    def evaluate(indices, points):
+        return _dense_engine.cost_differences(base, indices, points)
 
     def run():
         deltas, kinks, status = evaluate(indices, points)

@@ -232,3 +232,25 @@ def machine_description() -> dict:
         "load_average": load,
         "full_run": FULL,
     }
+
+
+def dense_engine_inputs(case, theta: np.ndarray, X: np.ndarray, Y: np.ndarray):
+    """``(base, indices, points, step)`` for the compiled dense engine on every component of a case.
+
+    ``base = fastgrad._dense_engine.prepare(...)`` (no L2, no dropout), the
+    points ``theta +- step`` with ``step = 1e-5 max(1, |theta_k|)``: the engine
+    alone, without the check driver around it.
+    """
+    from fastgrad import _dense_engine
+    from fastgrad._dense_spec import ACTIVATIONS, LOSSES
+
+    sizes = np.asarray(case.layer_sizes, dtype=np.int64)
+    output = "sigmoid" if case.loss == "binary_cross_entropy" else "linear"
+    codes = np.array([ACTIVATIONS[case.hidden]] * (sizes.size - 2) + [ACTIVATIONS[output]], dtype=np.int64)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    base = _dense_engine.prepare(sizes, codes, LOSSES[case.loss], 0.0, theta, X, Y, np.zeros((0, X.shape[1])))
+    indices = np.arange(theta.size, dtype=np.int64)
+    step = 1e-5 * np.maximum(1.0, np.abs(theta))
+    points = np.stack([theta + step, theta - step], axis=1)
+    return base, indices, points, step

@@ -72,6 +72,13 @@ __all__ = ["DenseBase", "prepare", "cost_differences", "perturbed_cost_differenc
 #: degree-6 polynomial of log1p is too (|s|^6 / 7 ~ 1.3e-19 relative).
 POLY_LIMIT = 2.0**-10
 
+#: Terms of the power series of a tanh / sigmoid change used downstream of the
+#: perturbed unit (degrees 1..SERIES_TERMS), and the largest change of that
+#: unit's pre-activation it serves: the tail beyond degree 6 is below
+#: |q_7| |d|^6 <= 0.054 * 2^-60 ~ 5e-20 relative to the first term there.
+SERIES_TERMS = 6
+SERIES_LIMIT = POLY_LIMIT
+
 #: Most components in one piece of work (one unit, or a part of its components).
 PIECE_MAX = 1024
 
@@ -90,6 +97,14 @@ _L5 = 1.0 / 5.0
 _L6 = -1.0 / 6.0
 _T3 = -1.0 / 3.0
 _T5 = 2.0 / 15.0
+# tanh(a + d) - tanh(a) = sech(a)^2 sum_k q_k(tanh a) d^k, with q_1 = 1 and
+# q_{k+1} from (1 - t^2) q_k' - 2 t q_k, divided by k + 1 (max |q_k| on [-1, 1]:
+# 1, 1, 2/3, 1/3, 0.133, 0.081, then 0.054 for q_7).
+_Q3 = -1.0 / 3.0
+_Q4 = 2.0 / 3.0
+_Q5 = 2.0 / 15.0
+_Q6A = -17.0 / 45.0
+_Q6B = 4.0 / 3.0
 
 
 # --------------------------------------------------------------------------- #
@@ -112,6 +127,8 @@ DenseBase = namedtuple(
         "P",                # (n_L, m): softmax probabilities / output sigmoids (zeros under MSE)
         "log_sum_exp",      # (m,): log-sum-exp of the logits (softmax; zeros otherwise)
         "inputs_t",         # flat: A_{l-1}^T of every layer (A_0 = X), for contiguous gathers
+        "series",           # (m, n_units, SERIES_TERMS): g(Z + d) - g(Z) = sum_k series[e, unit, k - 1] d^k
+                            # for tanh / sigmoid units (zeros for the others), |d| <= SERIES_LIMIT
     ],
 )
 DenseBase.__doc__ = """What every call of ``cost_differences`` shares, from :func:`prepare`.
@@ -150,6 +167,9 @@ ChunkScratch = namedtuple(
         "scaled",          # (widest layer,): the same times the slopes and dropout of layer k
         "direction",       # (n_L,): v_e, the move of the logits per unit change
         "output_move",     # (n_L,): one column's move of the logits (exact loss changes)
+        # the series path's direction
+        "series_scaled",   # (SERIES_TERMS, widest layer): the terms of layer L-1's changes per unit
+        "series",          # (SERIES_TERMS, n_L): move of the logits = sum_k series[k - 1] t^k
     ],
 )
 ChunkScratch.__doc__ = """Scratch of one chunk (per-chunk views of arrays allocated before the ``prange``)."""
@@ -175,8 +195,14 @@ Plan.__doc__ = """Which chunk runs which components, grouped by unit."""
 # --------------------------------------------------------------------------- #
 @njit(cache=True, inline="always")
 def _expm1_small(x):
-    """expm1(x) for |x| <= POLY_LIMIT: its Taylor polynomial, exact to rounding there."""
-    return x * (1.0 + x * (_E2 + x * (_E3 + x * (_E4 + x * _E5))))
+    """expm1(x) for |x| <= POLY_LIMIT: its Taylor polynomial, exact to rounding there.
+
+    Evaluated as x + x^2 ((1/2 + x/6) + x^2 (1/24 + x/120)) (Estrin's scheme:
+    a shorter chain of dependent operations than Horner's, so the loops over
+    columns run faster; the terms after x are below 2^-10 |x|, so the result
+    is x's rounding plus a fraction of an ulp either way)."""
+    x2 = x * x
+    return x + x2 * ((_E2 + x * _E3) + x2 * (_E4 + x * _E5))
 
 
 @njit(cache=True, inline="always")
@@ -374,6 +400,44 @@ def _transposed_inputs(layer_sizes, X, A, unit_offset, inputs_t_offset):
     return inputs_t
 
 
+@njit(cache=True, inline="always")
+def _series_table(layer_sizes, activations, Z, unit_offset):
+    """series[e, unit, k - 1]: coefficient of d^k in g(Z[unit, e] + d) - g(Z[unit, e])
+    for every tanh / sigmoid hidden unit.
+
+    tanh(a + d) - tanh(a) = sech(a)^2 sum_k q_k(tanh a) d^k (module constants
+    _Q*); sigmoid(z) = (1 + tanh(z / 2)) / 2 gives the sigmoid's coefficients
+    at a = z / 2, times 2^-(k + 1), with sech(z / 2)^2 = 4 sigmoid(z) sigmoid(-z).
+    sech^2 is computed directly, not as 1 - t^2, which cancels where t ~ +-1.
+    """
+    n_layers = layer_sizes.size - 1
+    n_units, m = Z.shape
+    series = np.zeros((m, n_units, SERIES_TERMS))
+    for l in range(1, n_layers):
+        code = activations[l - 1]
+        if code != TANH and code != SIGMOID:
+            continue
+        for unit in range(unit_offset[l], unit_offset[l + 1]):
+            for e in range(m):
+                z = Z[unit, e]
+                if code == TANH:
+                    t = math.tanh(z)
+                    c = math.cosh(z)
+                    first = 1.0 / (c * c)
+                    half = 1.0
+                else:
+                    t = math.tanh(0.5 * z)
+                    first = sigmoid(z) * sigmoid(-z)  # sech(z / 2)^2 / 4, times the 1/2 of degree 1
+                    half = 0.5
+                t2 = t * t
+                q = (1.0, -t, t2 + _Q3, t * (_Q4 - t2), t2 * (t2 - 1.0) + _Q5, t * (_Q6A + t2 * (_Q6B - t2)))
+                scale = first
+                for k in range(SERIES_TERMS):
+                    series[e, unit, k] = scale * q[k]
+                    scale *= half
+    return series
+
+
 @njit(cache=True)
 def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
     """The tables and unperturbed forward pass of ``DenseBase``, in its field order."""
@@ -383,9 +447,10 @@ def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
     Z, A = _base_forward(layer_sizes, activations, theta, X, dropout_scale, weight_offset, bias_offset, unit_offset)
     P, log_sum_exp = _output_probabilities(loss, Z[unit_offset[n_layers] :])
     inputs_t = _transposed_inputs(layer_sizes, X, A, unit_offset, inputs_t_offset)
+    series = _series_table(layer_sizes, activations, Z, unit_offset)
     return (
         weight_offset, bias_offset, unit_offset, inputs_t_offset, layer_of_unit,
-        Z, A, P, log_sum_exp, inputs_t,
+        Z, A, P, log_sum_exp, inputs_t, series,
     )
 
 
@@ -472,7 +537,12 @@ def _unit_work(base, unit):
         if k < n_layers and not is_piecewise_linear(base.activations[k - 1]):
             piecewise = False
     fast_loss = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
-    per_column = 12 * n_out + 24 if (piecewise and fast_loss) else downstream + 4 * n_out + 8
+    if piecewise and fast_loss:
+        per_column = 12 * n_out + 24
+    elif _downstream_is_series(base, l):
+        per_column = 26 * n_out + 40  # a degree-6 move and expm1 per class (section 2b)
+    else:
+        per_column = downstream + 4 * n_out + 8
     passing = m
     if l < n_layers:
         passing = 0
@@ -704,6 +774,155 @@ def _fast_path(base, l, i, e, n_q, n_crossed, s):
         _fast_softmax(base, e, n_q, s)
     else:
         _fast_other_losses(base, e, n_q, s)
+    n_far = 0
+    for q in range(n_q):
+        n_far += not (abs(a_change[q]) <= limit)
+    n_exact = 0
+    if n_far > 0 or n_crossed > 0:
+        for q in range(n_q):
+            if crossed[q] or not (abs(a_change[q]) <= limit):
+                exact_columns[n_exact] = q
+                n_exact += 1
+    return n_exact
+
+
+# --------------------------------------------------------------------------- #
+# The series path: one tanh / sigmoid layer before the output
+# --------------------------------------------------------------------------- #
+@njit(cache=True, inline="always")
+def _downstream_is_series(base, l):
+    """Whether the series path serves layer l: layer L-1 is tanh / sigmoid and
+    lies downstream (l <= L-2), every layer between is piecewise linear, and
+    the loss is one the polynomial formulas cover."""
+    n_layers = base.layer_sizes.size - 1
+    if l > n_layers - 2:
+        return False
+    last = base.activations[n_layers - 2]
+    if last != TANH and last != SIGMOID:
+        return False
+    series = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
+    for k in range(l + 1, n_layers - 1):
+        if not is_piecewise_linear(base.activations[k - 1]):
+            series = False
+    return series
+
+
+@njit(cache=True, inline="always")
+def _series_direction(base, l, i, e, s):
+    """series[k - 1] = V_k: the logits move by sum_k V_k t^k when A_l[i, e]
+    changes by t, for |t| up to the returned limit.
+
+    The change reaches Z_{L-1}[u, e] as w_u t (``carried``, through any
+    piecewise-linear layers between, with their margin); unit u of layer L-1
+    then changes by D_u sum_k c_{u,k} (w_u t)^k (``base.series``, exact to
+    rounding while |w_u t| <= SERIES_LIMIT), and the logits by W_L times that.
+    The limit also keeps every logit's move within POLY_LIMIT (the loss
+    polynomials' range), bounded by sum_k max_c |V_k,c| t^k.
+    """
+    n_layers = base.layer_sizes.size - 1
+    n_out = base.layer_sizes[n_layers]
+    last = n_layers - 1
+    W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, l + 1)
+    for u in range(base.layer_sizes[l + 1]):
+        s.carried[u] = W[u, i]
+    margin = np.inf
+    for k in range(l + 1, last):
+        margin = _carry_direction(base, k, e, margin, s)
+    has_dropout = base.dropout_scale.shape[0] > 0
+    n_last = base.layer_sizes[last]
+    scaled = s.series_scaled
+    coefficients = base.series[e]
+    biggest = 0.0
+    for u in range(n_last):
+        unit = base.unit_offset[last] + u
+        w = s.carried[u]
+        power = base.dropout_scale[unit, e] if has_dropout else 1.0
+        if power != 0.0:
+            biggest = max(biggest, abs(w))
+        for k in range(SERIES_TERMS):
+            power *= w
+            scaled[k, u] = coefficients[unit, k] * power
+    W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, n_layers)
+    for k in range(SERIES_TERMS):
+        for c in range(n_out):
+            t = 0.0
+            for u in range(n_last):
+                t += W[c, u] * scaled[k, u]
+            s.series[k, c] = t
+    if biggest == 0.0:
+        return np.inf  # nothing reaches the logits: every change is exactly zero
+    limit = min(margin, SERIES_LIMIT / biggest)
+    if base.loss != MSE and limit > 0.0:
+        for _ in range(64):
+            bound = 0.0
+            power = 1.0
+            for k in range(SERIES_TERMS):
+                power *= limit
+                largest = 0.0
+                for c in range(n_out):
+                    largest = max(largest, abs(s.series[k, c]))
+                bound += largest * power
+            if bound <= POLY_LIMIT:
+                break
+            limit *= 0.5
+    return limit
+
+
+@njit(cache=True, inline="always")
+def _series_move(v, t):
+    """sum_k v[k - 1] t^k (degree SERIES_TERMS = 6), by Estrin's scheme (see _expm1_small)."""
+    t2 = t * t
+    return t * ((v[0] + t * v[1]) + t2 * ((v[2] + t * v[3]) + t2 * (v[4] + t * v[5])))
+
+
+@njit(cache=True, inline="always")
+def _series_losses(base, e, n_q, s):
+    """contribution[q]: the fast path's loss formulas at the logits moved by
+    x_c = sum_k V_k,c a_change[q]^k."""
+    expm1_sum = s.expm1_sum
+    label_dot = s.label_dot
+    a_change = s.a_change
+    contribution = s.contribution
+    n_layers = base.layer_sizes.size - 1
+    for q in range(n_q):
+        expm1_sum[q] = 0.0
+        label_dot[q] = 0.0
+        contribution[q] = 0.0
+    for c in range(base.layer_sizes[n_layers]):
+        v = (s.series[0, c], s.series[1, c], s.series[2, c], s.series[3, c], s.series[4, c], s.series[5, c])
+        yc = base.Y[c, e]
+        if base.loss == SOFTMAX_CROSS_ENTROPY:
+            pc = base.P[c, e]
+            for q in range(n_q):
+                expm1_sum[q] += pc * _expm1_small(_series_move(v, a_change[q]))
+            if yc != 0.0:
+                for q in range(n_q):
+                    label_dot[q] += yc * _series_move(v, a_change[q])
+        elif base.loss == BINARY_CROSS_ENTROPY:
+            sc = base.P[c, e]
+            for q in range(n_q):
+                x = _series_move(v, a_change[q])
+                contribution[q] += _log1p_small(sc * _expm1_small(x)) - yc * x
+        else:  # MSE on a linear output
+            rc = base.A[base.unit_offset[n_layers] + c, e] - yc
+            for q in range(n_q):
+                x = _series_move(v, a_change[q])
+                contribution[q] += 0.5 * x * (x + 2.0 * rc)
+    if base.loss == SOFTMAX_CROSS_ENTROPY:
+        for q in range(n_q):
+            contribution[q] = _log1p_small(expm1_sum[q]) - label_dot[q]
+
+
+@njit(cache=True, inline="always")
+def _series_path(base, l, i, e, n_q, n_crossed, s):
+    """contribution[q] of every column by the series path; returns how many
+    columns it cannot serve (crossed here, or beyond its limit), listed in
+    exact_columns."""
+    a_change = s.a_change
+    crossed = s.crossed
+    exact_columns = s.exact_columns
+    limit = _series_direction(base, l, i, e, s)
+    _series_losses(base, e, n_q, s)
     n_far = 0
     for q in range(n_q):
         n_far += not (abs(a_change[q]) <= limit)
@@ -954,6 +1173,26 @@ def _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s):
         done += n_cols
 
 
+@njit(cache=True, inline="always")
+def _unit_series_changes(base, code, unit, e, z, drop, n_q, s):
+    """a_change = drop (g(z + z_change) - g(z)) for the perturbed tanh / sigmoid
+    unit, by its power series (``base.series``, no division per column);
+    entries beyond SERIES_LIMIT are redone by ``_activation_change``, each on
+    its own value."""
+    z_change, a_change = s.z_change, s.a_change
+    c = base.series[e, unit]
+    v = (drop * c[0], drop * c[1], drop * c[2], drop * c[3], drop * c[4], drop * c[5])
+    n_far = 0
+    for q in range(n_q):
+        d = z_change[q]
+        a_change[q] = _series_move(v, d)
+        n_far += not (abs(d) <= SERIES_LIMIT)
+    if n_far > 0:
+        for q in range(n_q):
+            if not (abs(z_change[q]) <= SERIES_LIMIT):
+                a_change[q] = drop * _activation_change(code, z, z_change[q])
+
+
 # --------------------------------------------------------------------------- #
 # One piece: some components of one unit
 # --------------------------------------------------------------------------- #
@@ -1070,6 +1309,7 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
     code = LINEAR if is_output else base.activations[l - 1]
     piecewise_here = is_piecewise_linear(code)
     fast = _downstream_is_fast(base, l)
+    series = _downstream_is_series(base, l)
     has_dropout = base.dropout_scale.shape[0] > 0
     _start_piece(base, indices, points, plan, start, n_comp, s)
     for e in range(base.Z.shape[1]):
@@ -1087,9 +1327,11 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
             if factor == 0.0 and n_crossed == 0:
                 continue  # stays on the flat side of a ReLU: exactly no change
         else:
-            _smooth_changes(code, z, drop, s.z_change, s.a_change, n_q)
+            _unit_series_changes(base, code, unit, e, z, drop, n_q, s)
         if fast and (factor != 0.0 or not piecewise_here):
             n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)
+        elif series and (factor != 0.0 or not piecewise_here):
+            n_exact = _series_path(base, l, i, e, n_q, n_crossed, s)
         else:
             n_exact = _list_moving_columns(n_q, s)
         _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s)
@@ -1121,6 +1363,7 @@ def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out):
         np.empty((n_chunks, widest, EXACT_BLOCK)), np.empty((n_chunks, widest, EXACT_BLOCK)),
         np.empty((n_chunks, widest)), np.empty((n_chunks, widest)),
         np.empty((n_chunks, n_out)), np.empty((n_chunks, n_out)),
+        np.empty((n_chunks, SERIES_TERMS, widest)), np.empty((n_chunks, SERIES_TERMS, n_out)),
     )
 
 
@@ -1134,6 +1377,7 @@ def _scratch_of_chunk(scratch, c):
         scratch.block_a_change[c], scratch.block_loss[c], scratch.block_label_dot[c],
         scratch.block_kink[c], scratch.block_far[c], scratch.z_changes[c], scratch.a_changes[c],
         scratch.carried[c], scratch.scaled[c], scratch.direction[c], scratch.output_move[c],
+        scratch.series_scaled[c], scratch.series[c],
     )
 
 
@@ -1340,7 +1584,7 @@ def _example_base() -> DenseBase:
     """A DenseBase of the kernels' one specialisation, for cache look-ups."""
     sizes = np.array([1, 1], dtype=np.int64)
     tables = [np.zeros(3, dtype=np.int64)] * 4 + [np.zeros(1, dtype=np.int64)]
-    arrays = [np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros(1)]
+    arrays = [np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros(1), np.zeros((1, 1, 1))]
     return DenseBase(
         sizes, np.zeros(1, dtype=np.int64), 0, 0.0, np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)),
         *tables, *arrays,

@@ -315,8 +315,12 @@ def machine_section(machine: dict, when: str) -> str:
 
 
 def plot(by_case: dict[str, list[dict]], path: Path) -> None:
-    """components/s against parameters, log-log, one line per contender."""
-    import matplotlib
+    """components/s against parameters, log-log, one line per contender (kept as is without matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"matplotlib is not installed: {path} left as it was (pip install -e \".[bench]\")", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

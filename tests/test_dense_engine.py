@@ -20,6 +20,8 @@ import pytest
 from fastgrad import _dense_kernels
 from fastgrad._dense_engine import (
     POLY_LIMIT,
+    SERIES_LIMIT,
+    SERIES_TERMS,
     DenseBase,
     _expm1_small,
     _log1p_small,
@@ -351,7 +353,7 @@ def test_dropped_unit_is_not_a_kink():
     assert np.all(deltas == 0.0)  # the unit reaches nothing
 
 
-@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+@pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid"])
 def test_thread_count_and_chunking_do_not_change_results(hidden):
     case = make_case([30, 16, 8, 4], hidden, "linear", "softmax_cross_entropy", m=16, seed=9, l2=0.1, keep_prob=0.7)
     theta = case["theta"]
@@ -564,3 +566,61 @@ def test_per_example_losses(hidden, loss, output, setting):
     cost = _dense_kernels.forward_cost(theta, sizes, acts, loss_code, l2, X, Y, dropout)
     weights = sum(np.sum(W**2) for W, _ in _unpack(theta, case["sizes"]))
     assert cost == pytest.approx(losses.mean() + l2 / (2 * X.shape[1]) * weights, rel=1e-14, abs=0)
+
+
+# --------------------------------------------------------------------------- #
+# The series path (units upstream of a tanh / sigmoid last hidden layer)
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_series_coefficients_give_the_activation_change_to_rounding(name):
+    # base.series holds, per example and unit, the power series of
+    # g(z + d) - g(z) in d; within SERIES_LIMIT it must equal the change
+    # itself to rounding, including where g saturates (large |z|).
+    zs = np.array([-30.0, -8.0, -2.5, -0.7, -1e-3, 0.0, 0.4, 1.3, 5.0, 19.0])
+    m = zs.size
+    case = make_case([1, 1, 1], name, "linear", "mse", m=m)
+    theta = np.array([1.0, 0.0, 1.0, 0.0])  # Z_1 = X, so each example's z is chosen
+    arguments = list(network_arguments(case))
+    arguments[4], arguments[5], arguments[6] = theta, zs.reshape(1, m), np.zeros((1, m))
+    base = prepare(*arguments)
+    assert base.series.shape == (m, 2, SERIES_TERMS)
+    assert not base.series[:, 1].any()  # the output unit (linear) has none
+    ds = np.concatenate([np.linspace(-SERIES_LIMIT, SERIES_LIMIT, 101), [1e-300, -1e-9]])
+    for e, z in enumerate(zs):
+        z_ext = np.longdouble(z)
+        for d in ds:
+            d_ext = np.longdouble(d)
+            # the change in extended precision, by identities free of cancellation
+            if name == "tanh":
+                exact = np.tanh(d_ext) / np.cosh(z_ext) ** 2 / (1 + np.tanh(z_ext) * np.tanh(d_ext))
+            else:
+                exact = -np.expm1(-d_ext) * _activation(name, z_ext + d_ext) * _activation(name, -z_ext)
+            got = sum(base.series[e, 0, k] * d ** (k + 1) for k in range(SERIES_TERMS))
+            assert abs(got - float(exact)) <= 1e-15 * abs(float(exact)) + 1e-300, (z, d)
+
+
+@pytest.mark.parametrize("first", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("last", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("loss,output", LOSS_OUTPUTS[:3])
+def test_series_path_at_every_step_the_driver_uses(first, last, loss, output):
+    # The check driver evaluates a component at its base step s and at s 2^k,
+    # k = -12..6: the series path serves the small changes, and columns whose
+    # change leaves SERIES_LIMIT (or moves a logit beyond POLY_LIMIT) are redone
+    # by the exact path, column by column, in the same call.
+    case = make_case([6, 7, 5, 3], first, output, loss, m=9, seed=41, l2=0.3, keep_prob=0.8)
+    case["activations"][1] = last
+    theta = case["theta"]
+    indices = np.arange(theta.size, dtype=np.int64)
+    s = 2e-3 * np.maximum(1.0, np.abs(theta))
+    factors = 2.0 ** np.arange(-12, 7)
+    points = theta[:, None] + np.concatenate([s[:, None] * factors, -s[:, None] * factors], axis=1)
+    deltas, kinks, status = run_kernel(case, indices, points)
+    ref, ref_kinks = run_reference(case, indices, points)
+    assert not status.any()
+    assert_close_to_reference(case, deltas, ref, scale=10.0)
+    np.testing.assert_array_equal(kinks, ref_kinks)
+    # Relative accuracy of the small differences too (the central difference
+    # divides them by 2 s 2^k): a few rounding errors of the loss changes.
+    small = np.abs(ref.astype(np.float64)) > 0
+    error = np.abs(deltas - ref.astype(np.float64))[small] / np.abs(ref.astype(np.float64))[small]
+    assert np.median(error) < 1e-12
