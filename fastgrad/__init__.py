@@ -55,7 +55,13 @@ __all__ = list(_EXPORTS)
 __version__ = "0.1.0"
 
 
+#: Public submodules, also loaded on first use (``fastgrad.testing``, ...).
+_SUBMODULES = ("check", "numerical", "report", "dense", "testing", "engines", "distributed", "naive", "cli")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fastgrad.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fastgrad' has no attribute {name!r}")
