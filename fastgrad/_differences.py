@@ -103,30 +103,28 @@ def check_method(method: object) -> str:
 # Noise
 # --------------------------------------------------------------------------- #
 
-#: Points along each line of the noise measurement, their relative spacing,
-#: how many lines, and how far from theta their centres lie (in spacings).
+#: Points along each line of the noise measurement, the relative spacings tried
+#: in turn (smaller when the cost is not yet flat at one), how many lines, and
+#: how far from theta their centres lie (in spacings).
 NOISE_POINTS = 8
-NOISE_SPACING = 1e-7
+NOISE_SPACINGS = (1e-7, 1e-9, 1e-11)
 NOISE_LINES = 4
 NOISE_OFFSET = 1000.0
 
 
-def noise_lines(theta: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """``(len(components) * NOISE_POINTS, n)`` points on short lines along coordinate axes.
+def noise_points(value: float, relative_spacing: float) -> np.ndarray:
+    """``NOISE_POINTS`` values of one component on a short line ``NOISE_OFFSET`` spacings from it.
 
-    Each line moves one component, as every evaluation of a check does: the
+    The line moves one component, as every evaluation of a check does: the
     rounding of ``J`` moves far less when one component changes than along a
-    random direction (a long sum's rounding is mostly shared). The lines are
-    centred a thousand spacings from theta: a kink at theta would look like noise.
+    random direction (a long sum's rounding is mostly shared). It lies a
+    thousand spacings away: a kink at theta would look like noise. The spacing
+    is relative to the component (or absolute at zero), so a parameter of size
+    1e-8 is not moved across the features it controls.
     """
+    spacing = relative_spacing * (abs(value) if value != 0.0 else 1.0)
     offsets = np.arange(NOISE_POINTS) - (NOISE_POINTS - 1) / 2.0
-    lines = []
-    for k in components:
-        spacing = NOISE_SPACING * max(1.0, abs(float(theta[k])))
-        line = np.repeat(theta[None, :], NOISE_POINTS, axis=0)
-        line[:, k] = theta[k] + (NOISE_OFFSET + offsets) * spacing
-        lines.append(line)
-    return np.concatenate(lines)
+    return value + (NOISE_OFFSET + offsets) * spacing
 
 
 def noise_components(indices: np.ndarray, block_ids: np.ndarray) -> np.ndarray:
@@ -143,28 +141,24 @@ def noise_components(indices: np.ndarray, block_ids: np.ndarray) -> np.ndarray:
     return np.array(sorted(set(chosen)), dtype=np.int64)
 
 
-def noise_level_of_lines(values: np.ndarray, cost_value: float) -> float:
-    """The largest :func:`noise_level` over the lines of :func:`noise_lines`."""
-    per_line = [noise_level(v, cost_value) for v in np.asarray(values).reshape(-1, NOISE_POINTS)]
-    return float(np.max(per_line))
-
-
-def noise_level(values: np.ndarray, cost_value: float) -> float:
+def noise_level(values: np.ndarray, cost_value: float) -> tuple[float, bool]:
     """Standard deviation of the cost's rounding noise from values along a line (ECnoise).
 
-    ``values`` are the cost at :func:`noise_line`'s points. The k-th
-    differences of a smooth function at this spacing are noise; where three
-    consecutive orders agree within a factor of four and the differences change
-    sign, that level is the noise; otherwise the largest estimate of orders 2-6
-    (a cautious fallback). Never below half an ulp of ``|J|``.
+    ``values`` are the cost (or its differences from ``J(theta)``) at
+    :func:`noise_points`. The k-th differences of a smooth function at a small
+    spacing are noise; where three consecutive orders agree within a factor of
+    four and the differences change sign, that level is the noise, and the
+    second value returned is True. Otherwise (the spacing is still large for this
+    cost, or the values did not move) the largest estimate of orders 2-6 and
+    False: the caller tries a smaller spacing. Never below half an ulp of ``|J|``.
     """
     floor = 0.5 * EPS_MACH * abs(cost_value)
     values = np.asarray(values, dtype=np.float64)
     if values.size < 4 or not np.all(np.isfinite(values)):
-        return max(floor, 64.0 * EPS_MACH * abs(cost_value))
+        return max(floor, 64.0 * EPS_MACH * abs(cost_value)), False
     scale = float(np.max(np.abs(values)))
-    if scale == 0.0:
-        return floor
+    if scale == 0.0 or np.all(values == values[0]):
+        return floor, True
     table = values / scale  # exact scaling keeps the differences from overflowing
     estimates = []
     sign_changes = []
@@ -173,15 +167,11 @@ def noise_level(values: np.ndarray, cost_value: float) -> float:
         gamma = math.factorial(order) ** 2 / math.factorial(2 * order)
         estimates.append(math.sqrt(gamma * float(np.mean(table**2))))
         sign_changes.append(bool(np.any(table > 0) and np.any(table < 0)))
-    sigma = None
     for k in range(1, len(estimates) - 2):
         window = estimates[k:k + 3]
         if min(window) > 0 and max(window) <= 4.0 * min(window) and sign_changes[k]:
-            sigma = max(window)
-            break
-    if sigma is None:
-        sigma = max(estimates[1:6])
-    return max(floor, sigma * scale)
+            return max(floor, max(window) * scale), True
+    return max(floor, max(estimates[1:6]) * scale), False
 
 
 def relative_noise(sigma: float, cost_value: float) -> float:

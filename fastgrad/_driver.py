@@ -161,15 +161,31 @@ class Measured:
 
 
 def measure_noise(engine: Engine, layout: Layout | None) -> float:
-    """The cost's rounding noise (standard deviation), from a few evaluations on coordinate lines.
+    """The cost's rounding noise (standard deviation), from the engine's own evaluations.
 
-    The lines are chosen from all of theta (not from the components checked), so
-    partial checks of the same point measure the same noise and merge exactly.
+    Each of a few components (one from each of the largest blocks, chosen from
+    all of theta, so partial checks of the same point measure the same noise and
+    merge exactly) is moved along a short line by ``engine.evaluate``, the same
+    call the check makes; the largest noise found is the check's.
     """
+    if engine.traits.complex_step:
+        # The complex step subtracts nothing: its error does not depend on the noise.
+        return 0.5 * fd.EPS_MACH * abs(engine.cost_value)
     everything = np.arange(engine.theta.size)
-    components = fd.noise_components(everything, _block_ids(layout, everything)[0])
-    values = engine.costs(fd.noise_lines(engine.theta, components))
-    return fd.noise_level_of_lines(values, engine.cost_value)
+    levels = []
+    for k in fd.noise_components(everything, _block_ids(layout, everything)[0]):
+        found = []
+        for spacing in fd.NOISE_SPACINGS:
+            points = fd.noise_points(float(engine.theta[k]), spacing)[None, :]
+            values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
+            sigma, clean = fd.noise_level(values[0], engine.cost_value)
+            found.append(sigma)
+            if clean:
+                break
+        # A line that never looked like noise: its smallest estimate (the smooth
+        # part shrinks with the spacing, the noise does not).
+        levels.append(found[-1] if clean else min(found))
+    return float(max(levels))
 
 
 def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
