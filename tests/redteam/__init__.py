@@ -1,0 +1,1 @@
+"""Adversarial cases for fastgrad, written independently of the developers' tests."""
