@@ -580,19 +580,35 @@ def run_check(
     return Report.build(grad_selected, est, opts, layout, engine.theta.size, terms=extra, notes=notes)
 
 
-def _draw_directions(rng, theta: np.ndarray, count: int, mask: np.ndarray | None) -> np.ndarray:
-    scale = np.maximum(1.0, np.abs(theta))
-    z = rng.standard_normal((count, theta.size))
+def _direction_weights(grad: np.ndarray, layout: Layout | None) -> np.ndarray:
+    """Per-component weights that give every block a comparable share of ``grad . v``.
+
+    A block whose gradient is a millionth of another's would otherwise move
+    ``grad . v`` by a millionth: a wrong gradient there could not show. Each
+    block is weighted by the inverse of its gradient's root-mean-square (at
+    most a million times the smallest weight, so a zero block still moves).
+    """
+    everything = np.arange(grad.size)
+    block_ids, n_blocks = _block_ids(layout, everything)
+    rms = fd.block_rms(np.abs(grad), block_ids, n_blocks)
+    largest = float(np.max(rms)) if rms.size else 0.0
+    if largest == 0.0 or not np.isfinite(largest):
+        return np.ones(grad.size)
+    return 1.0 / np.maximum(rms, 1e-6 * largest)
+
+
+def _draw_directions(rng, weights: np.ndarray, count: int, mask: np.ndarray | None) -> np.ndarray:
+    z = rng.standard_normal((count, weights.size)) * weights[None, :]
     if mask is not None:
         z[:, ~mask] = 0.0
     norms = np.linalg.norm(z, axis=1, keepdims=True)
-    # Unit length in scaled coordinates: each component moves in proportion to its own scale.
-    return z * scale[None, :] / np.where(norms > 0, norms, 1.0)
+    return z / np.where(norms > 0, norms, 1.0)
 
 
-def _directional_measure(engine, grad, opts, sigma, rng, mask):
+def _directional_measure(engine, grad, opts, sigma, rng, mask, layout):
     """Measure ``opts.directions`` clean directions (redrawing those that cross a kink)."""
-    directions = _draw_directions(rng, engine.theta, opts.directions, mask)
+    weights = _direction_weights(grad, layout)
+    directions = _draw_directions(rng, weights, opts.directions, mask)
     keep = np.zeros(opts.directions, bool)
     results = None
     for _ in range(1 + DIRECTION_REDRAWS):
@@ -613,7 +629,7 @@ def _directional_measure(engine, grad, opts, sigma, rng, mask):
         keep |= clean
         if keep.all():
             break
-        redraw = _draw_directions(rng, engine.theta, opts.directions, mask)
+        redraw = _draw_directions(rng, weights, opts.directions, mask)
         directions = np.where(keep[:, None], directions, redraw)
     analytic, measured = results
     measured.state[~keep] = fd.UNRESOLVED
@@ -633,7 +649,7 @@ def _run_directional(engine, grad, opts, layout, sigma, description):
 def _directional(engine, grad, opts, layout, sigma, rng):
     from fastgrad.report import Report
 
-    analytic, measured, clean = _directional_measure(engine, grad, opts, sigma, rng, None)
+    analytic, measured, clean = _directional_measure(engine, grad, opts, sigma, rng, None, layout)
     per_block = []
     report = Report.directional_report(analytic, measured, opts, layout, engine, sigma, clean, ())
     if report.verdict == "fail" and layout is not None and len(layout.names) > 1:
@@ -642,7 +658,7 @@ def _directional(engine, grad, opts, layout, sigma, rng):
             mask[layout.slice(name)] = True
             if not mask.any():
                 continue
-            a, m, c = _directional_measure(engine, grad, opts, sigma, rng, mask)
+            a, m, c = _directional_measure(engine, grad, opts, sigma, rng, mask, layout)
             per_block.append((name, a, m, c))
         report = Report.directional_report(analytic, measured, opts, layout, engine, sigma, clean, per_block)
     return report
