@@ -48,7 +48,6 @@ __all__ = [
     "CASES",
     "get_case",
     "network_cost",
-    "network_gradient",
     "quadratic_cost",
     "quadratic_gradient",
     "logistic_cost",
@@ -114,44 +113,6 @@ def network_cost(theta, layer_sizes, hidden, loss, X, Y):
             for i in range(n_out):
                 total += Y[i, j] * (log_sum - Z[i, j])
     return total / m
-
-
-def network_gradient(
-    theta: np.ndarray, layer_sizes: np.ndarray, hidden: int, loss: int, X: np.ndarray, Y: np.ndarray
-) -> np.ndarray:
-    """The exact gradient of :func:`network_cost` by back-propagation (NumPy)."""
-    n_layers = len(layer_sizes) - 1
-    m = X.shape[1]
-    weights, biases, inputs, pre = [], [], [], []
-    p = 0
-    A = X
-    for l in range(n_layers):
-        n_in, n_out = int(layer_sizes[l]), int(layer_sizes[l + 1])
-        W = theta[p : p + n_out * n_in].reshape(n_out, n_in)
-        b = theta[p + n_out * n_in : p + n_out * n_in + n_out].reshape(n_out, 1)
-        p += n_out * n_in + n_out
-        Z = W @ A + b
-        weights.append(W)
-        biases.append(b)
-        inputs.append(A)
-        pre.append(Z)
-        if l < n_layers - 1:
-            A = np.maximum(Z, 0.0) if hidden == RELU else np.tanh(Z)
-    Z = pre[-1]
-    if loss == BINARY_CROSS_ENTROPY:
-        dZ = (1.0 / (1.0 + np.exp(-Z)) - Y) / m
-    else:
-        shifted = np.exp(Z - Z.max(axis=0, keepdims=True))
-        dZ = (shifted / shifted.sum(axis=0, keepdims=True) - Y) / m
-    blocks = []
-    for l in range(n_layers - 1, -1, -1):
-        blocks.append(dZ.sum(axis=1))
-        blocks.append((dZ @ inputs[l].T).ravel())
-        if l > 0:
-            dA = weights[l].T @ dZ
-            Z_prev = pre[l - 1]
-            dZ = dA * ((Z_prev > 0.0) if hidden == RELU else 1.0 - np.tanh(Z_prev) ** 2)
-    return np.concatenate(blocks[::-1])
 
 
 # --------------------------------------------------------------------------- #
@@ -238,6 +199,12 @@ class NetworkProblem(GenericProblem):
 # --------------------------------------------------------------------------- #
 # Cases
 # --------------------------------------------------------------------------- #
+
+
+def _dense_gradient(net: DenseNet, params: dict, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """The exact gradient of ``net``'s cost at ``params`` (fastgrad's back-prop), as one vector."""
+    grads = net.gradients(params, X, Y)
+    return net.pack({name[1:]: block for name, block in grads.items()})
 
 
 def _network_size(layer_sizes: tuple[int, ...]) -> int:
@@ -350,11 +317,9 @@ class NetworkCase:
         net = self.net()
         X, Y = self.data()
         params = self.params()
-        theta = net.pack(params)
-        grads = net.gradients(params, X, Y)
-        grad = net.pack({name[1:]: block for name, block in grads.items()})
         return NetworkProblem(
-            cost=network_cost, theta=theta, args=self.cost_args(X, Y), grad=grad, layout=net.layout,
+            cost=network_cost, theta=net.pack(params), args=self.cost_args(X, Y),
+            grad=_dense_gradient(net, params, X, Y), layout=net.layout,
             net=net, params=params, X=X, Y=Y,
         )
 
@@ -442,6 +407,8 @@ def _mlp_sizes(size: int) -> tuple[int, ...]:
 
 
 def _build_mlp(size: int, seed: int) -> GenericProblem:
+    from fastgrad.dense import DenseNet
+
     layer_sizes = _mlp_sizes(size)
     rng = np.random.default_rng(seed)
     theta = np.concatenate([
@@ -455,12 +422,9 @@ def _build_mlp(size: int, seed: int) -> GenericProblem:
     X = rng.standard_normal((layer_sizes[0], m))
     Y = np.eye(layer_sizes[-1])[rng.integers(0, layer_sizes[-1], m)].T.copy()
     args = (np.asarray(layer_sizes, dtype=np.int64), TANH, SOFTMAX_CROSS_ENTROPY, X, Y)
-    names, shapes = [], []
-    for l, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:]), start=1):
-        names += [f"W{l}", f"b{l}"]
-        shapes += [(n_out, n_in), (n_out, 1)]
-    layout = Layout(tuple(names), tuple(shapes))
-    return GenericProblem(network_cost, theta, args, network_gradient(theta, *args), layout)
+    # The same network as a DenseNet: its layout, and the exact gradient by fastgrad's back-prop.
+    net = DenseNet(list(layer_sizes), "tanh", "softmax_cross_entropy")
+    return GenericProblem(network_cost, theta, args, _dense_gradient(net, net.unpack(theta), X, Y), net.layout)
 
 
 def _mlp_count(size: int) -> int:

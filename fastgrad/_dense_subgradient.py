@@ -75,18 +75,62 @@ def subgradient_range(args: tuple, theta: np.ndarray) -> tuple[np.ndarray, np.nd
     get ``(-inf, inf)``.
     """
     layer_sizes, activations, loss, l2, X, Y, dropout = args
-    n_layers = len(layer_sizes) - 1
     m = X.shape[1]
+    weights, biases, offsets = _unpack(theta, layer_sizes)
+    Z, A, drops = _forward(weights, biases, activations, X, dropout)
+    kinked = [
+        (z == 0.0) & (int(code) in (RELU, LEAKY_RELU)) for z, code in zip(Z, activations)
+    ]
+    examples = np.flatnonzero(np.any(np.vstack(kinked), axis=0))
+    if examples.size == 0:
+        return None
+    output = _output_delta(int(loss), int(activations[-1]), Z[-1], A[-1], Y, m)
+
+    def gradient(columns: np.ndarray, overrides: dict | None) -> np.ndarray:
+        return _example_gradient(weights, Z, A, drops, activations, output, columns, overrides, offsets, theta.size)
+
+    low = np.zeros(theta.size)
+    high = np.zeros(theta.size)
+    everything = np.ones(m, dtype=bool)
+    everything[examples] = False
+    if everything.any():
+        smooth = gradient(np.flatnonzero(everything), None)
+        low += smooth
+        high += smooth
+    for e in examples:
+        units = [(l, int(i)) for l in range(len(weights)) for i in np.flatnonzero(kinked[l][:, e])]
+        if len(units) > MAX_KINKS_PER_EXAMPLE:
+            touched = gradient(np.array([e]), None) != 0.0
+            low[touched], high[touched] = -np.inf, np.inf
+            continue
+        lowest, highest = _vertex_range(gradient, e, units, activations, theta.size)
+        low += lowest
+        high += highest
+    if l2 > 0.0:
+        for W, start in zip(weights, offsets):
+            penalty = (l2 / m) * W.ravel()
+            low[start:start + W.size] += penalty
+            high[start:start + W.size] += penalty
+    return low, high
+
+
+def _unpack(theta: np.ndarray, layer_sizes) -> tuple[list, list, list]:
+    """Weights, biases (columns) and the offset of each weight block in theta (course layout)."""
     weights, biases, offsets = [], [], []
     start = 0
-    for l in range(1, n_layers + 1):
+    for l in range(1, len(layer_sizes)):
         n_out, n_in = int(layer_sizes[l]), int(layer_sizes[l - 1])
         weights.append(theta[start:start + n_out * n_in].reshape(n_out, n_in))
         offsets.append(start)
         start += n_out * n_in
         biases.append(theta[start:start + n_out].reshape(n_out, 1))
         start += n_out
-    # Forward pass over all examples.
+    return weights, biases, offsets
+
+
+def _forward(weights: list, biases: list, activations, X: np.ndarray, dropout: np.ndarray) -> tuple[list, list, list]:
+    """Pre-activations Z, activations A (X first, dropout applied) and dropout scales of every layer."""
+    n_layers = len(weights)
     A, Z, drops = [X], [], []
     row = 0
     for l in range(n_layers):
@@ -100,45 +144,19 @@ def subgradient_range(args: tuple, theta: np.ndarray) -> tuple[np.ndarray, np.nd
         Z.append(z)
         drops.append(d)
         A.append(a * d)
-    kinked = [
-        (z == 0.0) & (int(code) in (RELU, LEAKY_RELU)) for z, code in zip(Z, activations)
-    ]
-    examples = np.flatnonzero(np.any(np.vstack(kinked), axis=0))
-    if examples.size == 0:
-        return None
-    output = _output_delta(int(loss), int(activations[-1]), Z[-1], A[-1], Y, m)
-    low = np.zeros(theta.size)
-    high = np.zeros(theta.size)
-    everything = np.ones(m, dtype=bool)
-    everything[examples] = False
-    if everything.any():
-        smooth = _example_gradient(weights, Z, A, drops, activations, output, np.flatnonzero(everything), None,
-                                   offsets, theta.size)
-        low += smooth
-        high += smooth
-    for e in examples:
-        units = [(l, int(i)) for l in range(n_layers) for i in np.flatnonzero(kinked[l][:, e])]
-        if len(units) > MAX_KINKS_PER_EXAMPLE:
-            touched = _example_gradient(weights, Z, A, drops, activations, output, np.array([e]), None,
-                                        offsets, theta.size) != 0.0
-            low[touched], high[touched] = -np.inf, np.inf
-            continue
-        choices = [_kink_slopes(int(activations[l])) for l, _ in units]
-        lowest = np.full(theta.size, np.inf)
-        highest = np.full(theta.size, -np.inf)
-        for pattern in itertools.product(*choices):
-            g = _example_gradient(weights, Z, A, drops, activations, output, np.array([e]),
-                                  dict(zip(units, pattern)), offsets, theta.size)
-            np.minimum(lowest, g, out=lowest)
-            np.maximum(highest, g, out=highest)
-        low += lowest
-        high += highest
-    if l2 > 0.0:
-        for W, start in zip(weights, offsets):
-            penalty = (l2 / m) * W.ravel()
-            low[start:start + W.size] += penalty
-            high[start:start + W.size] += penalty
-    return low, high
+    return Z, A, drops
+
+
+def _vertex_range(gradient, e: int, units: list, activations, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest gradient of example ``e`` over every choice of slope at its ``units`` at a kink."""
+    choices = [_kink_slopes(int(activations[l])) for l, _ in units]
+    lowest = np.full(size, np.inf)
+    highest = np.full(size, -np.inf)
+    for pattern in itertools.product(*choices):
+        g = gradient(np.array([e]), dict(zip(units, pattern)))
+        np.minimum(lowest, g, out=lowest)
+        np.maximum(highest, g, out=highest)
+    return lowest, highest
 
 
 def _output_delta(loss: int, code: int, z: np.ndarray, a: np.ndarray, Y: np.ndarray, m: int):

@@ -44,6 +44,14 @@ def first_nonfinite(array: np.ndarray) -> int | None:
     return int(bad[0]) if bad.size else None
 
 
+def _read_array(value: object, name: str) -> np.ndarray:
+    """``np.asarray(value)``, or a TypeError naming ``name`` for ragged lists and the like."""
+    try:
+        return np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{name} could not be read as a NumPy array: {exc}") from None
+
+
 def as_float_array(value: object, name: str, *, allow_nonfinite: bool = False) -> np.ndarray:
     """A float64 C-contiguous copy of ``value`` of any shape.
 
@@ -54,10 +62,7 @@ def as_float_array(value: object, name: str, *, allow_nonfinite: bool = False) -
     ValueError
         For NaN or infinity (naming the first bad position), unless allowed.
     """
-    try:
-        array = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} could not be read as a NumPy array: {exc}") from None
+    array = _read_array(value, name)
     _check_dtype(array, name)
     result = np.array(array, dtype=np.float64, order="C", copy=True)
     if not allow_nonfinite:
@@ -74,18 +79,10 @@ def as_float_array(value: object, name: str, *, allow_nonfinite: bool = False) -
 def as_float_vector(value: object, name: str, *, allow_nonfinite: bool = False) -> np.ndarray:
     """A non-empty 1-D float64 C-contiguous copy of ``value`` (float32 is promoted).
 
-    Raises
-    ------
-    TypeError
-        For complex, integer, boolean or object data.
-    ValueError
-        If ``value`` is not 1-D, is empty, or holds NaN or infinity (the message
-        names the first bad index).
+    Raises what :func:`as_float_array` raises, and a ValueError if ``value`` is
+    not 1-D or is empty.
     """
-    try:
-        array = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"{name} could not be read as a NumPy array: {exc}") from None
+    array = _read_array(value, name)
     if array.ndim != 1:
         raise ValueError(
             f"{name} must be a 1-D vector, got shape {array.shape}: pack named arrays with "

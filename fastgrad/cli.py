@@ -240,7 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"fastgrad {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_demo_command(commands)
+    _add_check_command(commands)
+    _add_bench_command(commands)
+    return parser
 
+
+def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="the course's two planted back-prop bugs, found and named",
         description="Run the course's gradient check exercise with fastgrad.",
@@ -249,12 +255,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(demo)
     demo.set_defaults(run=_run_demo)
 
+
+def _add_check_command(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser(
         "check", help="check the gradient of a dense network (random data or your saved arrays)",
         description="Check a dense network's gradient by finite differences.",
         epilog=_CHECK_EPILOG, formatter_class=_Formatter,
     )
-    network = check.add_argument_group("network")
+    _add_network_options(check.add_argument_group("network"))
+    _add_data_options(check.add_argument_group("data and gradients"))
+    _add_how_options(check.add_argument_group("how to check"))
+    cluster = check.add_argument_group("cluster (needs fastgrad[distributed])").add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=_positive_int, metavar="N",
+                         help="run on a local Dask cluster of N single-threaded worker processes")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786)")
+    out = check.add_argument_group("output")
+    _add_output_options(out)
+    out.add_argument("--worst", type=_non_negative_int, default=5, metavar="K", help="how many of the worst components to list")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when stdout is not a terminal)")
+    check.set_defaults(run=_run_check)
+
+
+def _add_network_options(network: argparse._ArgumentGroup) -> None:
     network.add_argument(
         "--layers", type=_layer_sizes, metavar="N0,N1,...,NL",
         help="layer sizes, inputs first, e.g. 784,128,64,10 (read from --params when omitted)",
@@ -270,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         "softmax_cross_entropy for several)",
     )
     network.add_argument("--l2", type=_number, default=0.0, metavar="LAMBDA", help="L2 strength (penalty l2/(2m) sum ||W||^2)")
-    data = check.add_argument_group("data and gradients")
+
+
+def _add_data_options(data: argparse._ArgumentGroup) -> None:
     data.add_argument("--batch", type=_positive_int, metavar="M", help="examples of random data (default: 16)")
     data.add_argument("--params", metavar="P.npz", help="saved parameters W1, b1, ... (numpy.savez)")
     data.add_argument("--grads", metavar="G.npz", help="saved gradients dW1, db1, ... to check (needs --params and --data)")
@@ -279,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--bug", type=_bug, action="append", default=[], metavar="KIND-BLOCK",
         help=f"plant a bug in the gradient before checking it (KIND: {', '.join(BUG_KINDS)}; e.g. double-dW2)",
     )
-    how = check.add_argument_group("how to check")
+
+
+def _add_how_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the random parameters, data, samples and directions")
     how.add_argument("--eps", type=_number, metavar="EPS", help="fixed step (the course's formula); default: a step per component from the numerics")
     how.add_argument("--threshold", type=_number, metavar="T", help="pass threshold on the relative difference (default 1e-6, 1e-5 for forward)")
@@ -289,17 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="directional: a few random directional derivatives, whatever the size")
     how.add_argument("--engine", choices=("auto", "dense", "generic"), default="auto",
                      help="dense: the structure-exploiting kernel; generic: a full forward pass per point")
-    cluster = check.add_argument_group("cluster (needs fastgrad[distributed])").add_mutually_exclusive_group()
-    cluster.add_argument("--workers", type=_positive_int, metavar="N",
-                         help="run on a local Dask cluster of N single-threaded worker processes")
-    cluster.add_argument("--scheduler", metavar="ADDRESS",
-                         help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786)")
-    out = check.add_argument_group("output")
-    _add_output_options(out)
-    out.add_argument("--worst", type=_non_negative_int, default=5, metavar="K", help="how many of the worst components to list")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when stdout is not a terminal)")
-    check.set_defaults(run=_run_check)
 
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench", help="time fastgrad against the naive course loop",
         description="Time fastgrad's full gradient check against the naive course loop.",
@@ -310,7 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which reference networks to time (default: S,M,L; with --quick: S,M)")
     bench.add_argument("--json", action="store_true", help="print the measurements as JSON")
     bench.set_defaults(run=_run_bench)
-    return parser
 
 
 # --------------------------------------------------------------------------- #
@@ -729,43 +747,54 @@ def _case_names(text: str) -> list[str]:
 def _run_bench(args: argparse.Namespace) -> int:
     import numba
 
-    from fastgrad._cases import NETWORK_CASES
-
     names = args.cases or (_QUICK_CASES if args.quick else _BENCH_CASES)
     budget = 0.3 if args.quick else 1.0
-    say = (lambda text="": None) if args.json else (lambda text="": print(text, flush=True))
-
-    say(f"fastgrad bench: {numba.get_num_threads()} thread(s), numba {numba.__version__}, numpy {np.__version__}")
-    say("  a full check of every component; naive = the course's loop, timed on a prefix and extrapolated")
-    started = time.perf_counter()
-    warm = NETWORK_CASES["S"].problem()  # loads (or compiles, once) the kernels outside the timings
-    warm.net.gradcheck(warm.params, warm.X, warm.Y, progress=False)
-    first_call = time.perf_counter() - started
-    say(f"  first call (loads or compiles the kernels): {first_call:.2f} s")
+    _say(args, f"fastgrad bench: {numba.get_num_threads()} thread(s), numba {numba.__version__}, numpy {np.__version__}")
+    _say(args, "  a full check of every component; naive = the course's loop, timed on a prefix and extrapolated")
+    first_call = _warm_up()
+    _say(args, f"  first call (loads or compiles the kernels): {first_call:.2f} s")
     busy = _machine_load()
     if busy is not None:
-        say(f"  warning: {busy}; timings (the naive loop's multi-threaded BLAS above all) will be slow and noisy")
-    say()
-
-    rows = []
-    for name in names:
-        case = NETWORK_CASES[name]
-        problem = case.problem()
-        net = problem.net
-        fast = _best_time(lambda: net.gradcheck(problem.params, problem.X, problem.Y, progress=False), budget)
-        naive, prefix = _naive_seconds(problem, case.naive_components)
-        rows.append({
-            "case": name, "layers": "-".join(map(str, case.layer_sizes)), "examples": case.m,
-            "parameters": net.n_params, "fastgrad_seconds": fast, "components_per_second": net.n_params / fast,
-            "naive_seconds": naive, "naive_components_timed": prefix, "speedup": naive / fast,
-        })
-
+        _say(args, f"  warning: {busy}; timings (the naive loop's multi-threaded BLAS above all) will be slow and noisy")
+    _say(args)
+    rows = [_bench_row(name, budget) for name in names]
     if args.json:
         _print_json({
             "threads": numba.get_num_threads(), "first_call_seconds": first_call, "machine_busy": busy,
             "cases": rows,
         })
-        return EXIT_PASSED
+    else:
+        _print_bench_table(rows)
+    return EXIT_PASSED
+
+
+def _warm_up() -> float:
+    """Seconds of a first check of S: loads (or compiles, once) the kernels outside the timings."""
+    from fastgrad._cases import NETWORK_CASES
+
+    started = time.perf_counter()
+    warm = NETWORK_CASES["S"].problem()
+    warm.net.gradcheck(warm.params, warm.X, warm.Y, progress=False)
+    return time.perf_counter() - started
+
+
+def _bench_row(name: str, budget: float) -> dict:
+    """Time fastgrad's full check of one reference network and the naive loop on it."""
+    from fastgrad._cases import NETWORK_CASES
+
+    case = NETWORK_CASES[name]
+    problem = case.problem()
+    net = problem.net
+    fast = _best_time(lambda: net.gradcheck(problem.params, problem.X, problem.Y, progress=False), budget)
+    naive, prefix = _naive_seconds(problem, case.naive_components)
+    return {
+        "case": name, "layers": "-".join(map(str, case.layer_sizes)), "examples": case.m,
+        "parameters": net.n_params, "fastgrad_seconds": fast, "components_per_second": net.n_params / fast,
+        "naive_seconds": naive, "naive_components_timed": prefix, "speedup": naive / fast,
+    }
+
+
+def _print_bench_table(rows: list[dict]) -> None:
     header = ["case", "network", "m", "parameters", "fastgrad s", "components/s", "naive s", "speed-up"]
     table = [
         [r["case"], r["layers"], str(r["examples"]), f"{r['parameters']:,}", f"{r['fastgrad_seconds']:.3g}",
@@ -787,7 +816,6 @@ def _run_bench(args: argparse.Namespace) -> int:
         print("  * naive loop timed on " + ", ".join(
             f"{r['naive_components_timed']} components of {r['case']}" for r in extrapolated
         ) + ", extrapolated linearly")
-    return EXIT_PASSED
 
 
 # --------------------------------------------------------------------------- #

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fastgrad._dense_spec import LEAKY_SLOPE
+
 if TYPE_CHECKING:
     from fastgrad.dense import DenseNet
 
@@ -33,9 +35,6 @@ __all__ = [
     "course_backward_with_bugs",
     "course_gradient_check",
 ]
-
-_LEAKY_SLOPE = 0.01
-
 
 def dictionary_to_vector(params: dict[str, np.ndarray]) -> np.ndarray:
     """Flatten ``W1, b1, W2, b2, ...`` into one column-less float64 vector, in that order."""
@@ -61,7 +60,7 @@ def _activation(name: str, Z: np.ndarray) -> np.ndarray:
     if name == "relu":
         return np.maximum(0, Z)
     if name == "leaky_relu":
-        return np.where(Z > 0, Z, _LEAKY_SLOPE * Z)
+        return np.where(Z > 0, Z, LEAKY_SLOPE * Z)
     if name == "tanh":
         return np.tanh(Z)
     if name == "sigmoid":

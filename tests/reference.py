@@ -1,8 +1,13 @@
 """Plain NumPy reference of a dense network: forward cost and back-prop.
 
 Written the obvious way, layer by layer, with a list of caches, independently
-of fastgrad's compiled kernels and of ``fastgrad.naive``, so that tests can
-compare the kernels against it. Nothing here is fast or clever on purpose.
+of fastgrad's compiled kernels and of ``fastgrad.naive`` (only the activation
+and loss codes and the leaky-ReLU slope come from ``fastgrad._dense_spec``), so
+that tests can compare the kernels against it. Nothing here is fast or clever on
+purpose. The one NumPy reference of the tests: ``cost`` and ``gradients`` check
+``DenseNet.cost`` and ``DenseNet.gradients``, ``network_gradient`` is the
+gradient of ``fastgrad._cases.network_cost``, and ``central_differences`` is the
+course's finite-difference loop on a vector.
 
 Conventions (the course's): X (n0, m), Y (nL, m), params W1 (n1, n0), b1 (n1, 1),
 ...; BCE on a sigmoid output ``(1/m) sum(-y log a - (1-y) log(1-a))``; softmax
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LEAKY_SLOPE = 0.01
+from fastgrad._dense_spec import ACTIVATIONS, LEAKY_SLOPE, LOSSES
 
 
 def activation(name, z):
@@ -113,19 +118,53 @@ def gradients(params, X, Y, activations, loss, l2=0.0, dropout_scales=None):
     return {name: grads[name] for l in range(1, n_layers + 1) for name in (f"dW{l}", f"db{l}")}
 
 
+def unpack(theta, layer_sizes):
+    """The parameter dict ``W1, b1, ...`` of a course-layout vector (views of ``theta``)."""
+    params, at = {}, 0
+    for l in range(1, len(layer_sizes)):
+        n_out, n_in = int(layer_sizes[l]), int(layer_sizes[l - 1])
+        params[f"W{l}"] = theta[at : at + n_out * n_in].reshape(n_out, n_in)
+        at += n_out * n_in
+        params[f"b{l}"] = theta[at : at + n_out].reshape(n_out, 1)
+        at += n_out
+    return params
+
+
+def pack(blocks):
+    """One vector of the blocks ``W1, b1, ...`` (or ``dW1, db1, ...``), in that order."""
+    return np.concatenate([np.asarray(value, dtype=np.float64).ravel() for value in blocks.values()])
+
+
+def network_gradient(theta, layer_sizes, hidden, loss, X, Y):
+    """The gradient of ``fastgrad._cases.network_cost`` (same arguments: codes, not names)."""
+    names = {code: name for name, code in ACTIVATIONS.items()}
+    loss_name = {code: name for name, code in LOSSES.items()}[loss]
+    output = "sigmoid" if loss_name == "binary_cross_entropy" else "linear"
+    activations = [names[hidden]] * (len(layer_sizes) - 2) + [output]
+    return pack(gradients(unpack(theta, layer_sizes), X, Y, activations, loss_name))
+
+
+def central_differences(cost, theta, eps=1e-6, indices=None):
+    """The course's loop on a vector: copy, perturb, evaluate twice, divide by ``2 eps``."""
+    indices = range(theta.size) if indices is None else indices
+    approx = np.empty(len(indices))
+    for r, i in enumerate(indices):
+        plus = theta.copy()
+        plus[i] += eps
+        minus = theta.copy()
+        minus[i] -= eps
+        approx[r] = (cost(plus) - cost(minus)) / (2 * eps)
+    return approx
+
+
 def numerical_gradient(params, X, Y, activations, loss, l2=0.0, dropout_scales=None, eps=1e-6):
     """Central differences, one component at a time, on the reference cost."""
-    grads = {}
-    for name, value in params.items():
-        g = np.zeros_like(value)
-        for index in np.ndindex(value.shape):
-            plus = {k: v.copy() for k, v in params.items()}
-            minus = {k: v.copy() for k, v in params.items()}
-            plus[name][index] += eps
-            minus[name][index] -= eps
-            g[index] = (
-                cost(plus, X, Y, activations, loss, l2, dropout_scales)
-                - cost(minus, X, Y, activations, loss, l2, dropout_scales)
-            ) / (2 * eps)
-        grads["d" + name] = g
-    return grads
+    weights = [np.shape(params[f"W{l}"]) for l in range(1, len(activations) + 1)]
+    layer_sizes = [weights[0][1]] + [shape[0] for shape in weights]
+
+    def vector_cost(theta):
+        return cost(unpack(theta, layer_sizes), X, Y, activations, loss, l2, dropout_scales)
+
+    ordered = {name: params[name] for l in range(1, len(activations) + 1) for name in (f"W{l}", f"b{l}")}
+    approx = central_differences(vector_cost, pack(ordered), eps)
+    return {"d" + name: block for name, block in unpack(approx, layer_sizes).items()}

@@ -15,6 +15,7 @@ import pytest
 
 import fastgrad
 from fastgrad import cli
+from fastgrad._cases import NETWORK_CASES
 from fastgrad.naive import course_backward, course_backward_with_bugs, course_case
 
 REPO = Path(__file__).resolve().parents[1]
@@ -325,8 +326,8 @@ def test_bench_prints_a_table_and_json():
 
 
 def test_interrupted_check_prints_the_partial_report_and_exits_130(monkeypatch, capsys):
-    X, Y, params = course_case()
-    net = fastgrad.DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    case = NETWORK_CASES["S"]
+    (X, Y), net, params = case.data(), case.net(), case.params()
     partial = replace(net.gradcheck(params, X, Y, indices=np.arange(10), progress=False), interrupted=True)
 
     def interrupted_check(self, *args, **kwargs):

@@ -16,6 +16,7 @@ import pytest
 import fastgrad
 import reference
 from fastgrad import _dense_kernels, naive
+from fastgrad._cases import NETWORK_CASES
 from fastgrad.dense import DenseNet
 
 LOSS_OUTPUT = {"binary_cross_entropy": "sigmoid", "softmax_cross_entropy": "linear", "mse": "tanh"}
@@ -38,6 +39,13 @@ def make_case(loss, hidden="tanh", *, sizes=None, m=5, l2=0.0, dropout=None, see
         params[f"W{l}"] = rng.standard_normal((sizes[l], sizes[l - 1])) * 0.8
         params[f"b{l}"] = rng.standard_normal((sizes[l], 1)) * 0.5
     return net, params, X, Y
+
+
+def course_network():
+    """The registry's S case: the course's 4-5-3-1 network, its parameters and data (Y of shape (1, 3))."""
+    case = NETWORK_CASES["S"]
+    X, Y = case.data()
+    return case.net(), case.params(), X, Y
 
 
 def vector(grads, net):
@@ -86,7 +94,7 @@ def test_binary_cross_entropy_is_stable_where_the_course_formula_overflows():
 
 def test_one_output_accepts_labels_as_a_vector():
     X, Y, params = naive.course_case()
-    net = DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    net = NETWORK_CASES["S"].net()
     assert Y.shape == (3,)
     assert net.cost(params, X, Y) == net.cost(params, X, Y.reshape(1, 3))
     course_cost, _ = naive.course_forward(X, Y, params)
@@ -128,8 +136,7 @@ def test_naive_course_loop_reproduces_the_course_numbers_exactly():
 
 
 def test_course_bugs_fail_near_0285_and_are_localised_to_w2_and_b1():
-    X, Y, params = naive.course_case()
-    net = DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    net, params, X, Y = course_network()
     report = net.gradcheck(params, X, Y, naive.course_backward_with_bugs(X, Y, params), eps=1e-7, threshold=1e-7)
     assert not report.passed
     assert report.difference == pytest.approx(0.2850931567761623, rel=1e-6)
@@ -138,8 +145,7 @@ def test_course_bugs_fail_near_0285_and_are_localised_to_w2_and_b1():
 
 
 def test_course_fixed_backprop_passes_and_agrees_with_fastgrad_backprop():
-    X, Y, params = naive.course_case()
-    net = DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    net, params, X, Y = course_network()
     fixed = naive.course_backward(X, Y, params)
     assert net.gradcheck(params, X, Y, fixed, eps=1e-7, threshold=1e-7).passed
     assert net.gradcheck(params, X, Y, fixed).passed
@@ -149,8 +155,7 @@ def test_course_fixed_backprop_passes_and_agrees_with_fastgrad_backprop():
 
 
 def test_directional_and_sampled_checks_find_the_course_bugs():
-    X, Y, params = naive.course_case()
-    net = DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    net, params, X, Y = course_network()
     buggy = naive.course_backward_with_bugs(X, Y, params)
     directional = net.gradcheck(params, X, Y, buggy, mode="directional", seed=1)
     assert not directional.passed and directional.mode == "directional"
@@ -432,11 +437,6 @@ def no_kernels(monkeypatch):
         monkeypatch.setattr(_dense_kernels, name, refuse)
 
 
-def _course():
-    X, Y, params = naive.course_case()
-    return DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy"), params, X, Y
-
-
 @pytest.mark.parametrize(
     "change, error, match",
     [
@@ -458,7 +458,7 @@ def _course():
 )
 @pytest.mark.parametrize("call", ["cost", "gradients", "gradcheck", "train"])
 def test_bad_parameters_and_data_are_refused_before_any_kernel(no_kernels, change, error, match, call):
-    net, params, X, Y = _course()
+    net, params, X, Y = course_network()
     params, X, Y = change(params, X, Y)
     with pytest.raises(error, match=match):
         getattr(net, call)(params, X, Y)

@@ -31,9 +31,8 @@ from fastgrad._dense_engine import (
     perturbed_cost_differences,
     prepare,
 )
-from fastgrad._dense_spec import ACTIVATIONS, LOSSES
+from fastgrad._dense_spec import ACTIVATIONS, LEAKY_SLOPE, LOSSES
 
-LEAKY_SLOPE = 0.01
 KINKED = ("relu", "leaky_relu")
 
 

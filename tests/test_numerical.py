@@ -13,19 +13,8 @@ import fastgrad
 from fastgrad import _differences
 from fastgrad.numerical import CheckInterrupted, NonFiniteCostError, estimate_gradient
 
+import reference
 from generic_costs import cases, complex_safe_smooth, complex_safe_smooth_gradient, quadratic_cost
-
-
-def reference_central(cost, theta, eps):
-    """The course's loop, written plainly: copy, perturb, evaluate twice."""
-    approx = np.empty(theta.size)
-    for i in range(theta.size):
-        plus = theta.copy()
-        plus[i] += eps
-        minus = theta.copy()
-        minus[i] -= eps
-        approx[i] = (cost(plus) - cost(minus)) / (2 * eps)
-    return approx
 
 
 def reference_default_steps(cost, theta, noise):
@@ -46,7 +35,7 @@ def reference_default_steps(cost, theta, noise):
 @pytest.mark.parametrize("name, cost, args, theta, exact", cases(), ids=[c[0] for c in cases()])
 def test_compiled_loop_matches_reference_loop_exactly(name, cost, args, theta, exact):
     approx = fastgrad.numerical_gradient(cost, theta, args=args, eps=1e-6)
-    expected = reference_central(lambda t: cost(t, *args), theta, 1e-6)
+    expected = reference.central_differences(lambda t: cost(t, *args), theta, 1e-6)
     np.testing.assert_array_equal(approx, expected)
 
 

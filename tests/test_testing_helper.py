@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastgrad
+from fastgrad._cases import NETWORK_CASES
 from fastgrad.naive import course_backward, course_backward_with_bugs, course_case
 from fastgrad.testing import assert_dense_gradients_correct, assert_gradients_correct
 
@@ -27,7 +28,7 @@ def blocks():
 
 
 def course_net():
-    return fastgrad.DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+    return NETWORK_CASES["S"].net()
 
 
 def test_correct_gradient_returns_the_passing_report():
