@@ -438,7 +438,7 @@ def _series_table(layer_sizes, activations, Z, unit_offset):
     return series
 
 
-@njit(cache=True)
+@njit(cache=True, calls_parallel=True)  # the base pass runs _layer_forward's parallel rows
 def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
     """The tables and unperturbed forward pass of ``DenseBase``, in its field order."""
     n_layers = layer_sizes.size - 1

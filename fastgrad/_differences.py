@@ -517,7 +517,11 @@ def block_error(error: np.ndarray, rounding: np.ndarray) -> float:
     """
     rounding = np.minimum(rounding, error)
     share = min(1.0, (1.0 + 3.0 / math.sqrt(max(error.size, 1))) / ROUNDING_FACTOR)
-    return scaled_norm(error - rounding + share * rounding)
+    combined = error - rounding + share * rounding
+    biggest = float(np.max(combined)) if combined.size else 0.0
+    if biggest == 0.0 or not math.isfinite(biggest):  # (scaled_norm, inline: overflow-safe)
+        return biggest
+    return biggest * float(np.linalg.norm(combined / biggest))
 
 
 def precision_targets(error, rounding, magnitude, scale_floor, block_ids, n_blocks, threshold) -> np.ndarray:

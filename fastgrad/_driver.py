@@ -24,6 +24,7 @@ import numpy as np
 from fastgrad import _differences as fd
 from fastgrad._layout import Layout
 from fastgrad._memory import require_memory
+from fastgrad._threads import blas_on_one_thread
 from fastgrad._options import DIRECTION_REDRAWS, CheckOptions
 from fastgrad.engines import DirectionalEngine, Engine
 
@@ -515,8 +516,8 @@ def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical g
     from fastgrad.numerical import Estimate
 
     indices = opts.indices
-    sigma = measure_noise(engine, None)
-    with _Runner(engine, indices.size, opts.progress, description) as runner:
+    with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
+        sigma = measure_noise(engine, None)
         try:
             measured = measure(runner, engine, indices, engine.theta[indices], None, opts, sigma,
                                np.zeros(indices.size, np.int64), 1)
@@ -546,7 +547,7 @@ def run_check(
     from fastgrad.report import Report
 
     if opts.mode == "directional":
-        with _Runner(engine, 0, False, description) as guard:
+        with blas_on_one_thread(), _Runner(engine, 0, False, description) as guard:
             sigma = measure_noise(engine, layout)
             if guard.requested:
                 raise CheckInterrupted(None, "check interrupted before any component was done")
@@ -558,7 +559,8 @@ def run_check(
     block_ids, n_blocks = _block_ids(layout, indices)
     grad_selected = grad[indices]
     # Ctrl-C is deferred from here on: it stops the check between chunks, with the partial report.
-    with _Runner(engine, indices.size, opts.progress, description) as runner:
+    # BLAS stays on one thread: its own threads would take the cores Numba's need.
+    with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
         sigma = measure_noise(engine, layout)
         try:
             measured = measure(runner, engine, indices, engine.theta[indices], grad_selected, opts, sigma,
@@ -570,14 +572,16 @@ def run_check(
             part = _head(partial, partial.done)
             est = Estimate.from_measured(indices[: partial.done], part, opts, engine, sigma)
             report = Report.build(
-                grad_selected[: partial.done], est, opts, layout, engine.theta.size,
+                grad_selected[: partial.done], est, opts.threshold, layout, engine.theta.size,
+                grad_dtype=opts.grad_dtype, mode=opts.mode,
                 notes=notes + (f"interrupted: only {partial.done} of {indices.size} components were checked",),
                 interrupted=True,
             )
             raise CheckInterrupted(report, f"check interrupted after {partial.done} of {indices.size} components") from None
     est = Estimate.from_measured(indices, measured, opts, engine, sigma)
     extra = () if terms is None else tuple(terms(est, grad_selected))
-    return Report.build(grad_selected, est, opts, layout, engine.theta.size, terms=extra, notes=notes)
+    return Report.build(grad_selected, est, opts.threshold, layout, engine.theta.size, grad_dtype=opts.grad_dtype,
+                        mode=opts.mode, terms=extra, notes=notes)
 
 
 def _direction_weights(grad: np.ndarray, layout: Layout | None) -> np.ndarray:

@@ -117,6 +117,15 @@ def _verdict(report: "Report", color: bool) -> list[str]:
         f"tolerance {format_number(report.tolerance)} "
         f"(threshold {format_number(report.threshold)} plus measured numerical error)"
     ]
+    failing = [b for b in report.blocks if b.verdict == "fail"]
+    if failing and report.difference <= report.tolerance:
+        # The whole passes its rule: say which block's rule (or component) failed.
+        b = failing[0]
+        why = (f"{b.wrong} component{'s' if b.wrong != 1 else ''} wrong beyond {'their' if b.wrong != 1 else 'its'} "
+               "measured error" if b.wrong else
+               f"difference {format_number(b.difference)} > tolerance {format_number(b.tolerance)}")
+        lines[0] = f"{verdict}: in block {b.name}, {why} (all of theta: difference " \
+                   f"{format_number(report.difference)}, tolerance {format_number(report.tolerance)})"
     if report.verdict == "fail":
         culprits = list(report.failing_blocks)
         failing_terms = [t.name for t in report.terms if not t.passed]

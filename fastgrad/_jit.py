@@ -225,6 +225,11 @@ class _ParallelDispatcher(registry.CPUDispatcher):
         with parallel_region():
             return super().__call__(*args, **kwargs)
 
+    @property
+    def without_lock(self) -> Callable:
+        """The plain compiled call, for callers that already hold :func:`parallel_region`."""
+        return registry.CPUDispatcher.__call__.__get__(self)
+
 
 def _dispatcher(function: Callable, options: dict) -> Any:
     calls_parallel = options.pop("calls_parallel", False)

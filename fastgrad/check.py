@@ -19,7 +19,6 @@ import numpy as np
 from fastgrad._driver import run_check
 from fastgrad._layout import Layout, pack
 from fastgrad._options import resolve_options
-from fastgrad._threads import single_threaded_blas
 from fastgrad._validation import as_float_vector
 from fastgrad.distributed import check_client, generic_recipe, on_cluster
 from fastgrad.engines import GenericEngine, prepare_cost
@@ -70,7 +69,6 @@ def check_layout(layout: object, size: int) -> Layout | None:
     return layout
 
 
-@single_threaded_blas
 def gradcheck(
     cost: Callable,
     grad: np.ndarray | Mapping[str, np.ndarray],

@@ -27,7 +27,7 @@ from fastgrad import _dense_kernels
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
 from fastgrad._memory import dense_check_bytes, require_memory
-from fastgrad._threads import blas_on_one_thread, single_threaded_blas
+from fastgrad._threads import blas_on_one_thread
 from fastgrad._differences import UNRESOLVED
 from fastgrad._driver import run_check
 from fastgrad._options import resolve_options
@@ -605,7 +605,6 @@ class DenseNet:
     # ------------------------------------------------------------------ #
     # Gradient check
     # ------------------------------------------------------------------ #
-    @single_threaded_blas
     def gradcheck(
         self,
         params: Mapping[str, object],

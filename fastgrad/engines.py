@@ -208,6 +208,10 @@ class GenericEngine:
             _check_complex_cost(cost, theta)
         if compiled:
             self._kernel, self._arg_types = _compiled_kernel(cost, complex_step)
+        # One frame fewer between the driver and the cost: evaluate is the loop itself.
+        self.evaluate = self._evaluate_compiled if self._kernel is not None else self._evaluate_python
+        self._scalar_cost = cost.function if cost.per_example is None else cost.__call__
+        self._cost_args = cost.args if cost.per_example is None else ()
         # A cost evaluation costs at least a pass over theta (for the thread choice).
         self._work_per_point = 10.0 * theta.size
         self.traits = EngineTraits(
@@ -216,11 +220,6 @@ class GenericEngine:
             per_example=cost.per_example is not None,
             complex_step=complex_step,
         )
-
-    def evaluate(self, indices: np.ndarray, points: np.ndarray):
-        if self._kernel is not None:
-            return self._evaluate_compiled(indices, points)
-        return self._evaluate_python(indices, points)
 
     def _evaluate_compiled(self, indices, points):
         from fastgrad._threads import parallel_region, threads_for
@@ -260,16 +259,21 @@ class GenericEngine:
             for j in range(points.shape[1]):
                 local[k] = points[r, j]
                 try:
-                    value = self.cost(local)
+                    value = self._scalar_cost(local, *self._cost_args)
                 except Exception as exc:
                     exc.add_note(f"fastgrad: raised by the cost with theta[{int(k)}] = {float(np.real(points[r, j]))!r}")
                     raise
-                if local[k] != points[r, j] or not _unchanged_except(local, base, k):
+                # The cost must leave theta as it got it (checked on the spot: cheap next to a cost).
+                moved = local[k] != points[r, j]
+                local[k] = base[k]
+                moved = moved or not np.array_equal(local, base)
+                local[k] = points[r, j]
+                if moved:
                     raise RuntimeError(
                         f"The cost modified its theta argument (while evaluating component {int(k)}); "
                         "a cost must not write into theta: work on a copy (theta = theta.copy())."
                     )
-                out[r, j] = _part(value, self._complex, int(k))
+                out[r, j] = value if isinstance(value, float) and not self._complex else _part(value, self._complex, int(k))
             local[k] = base[k]
         status = (~np.isfinite(out).all(axis=1)).astype(np.uint8)
         return out, np.zeros(indices.size, np.uint8), status
@@ -289,15 +293,6 @@ class GenericEngine:
 
     def example_terms(self, point: np.ndarray) -> np.ndarray:
         return self.cost.terms(np.ascontiguousarray(point))
-
-
-def _unchanged_except(local: np.ndarray, base: np.ndarray, k: int) -> bool:
-    """Whether ``local`` equals ``base`` except at ``k`` (a cost wrote into theta otherwise)."""
-    saved = local[k]
-    local[k] = base[k]
-    same = bool(np.array_equal(local, base))
-    local[k] = saved
-    return same
 
 
 def _real(value) -> float:
@@ -494,8 +489,12 @@ class DenseEngine(_DenseCosts):
         # Each perturbed row changes at most its layer's downstream work, on m examples.
         work = indices.size * points.shape[1] * X.shape[1] * float(np.sum(layer_sizes[1:])) * 4.0
         with parallel_region(), threads_for(work):
-            return _dense_engine.cost_differences(
-                self._base, np.ascontiguousarray(indices), np.ascontiguousarray(points)
+            # The driver's rows and points fit the network by construction: the
+            # compiled kernel directly (its Python wrapper validates for other callers).
+            kernel = _dense_engine._cost_differences
+            return getattr(kernel, "without_lock", kernel)(
+                self._base, np.ascontiguousarray(indices, dtype=np.int64),
+                np.ascontiguousarray(points, dtype=np.float64), np.int64(numba.get_num_threads()),
             )
 
 

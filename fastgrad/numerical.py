@@ -17,7 +17,6 @@ import numpy as np
 from fastgrad import _differences as fd
 from fastgrad._driver import CheckInterrupted, NonFiniteCostError, estimate
 from fastgrad._options import resolve_options
-from fastgrad._threads import single_threaded_blas
 from fastgrad._validation import as_float_vector
 from fastgrad.distributed import check_client, generic_recipe, on_cluster
 from fastgrad.engines import GenericEngine, prepare_cost
@@ -139,7 +138,6 @@ def merge_estimates(estimates: Sequence[Estimate]) -> Estimate:
     return replace(first, **arrays, noise_level=max(e.noise_level for e in estimates))
 
 
-@single_threaded_blas
 def estimate_gradient(
     cost: Callable,
     theta: np.ndarray,

@@ -213,11 +213,19 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
             "or use float64 throughout"
         )
     elif allowance > fd.MAX_ALLOWANCE:
-        reasons.append(
-            f"the measured numerical error alone allows a relative difference of {allowance:.3g} "
-            f"(more than {fd.MAX_ALLOWANCE:g}), so a wrong gradient could pass: the cost is too noisy or too "
-            "flat here; use float64 data, a larger eps, or a point where the gradient is larger"
-        )
+        if allowance >= 1.0:
+            reasons.append(
+                f"the gradient is below the measured numerical error here (the error alone allows a relative "
+                f"difference of {allowance:.3g}), so a zero or wrong gradient would pass too: check at a point "
+                "where this gradient is larger, or with the cost computed more precisely"
+            )
+        else:
+            reasons.append(
+                f"the measured numerical error alone allows a relative difference of {allowance:.3g} "
+                f"(more than {fd.MAX_ALLOWANCE:g}), so a wrong gradient could pass: the cost is noisy or flat "
+                "here even at the best steps tried; compute it more precisely (float64 throughout), or check "
+                "at a point where the gradient is larger"
+            )
     if unresolved:
         reasons.append(
             f"{unresolved} component(s) could not be resolved (a kink too close to theta, or the cost failed at "
@@ -326,15 +334,12 @@ class Report:
     # ------------------------------------------------------------------ #
     @classmethod
     def build(
-        cls, grad: np.ndarray, estimate: Estimate, opts, layout: Layout | None, size: int, *,
-        terms: Sequence[TermResult] = (), notes: Sequence[str] = (), interrupted: bool = False,
+        cls, grad: np.ndarray, estimate: Estimate, threshold: float, layout: Layout | None, size: int, *,
+        grad_dtype: str = "float64", mode: str = "full", terms: Sequence[TermResult] = (),
+        notes: Sequence[str] = (), interrupted: bool = False,
     ) -> "Report":
         """Compare ``grad`` (the estimate's components, in its order) with ``estimate``."""
-        return cls._from(grad, estimate, opts.threshold, layout, size, opts.grad_dtype, opts.mode,
-                         tuple(terms), tuple(notes), interrupted)
-
-    @classmethod
-    def _from(cls, grad, estimate, threshold, layout, size, grad_dtype, mode, terms, notes, interrupted):
+        terms, notes = tuple(terms), tuple(notes)
         order = np.argsort(estimate.indices, kind="stable")
         if np.any(order != np.arange(order.size)):
             estimate = estimate.subset(order)
@@ -573,5 +578,6 @@ def merge_reports(*reports: Report) -> Report:
     order = np.argsort(np.concatenate([r.indices for r in reports]), kind="stable")
     grad = np.concatenate([r.grad for r in reports])[order]
     notes = tuple(dict.fromkeys(n for r in reports for n in r.notes))
-    return Report._from(grad, estimate, first.threshold, first.layout, first.size, first.grad_dtype, first.mode,
-                        first.terms if len(reports) == 1 else (), notes, any(r.interrupted for r in reports))
+    return Report.build(grad, estimate, first.threshold, first.layout, first.size, grad_dtype=first.grad_dtype,
+                        mode=first.mode, terms=first.terms if len(reports) == 1 else (), notes=notes,
+                        interrupted=any(r.interrupted for r in reports))
