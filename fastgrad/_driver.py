@@ -178,7 +178,10 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         found = []
         for spacing in fd.NOISE_SPACINGS:
             points = fd.noise_points(float(engine.theta[k]), spacing)[None, :]
-            values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
+            try:
+                values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
+            except KeyboardInterrupt:
+                raise CheckInterrupted(None, "check interrupted before any component was done") from None
             sigma, clean = fd.noise_level(values[0], engine.cost_value)
             found.append(sigma)
             if clean:
@@ -618,9 +621,12 @@ def _directional_measure(engine, grad, opts, sigma, rng, mask, layout):
     for _ in range(1 + DIRECTION_REDRAWS):
         dengine = DirectionalEngine(engine, directions)
         analytic = directions @ grad
+        # Moving every component at once changes all of a long sum's rounding:
+        # the noise along the directions themselves, not along one component.
+        line_sigma = max(sigma, measure_noise(dengine, None))
         with _Runner(dengine, opts.directions, False, "directional") as runner:
             measured = measure(runner, dengine, np.arange(opts.directions), np.zeros(opts.directions), analytic,
-                               opts, sigma, np.zeros(opts.directions, np.int64), 1)
+                               opts, line_sigma, np.zeros(opts.directions, np.int64), 1)
         clean = ~np.isin(measured.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
         if results is None:
             results = (analytic.copy(), measured)

@@ -373,9 +373,10 @@ def test_ctrl_c_gives_the_partial_report_and_leaves_arrays_alone(monkeypatch):
     calls = []
 
     def interrupted_after_one_chunk(*args):
-        calls.append(args[8].size)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
+        if args[8].size > 1:  # a chunk of the check (the noise lines move one component each)
+            calls.append(args[8].size)
+            if len(calls) > 1:
+                raise KeyboardInterrupt
         return real_kernel(*args)
 
     monkeypatch.setattr(_dense_kernels, "perturbed_costs", interrupted_after_one_chunk)
