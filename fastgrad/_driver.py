@@ -357,9 +357,8 @@ class _Measurement:
         self.grad_error = _grad_rounding(grad, self.opts)
         magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(grad) + np.abs(self.analysis.approx), 0.0)
         self.scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
-        self.precision = fd.precision_targets(self.analysis.error + self.grad_error,
-                                              self.analysis.rounding + self.grad_error, magnitude,
-                                              self.scale_floor, block_ids, n_blocks, self.opts.threshold)
+        self.block_ids, self.n_blocks = block_ids, n_blocks
+        self._update_precision()
         self.state = self._decide(np.arange(grad.size), self.analysis)
         if not self.work.size:
             values, offsets, kinks, _ = self.first
@@ -367,6 +366,13 @@ class _Measurement:
             self.table = fd.Table.empty(self.work.size)
             self.table.store(np.arange(self.work.size), np.full(self.work.size, fd.ZERO_LEVEL),
                              values[self.work], offsets[self.work], kinks[self.work])
+
+    def _update_precision(self) -> None:
+        """Each component's error target, from the errors measured so far (see precision_targets)."""
+        magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(self.grad) + np.abs(self.analysis.approx), 0.0)
+        self.precision = fd.precision_targets(self.analysis.error + self.grad_error,
+                                              self.analysis.rounding + self.grad_error, magnitude,
+                                              self.scale_floor, self.block_ids, self.n_blocks, self.opts.threshold)
 
     def _decide(self, rows, analysis, **options) -> np.ndarray:
         return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.scale_floor[rows],
@@ -397,6 +403,8 @@ class _Measurement:
                 break
             self._evaluate(todo, target, local)
             _update(self.analysis, self._analyse(todo, self.table.subset(local)), todo)
+            # A block's truncation shows only now: its error targets follow what was measured.
+            self._update_precision()
             state[todo] = self._decide(todo, _rows(self.analysis, todo))
         todo = work[state[work] == fd.UNDECIDED]
         state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
