@@ -423,9 +423,7 @@ class _Measurement:
         if not (kinked.size and engine.traits.per_example):
             return
         analysis.kink[kinked] = True
-        local = np.searchsorted(self.work, kinked)
-        low, high, width = _example_brackets(engine, self.indices[kinked], self.base[kinked], self.steps[kinked],
-                                             self.table.subset(local), analysis, kinked)
+        low, high, width = _example_brackets(engine, self.indices[kinked], self.base[kinked], self.steps[kinked])
         exact = getattr(engine, "subgradient_range", None)
         found = None if exact is None else exact(self.indices[kinked])
         if found is not None:
@@ -483,17 +481,21 @@ def _finish(analysis, state, steps, low, high, done) -> Measured:
     return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
 
 
-def _example_brackets(engine, indices, base, steps, table, analysis, rows):
-    """Per-example one-sided slopes summed: the subgradient range of a sum of losses."""
+def _example_brackets(engine, indices, base, steps):
+    """Per-example one-sided slopes summed: the subgradient range of a sum of losses.
+
+    Each example's secants at ``+-s`` enclose its derivative whether or not its
+    kink lies within ``s`` (a kink inside: both one-sided slopes; none: its smooth
+    derivative, between the secants of a convex or concave piece), so the first
+    step serves: the smaller steps of the table would only add rounding.
+    """
     theta = engine.theta
     terms_at_theta = np.asarray(engine.example_terms(theta), dtype=np.float64)
     low = np.empty(indices.size)
     high = np.empty(indices.size)
     width = np.empty(indices.size)
-    both = table.both_sides()
     for r, k in enumerate(indices):
-        finest = int(np.argmax(both[r])) if both[r].any() else fd.ZERO_LEVEL
-        s = steps[r] * 2.0 ** fd.LEVELS[finest]
+        s = steps[r]
         point = theta.copy()
         point[k] = base[r] + s
         up = point[k] - base[r]
@@ -503,11 +505,11 @@ def _example_brackets(engine, indices, base, steps, table, analysis, rows):
         left = (terms_at_theta - np.asarray(engine.example_terms(point))) / down
         low[r] = float(np.sum(np.minimum(left, right)))
         high[r] = float(np.sum(np.maximum(left, right)))
-        # First-order slopes carry curvature that the extrapolated totals do not.
-        curvature = abs(float(np.sum(right)) - analysis.right[rows[r]]) + abs(float(np.sum(left)) - analysis.left[rows[r]])
-        # Rounding of the per-example differences, a few ulps of each term per step.
-        rounding = 8.0 * fd.EPS_MACH * float(np.sum(np.abs(terms_at_theta))) / min(up, down)
-        width[r] = float(np.nan_to_num(analysis.side_error[rows[r]])) + float(np.nan_to_num(curvature)) + rounding
+        # Each example's left and right secants enclose its derivative where it is
+        # smooth on [-s, s] (convex or concave there), and its one-sided ones at its
+        # kink: the range needs no curvature allowance, only the rounding of the
+        # per-example differences (a few ulps of each term per step).
+        width[r] = 8.0 * fd.EPS_MACH * float(np.sum(np.abs(terms_at_theta))) / min(up, down)
     return low, high, width
 
 
