@@ -214,12 +214,8 @@ def test_bug_is_still_caught_on_a_network_with_kinks(activation, path):
     assert set(report.failing_blocks) == {"W2"}, describe(report)
 
 
-@pytest.mark.parametrize("path", ["dense"])  # the generic path sees J alone: see below
-def test_correct_backprop_passes_when_one_parameter_moves_two_kinks(path):
-    # W1 and b1 move A1, which moves Z2[0] up and Z2[1] down, both exactly at 0.
-    # A correct back-prop (relu'(0) = 0, as fastgrad's own and the reference) gives
-    # dW1 = 0, outside the range of the one-sided slopes (0.625 and 1.25): at a
-    # kink crossed by several pre-activations, any mix of their sides is correct.
+def two_kinks_problem():
+    """One example, W1 and b1 moving Z2[0] up and Z2[1] down, both exactly at 0."""
     arch = Architecture("two kinks", (1, 1, 2, 1), ("relu", "relu", "linear"), "mse", m=1)
     params = {
         "W1": np.array([[1.0]]), "b1": np.array([[0.5]]),
@@ -227,7 +223,16 @@ def test_correct_backprop_passes_when_one_parameter_moves_two_kinks(path):
         "W3": np.array([[1.0, -0.5]]), "b3": np.array([[0.25]]),
     }
     X, Y = np.array([[1.0]]), np.array([[-1.0]])
-    config = Config(arch.layer_sizes, arch.activations, arch.loss)
+    return arch, params, X, Y, Config(arch.layer_sizes, arch.activations, arch.loss)
+
+
+@pytest.mark.parametrize("path", ["dense"])  # the generic path sees J alone: see below
+def test_correct_backprop_passes_when_one_parameter_moves_two_kinks(path):
+    # W1 and b1 move A1, which moves Z2[0] up and Z2[1] down, both exactly at 0.
+    # A correct back-prop (relu'(0) = 0, as fastgrad's own and the reference) gives
+    # dW1 = 0, outside the range of the one-sided slopes (0.625 and 1.25): at a
+    # kink crossed by several pre-activations, any mix of their sides is correct.
+    arch, params, X, Y, config = two_kinks_problem()
     assert CORRECT(params, X, Y, config)["dW1"][0, 0] == 0.0
     report = check(path, CORRECT, arch, params, X, Y, config)
     assert report.block("W1").kinks == 1
@@ -243,14 +248,7 @@ def test_generic_cost_judges_a_kink_by_the_costs_own_one_sided_slopes():
     # [0.625, 1.25]; relu'(0) = 0 at two units switching in opposite directions lies
     # outside it, and fastgrad says so, naming the component and why (the documented
     # limit of black-box checking; DenseNet knows the units and passes it).
-    arch = Architecture("two kinks", (1, 1, 2, 1), ("relu", "relu", "linear"), "mse", m=1)
-    params = {
-        "W1": np.array([[1.0]]), "b1": np.array([[0.5]]),
-        "W2": np.array([[1.0], [-1.0]]), "b2": np.array([[-1.5], [1.5]]),
-        "W3": np.array([[1.0, -0.5]]), "b3": np.array([[0.25]]),
-    }
-    X, Y = np.array([[1.0]]), np.array([[-1.0]])
-    config = Config(arch.layer_sizes, arch.activations, arch.loss)
+    arch, params, X, Y, config = two_kinks_problem()
     report = check("generic", CORRECT, arch, params, X, Y, config)
     named = {c.name: c.state for c in report.worst(report.checked)}
     assert named["W1[0, 0]"] == "wrong at a kink"  # and b1[0, 0], which moves the same two units
