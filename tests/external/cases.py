@@ -213,7 +213,7 @@ def _post_bugs(net) -> list[tuple[str, Callable, set]]:
 
 
 def _mlp_cases(family, label, net, theta, X, Y, layout, *, bugs=True, kw=None, expected_correct="pass",
-               numba_cost=False, note=""):
+               numba_cost=False, note="", inconclusive_ok=False):
     """The correct case and every applicable bug for one network at one point."""
     kw = dict(kw or {})
     if numba_cost:
@@ -225,7 +225,8 @@ def _mlp_cases(family, label, net, theta, X, Y, layout, *, bugs=True, kw=None, e
     ref = functools.partial(_ref_cost, net, X, Y)
     base = dict(family=family, cost=cost, theta=theta, layout=layout, args=args, kwargs=kw,
                 true_grad=g_true, reference=ref)
-    cases = [Case(name=f"{family}/{label}/correct", grad=g_true, expected=expected_correct, note=note, **base)]
+    cases = [Case(name=f"{family}/{label}/correct", grad=g_true, expected=expected_correct, note=note,
+                  inconclusive_ok=inconclusive_ok, **base)]
     if not bugs:
         return cases
     for bug in (
@@ -315,8 +316,12 @@ def trained_family() -> list[Case]:
         X, Y = _data(seed, 24, 6, 4, "softmax_ce")
         theta, layout = fastgrad.pack(net.init(seed=seed))
         theta = net.train(theta, X, Y, steps=3000, rate=2.0)
+        # The dead net's only gradient (the output bias, at its optimum) is zero up to
+        # rounding: no wrong gradient could be told from it (nor planted visibly, below),
+        # so "inconclusive, with the reason" is an honest answer there, never a failure.
         cases += _mlp_cases("trained", f"{label}-6-8-8-4-gd3000", net, theta, X, Y, layout, bugs=False,
-                            expected_correct="not_fail", note="reproducer 8 (3000 GD steps at rate 2)")
+                            expected_correct="not_fail", note="reproducer 8 (3000 GD steps at rate 2)",
+                            inconclusive_ok=label == "relu-dead")
         if label == "relu-dead":
             continue  # no component is large enough to corrupt visibly
         g_true = _packed(layout, net.backprop(theta, X, Y))
