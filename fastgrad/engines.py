@@ -116,9 +116,6 @@ class Cost:
     compiled: bool
     per_example: str | None = None
 
-    def raw(self, theta: np.ndarray):
-        return self.function(theta, *self.args)
-
     def __call__(self, theta: np.ndarray) -> float:
         value = self.function(theta, *self.args)
         if self.per_example is None:

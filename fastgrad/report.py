@@ -27,6 +27,7 @@ import numpy as np
 
 from fastgrad import _differences as fd
 from fastgrad._layout import Layout
+from fastgrad._options import DIRECTION_REDRAWS
 from fastgrad.numerical import Estimate, merge_estimates
 
 __all__ = ["Report", "BlockResult", "Component", "TermResult", "DirectionalResult", "merge_reports", "VERDICTS"]
@@ -63,10 +64,6 @@ class BlockResult:
     @property
     def conclusive(self) -> bool:
         return self.verdict != "inconclusive"
-
-    @property
-    def allowance(self) -> float:
-        return self.tolerance - 0.0 if not math.isfinite(self.tolerance) else self.tolerance
 
     def to_dict(self) -> dict:
         return {
@@ -387,7 +384,7 @@ class Report:
         whole = judge(analytic, value, error, state, opts.threshold, rounding=rounding)
         reasons = list(whole.reasons)
         if clean == 0:
-            reasons = [f"every random direction crossed a kink (after {1 + 4} draws each), so nothing was compared: "
+            reasons = [f"every random direction crossed a kink (after {1 + DIRECTION_REDRAWS} draws each), so nothing was compared: "
                        "check again at another point or use mode='full'"]
         blocks = []
         for name, a, m, c in per_block:
