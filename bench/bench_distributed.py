@@ -59,7 +59,7 @@ def _record(benchmark, name, local_s, remote_s, **extra) -> None:
 
 def test_python_cost_on_two_workers(benchmark, client):
     rng = np.random.default_rng(0)
-    n = 200 if FULL else 16
+    n = 1500 if FULL else 16
     A = rng.standard_normal((40, n))
     theta = rng.standard_normal(n)
     repeats = 100 if FULL else 2  # ~2 ms per call in full

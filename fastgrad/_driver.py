@@ -118,7 +118,9 @@ class _Runner:
             elapsed = time.perf_counter() - began
             values[start:stop], kinks[start:stop], status[start:stop] = v, k, s
             rate = (stop - start) / max(elapsed, 1e-9)
-            self.chunk = int(min(max(1, rate * (self.engine.traits.chunk_seconds or CHUNK_SECONDS)), 4 * self.chunk + 1))
+            traits = self.engine.traits
+            self.chunk = int(min(max(1, rate * (traits.chunk_seconds or CHUNK_SECONDS)),
+                                 traits.chunk_growth * self.chunk + 1))
             if count:
                 self._advance(stop - start)
             start = stop

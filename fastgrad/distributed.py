@@ -74,6 +74,8 @@ SHARD_SECONDS = 2.0
 #: Seconds of cluster work the driver aims at per ``evaluate`` call: the driver
 #: stops between calls on Ctrl-C, and every call waits for its slowest shard.
 CALL_SECONDS = 10.0
+#: The most a call grows over the previous one (in-process engines: 4).
+CALL_GROWTH = 100.0
 #: Engines kept per worker process (older checks' engines are dropped).
 _WORKER_CACHE_SIZE = 4
 
@@ -388,10 +390,11 @@ class DaskEngine:
         self._payload = client.scatter(payload, broadcast=True, hash=False)
         traits = self.local.traits
         # The first call is the probe (one row per worker); the driver then grows
-        # its calls (at most 4x each) to about CALL_SECONDS of cluster work.
+        # its calls quickly (each short call costs a round trip) to about
+        # CALL_SECONDS of cluster work.
         workers = len(client.scheduler_info(n_workers=-1)["workers"])
         self.traits = replace(traits, name=f"{traits.name}, on Dask", first_chunk=max(2, workers),
-                              chunk_seconds=CALL_SECONDS)
+                              chunk_seconds=CALL_SECONDS, chunk_growth=CALL_GROWTH)
 
     # -- the protocol ------------------------------------------------------- #
 
@@ -411,6 +414,10 @@ class DaskEngine:
         status = np.zeros(n, dtype=np.uint8)
         if n == 0:
             return values, kinks, status
+        if n == 1:
+            # One row is one task wherever it runs: the client's own engine saves
+            # the round trip (the noise lines, refinement of a lone component).
+            return self.local.evaluate(indices, points)
         self._calls += 1
         workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
         pending: dict[Any, tuple[int, int]] = {}
@@ -460,7 +467,12 @@ class DaskEngine:
         even = max(1, math.ceil(n / workers))
         per_row = self._seconds_per_row or 0.0
         by_time = int(self.shard_seconds / per_row) if per_row > 0 else even
-        return max(1, min(by_time, even))
+        if by_time >= even:
+            return even
+        # Equal shards, a multiple of the workers in number: no worker is left
+        # with a remainder shard after the others have finished.
+        rounds = math.ceil(n / (workers * max(1, by_time)))
+        return max(1, math.ceil(n / (workers * rounds)))
 
     def _collect(self, completed, pending, values, kinks, status, bar) -> None:
         rows = 0

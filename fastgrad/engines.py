@@ -58,6 +58,10 @@ class EngineTraits:
         Seconds of work per ``evaluate`` call that the driver aims at (None:
         the driver's default, a fraction of a second). A distributed engine
         asks for more: each call is a barrier across the cluster.
+    chunk_growth : float
+        The most a chunk grows from one call to the next (the rate measured on
+        a short call can flatter or understate a longer one). A distributed
+        engine lets it jump: its short calls cost a round trip each.
     """
 
     name: str
@@ -67,6 +71,7 @@ class EngineTraits:
     per_example: bool = False
     complex_step: bool = False
     chunk_seconds: float | None = None
+    chunk_growth: float = 4.0
 
 
 @runtime_checkable
