@@ -270,6 +270,21 @@ class Table:
     def both_sides(self) -> np.ndarray:
         return np.isfinite(self.plus) & np.isfinite(self.minus)
 
+    def shift(self, rows: np.ndarray, by: np.ndarray) -> None:
+        """Move rows' columns ``by`` places to the finer end (their window moves up).
+
+        The ``by`` finest columns of each row are dropped; its step base must
+        grow by ``2**by`` to match.
+        """
+        for k in np.unique(by):
+            moved = rows[by == k]
+            for name, empty in (("plus", np.nan), ("minus", np.nan), ("off_plus", np.nan), ("off_minus", np.nan),
+                                ("kinked", False), ("failed", False)):
+                array = getattr(self, name)
+                kept = array[moved, k:].copy() if k < LEVELS.size else array[moved, :0]
+                array[moved, :] = empty
+                array[moved, :kept.shape[1]] = kept
+
 
 @dataclass
 class Analysis:
@@ -354,6 +369,11 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
         extrapolated = (order_gain * fine - coarse) / (order_gain - 1.0)
         pair_rounding = (order_gain * rounding_all[:, :-1] + rounding_all[:, 1:]) / (order_gain - 1.0)
         pair_error = np.abs(coarse - fine) / (order_gain - 1.0) + pair_rounding
+        straddle = np.zeros_like(pair_error) if forward_only else _straddle(table, s, sigma)
+        # A pair whose one-sided slopes disagree beyond its own measured error
+        # reaches a kink: its table may still look asymptotic (below), never trusted.
+        straddling = straddle > pair_error
+        pair_error = pair_error + straddle
         clean = ~(table.kinked[:, 1:] | table.kinked[:, :-1])
         pair_error = np.where(np.isfinite(pair_error) & clean, pair_error, np.inf)
         # Disagreement with the next finer pair joins the error: Richardson's
@@ -380,7 +400,7 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
         pattern = ((ratio >= 0.5 * order_gain) & (ratio <= 2.0 * order_gain)) | (quiet[:, 1:] & quiet[:, :-1])
         ratio_ok[:, :-1] |= pattern
         ratio_ok[:, 1:] |= pattern
-        ratio_ok &= np.isfinite(pair_error)
+        ratio_ok &= np.isfinite(pair_error) & ~straddling
     rows = np.arange(n)
     # Prefer pairs whose table follows the pattern; others only when none does.
     candidates = np.where(ratio_ok, total_pair_error, np.inf)
@@ -404,6 +424,22 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     # settled; a kink within the step can fool one pair).
     confirmed = pair_found & ratio_ok[rows, best_pair]
     return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed)
+
+
+def _straddle(table: Table, s: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Per pair of levels, half the disagreement of its extrapolated one-sided slopes beyond their rounding.
+
+    For a smooth cost the two agree to third order in the step (far below the
+    central difference's own truncation); where the steps reach a kink they
+    differ by the jump in slope, and the central difference there is only the
+    mean of two different derivatives: the pair's error must say so.
+    """
+    right = table.plus / table.off_plus
+    left = table.minus / table.off_minus
+    right = 2.0 * right[:, :-1] - right[:, 1:]
+    left = 2.0 * left[:, :-1] - left[:, 1:]
+    rounding = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * (2.0 / s[:, :-1] + 1.0 / s[:, 1:])
+    return 0.5 * np.maximum(np.abs(right - left) - 2.0 * rounding, 0.0)
 
 
 def _slopes_at_pair(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, f: np.ndarray):
@@ -554,26 +590,61 @@ def kink_bracket(analysis: Analysis, bracket=None) -> tuple[np.ndarray, np.ndarr
     return low, high, analysis.side_error
 
 
-def next_levels(table: Table, analysis: Analysis) -> np.ndarray:
+#: The most levels (a factor 2 each) one round may jump up, past steps whose
+#: pairs would only shrink a rounding-bound error by 2 each.
+MAX_JUMP = 6
+#: No step above this many times ``max(|theta_k|, 1)``.
+MAX_STEP_RATIO = 1e3
+
+
+def next_levels(table: Table, analysis: Analysis, wanted: np.ndarray | None = None,
+                level_cap: np.ndarray | None = None) -> np.ndarray:
     """The step level to evaluate next for each component (-1 when none is left).
 
     Finer when truncation dominates the error (or a kink may lie within the
-    step), coarser when rounding does.
+    step), coarser when rounding does. With ``wanted`` (the error each
+    component should reach), a component whose best pair is the coarsest
+    evaluated and purely rounding-bound (its truncation is not measurable)
+    jumps up by as many levels as its rounding must shrink (at most
+    ``MAX_JUMP``); the next round completes the pair there, and a jump that
+    landed where truncation dominates leaves its best pair below the gap,
+    which is then filled one level at a time. Targets past the last column are
+    returned as they are when ``level_cap`` (the highest level each row may
+    reach, possibly beyond the table: the caller moves the row's window) is
+    given; otherwise the other direction is tried once.
     """
     evaluated = table.both_sides() | table.failed
     columns = np.arange(LEVELS.size)
+    rows = np.arange(evaluated.shape[0])
     lowest = np.where(evaluated, columns[None, :], LEVELS.size).min(axis=1)
     highest = np.where(evaluated, columns[None, :], -1).max(axis=1)
+    best = analysis.best_level
     rounding_bound = analysis.rounding >= 0.5 * analysis.error
     go_up = rounding_bound & ~analysis.kink_possible & (lowest < ZERO_LEVEL)
-    target = np.where(go_up, highest + 1, lowest - 1)
+    # Upwards: the first level above the best pair not yet evaluated (the next
+    # one when the evaluated levels are contiguous; a gap's first after a jump).
+    free_above = ~evaluated & (columns[None, :] > best[:, None])
+    above = np.where(free_above.any(axis=1), np.argmax(free_above, axis=1), np.maximum(highest + 1, best + 1))
+    if wanted is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            needed = np.ceil(np.log2(analysis.error / wanted))
+        jump = np.clip(np.where(np.isfinite(needed), needed, 3.0), 1, MAX_JUMP).astype(np.int64)
+        pure_rounding = analysis.rounding >= 0.9 * analysis.error
+        at_top = best + 1 == highest
+        above = np.where(at_top & pure_rounding, highest + jump, above)
+    target = np.where(go_up, above, lowest - 1)
+    # A jump's level alone: complete its pair first (one level finer).
+    lone_top = (highest > best + 1) & (highest >= 1) & ~evaluated[rows, np.maximum(highest - 1, 0)]
+    target = np.where(lone_top, highest - 1, target)
     target = np.where(highest < 0, ZERO_LEVEL, target)
     # Only level 0 so far: look at s/2 first.
     only_zero = (lowest == ZERO_LEVEL) & (highest == ZERO_LEVEL)
     target = np.where(only_zero, ZERO_LEVEL - 1, target)
     # Past either end, try the other way once before giving up.
-    target = np.where(target < 0, np.where(highest + 1 < LEVELS.size, highest + 1, -1), target)
-    target = np.where(target >= LEVELS.size, np.where(lowest - 1 >= 0, lowest - 1, -1), target)
+    top = np.full(target.shape, LEVELS.size - 1) if level_cap is None else level_cap
+    target = np.where(target < 0, np.where((highest + 1 < LEVELS.size) & (highest + 1 <= top), highest + 1, -1),
+                      target)
+    target = np.where(target > top, np.where(lowest - 1 >= 0, lowest - 1, -1), target)
     return target
 
 

@@ -278,13 +278,16 @@ class _Measurement:
             _check_explicit_step(base, self.steps, indices)
         else:
             self.steps = fd.base_steps(base, fd.relative_noise(sigma, engine.cost_value), opts.method)
+        # The table's step base per component: the first step, moved up with the
+        # row's window when rounding keeps asking for larger steps.
+        self.table_steps = self.steps.copy()
         self.work = np.zeros(0, np.int64)  # components with a table of more steps, in table-row order
         self.table = fd.Table.empty(0)
         self.low = np.full(n, np.nan)
         self.high = np.full(n, np.nan)
 
     def _analyse(self, rows: np.ndarray, table: fd.Table) -> fd.Analysis:
-        return fd.analyse(table, self.steps[rows], self.sigma, self.nominal, cost_value=self.engine.cost_value)
+        return fd.analyse(table, self.table_steps[rows], self.sigma, self.nominal, cost_value=self.engine.cost_value)
 
     def first_pass(self, judged: bool) -> tuple[int, bool]:
         """Evaluate the first level(s); returns (components done, interrupted).
@@ -382,12 +385,34 @@ class _Measurement:
 
     def _evaluate(self, rows: np.ndarray, columns: np.ndarray, local: np.ndarray) -> None:
         """Evaluate components ``rows`` (table rows ``local``) at step levels ``columns``."""
-        points, offsets = fd.level_points(self.base[rows], self.steps[rows], fd.LEVELS[columns], self.nominal, 2)
+        points, offsets = fd.level_points(self.base[rows], self.table_steps[rows], fd.LEVELS[columns], self.nominal, 2)
         values, kinks, status = self.runner.evaluate(self.indices[rows], points, count=False)
         if not self.engine.traits.returns_differences:
             values = values - self.engine.cost_value
         values[status.astype(bool)] = np.nan
         self.table.store(local, columns, values, offsets, kinks)
+
+    def _next_levels(self, todo: np.ndarray, local: np.ndarray, sub: fd.Table) -> np.ndarray:
+        """The next level of each undecided row; rows whose target lies past the
+        table's coarsest column have their window moved up to reach it."""
+        analysis = self._analyse(todo, sub)
+        if self.nominal:  # an explicit eps keeps its grid
+            return fd.next_levels(sub, analysis)
+        cap = fd.MAX_STEP_RATIO * np.maximum(np.abs(self.base[todo]), 1.0)
+        level_cap = np.floor(np.log2(cap / self.table_steps[todo])).astype(np.int64) - fd.LEVELS[0]
+        # The error that would decide: the block's precision target, or small enough
+        # against the discrepancy for "wrong" to be told (then one more adjacent
+        # level only confirms the pair, no jump).
+        discrepancy = np.abs(self.grad[todo] - analysis.approx)
+        wanted = np.minimum(self.precision[todo], discrepancy / (2.0 * fd.WRONG_FACTOR))
+        target = fd.next_levels(sub, analysis, wanted=wanted, level_cap=level_cap)
+        over = np.maximum(target - (fd.LEVELS.size - 1), 0)
+        moved = over > 0
+        if moved.any():
+            self.table.shift(local[moved], over[moved])
+            self.table_steps[todo[moved]] *= np.exp2(over[moved].astype(np.float64))
+            target = target - over
+        return target
 
     def refine(self) -> None:
         """More steps for undecided components, up to MAX_ROUNDS; then accept what was reached."""
@@ -398,7 +423,7 @@ class _Measurement:
             if todo.size == 0:
                 break
             sub = self.table.subset(local)
-            target = fd.next_levels(sub, self._analyse(todo, sub))
+            target = self._next_levels(todo, local, sub)
             keep = target >= 0
             local, todo, target = local[keep], todo[keep], target[keep]
             if todo.size == 0:

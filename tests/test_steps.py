@@ -1,0 +1,171 @@
+"""Steps beyond the table's first window: rounding-bound components move up, kinks far out are not trusted.
+
+Two failures of earlier versions drive these tests: a cost whose rounding
+needs steps far above the first (a huge constant in the cost, or parameters
+of size 1e8) left a tolerance wide enough to pass a wrong gradient, or to be
+inconclusive on a right one; and a table that climbs to large steps can meet a
+kink there, where the central difference is only the mean of two slopes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastgrad
+from fastgrad import _differences as fd
+
+
+def _offset_quadratic(theta):
+    return 1e8 + 1e-3 * 0.5 * np.sum(theta * theta)
+
+
+@pytest.fixture(scope="module")
+def offset_point():
+    return np.random.default_rng(605).normal(size=40)
+
+
+def test_huge_constant_in_the_cost_passes_the_right_gradient(offset_point):
+    report = fastgrad.gradcheck(_offset_quadratic, 1e-3 * offset_point, offset_point, progress=False)
+    assert report.verdict == "pass", report
+    # The steps went far past the first window: the allowance is far under the threshold's scale.
+    assert report.tolerance < 1e-6
+
+
+@pytest.mark.parametrize("wrong", [np.zeros_like, np.negative, lambda g: g * (1 + 1e-4)])
+def test_huge_constant_in_the_cost_fails_wrong_gradients(offset_point, wrong):
+    report = fastgrad.gradcheck(_offset_quadratic, wrong(1e-3 * offset_point), offset_point, progress=False)
+    assert report.verdict == "fail", report
+
+
+def _log_sum(theta):
+    # Curvature of order 1 / theta^2: the best step is of order 1e-5 |theta|,
+    # far above the first step (an absolute one) when |theta| ~ 1e8.
+    return float(np.sum(np.log(theta)))
+
+
+def test_parameters_of_size_1e8_reach_steps_of_their_scale():
+    theta = np.array([8.1e7, 2.4e7, 9.9e7, 1.8e7, 8.1e7])
+    right = 1.0 / theta
+    assert fastgrad.gradcheck(_log_sum, right, theta, progress=False).verdict == "pass"
+    wrong = right.copy()
+    wrong[2] *= 1 + 1e-4
+    report = fastgrad.gradcheck(_log_sum, wrong, theta, progress=False)
+    assert report.verdict == "fail"
+    assert report.worst(1)[0].index == 2
+
+
+def _kink_far_out(theta):
+    # Smooth in theta[0] near 0, but theta[1] reaches a kink at +0.05, inside the
+    # steps a rounding-bound table would climb to.
+    # The gradient is tiny against the rounding of J ~ 1: both components climb.
+    return 1.0 + 1e-9 * theta[0] + 3.0 * max(0.0, theta[1] - 0.05)
+
+
+def test_a_kink_reached_only_by_large_steps_is_not_taken_for_a_derivative():
+    theta = np.array([0.3, 0.0])
+    right = np.array([1e-9, 0.0])
+    report = fastgrad.gradcheck(_kink_far_out, right, theta, progress=False)
+    assert report.verdict == "pass", report
+    # The estimate of theta[1] is the flat side's zero, not half the slope beyond the kink.
+    assert abs(report.approx[1]) < 1e-6
+    wrong = right.copy()
+    wrong[1] = 1.5  # the mean of the two slopes a straddling pair would report
+    assert fastgrad.gradcheck(_kink_far_out, wrong, theta, progress=False).verdict != "pass"
+
+
+def test_pairs_that_reach_a_kink_lose_to_quiet_pairs_below_it():
+    """The table of a flat component whose coarsest steps reach a kink at d.
+
+    Past d the right side grows like (s - d)^3, so the coarse pairs shrink
+    about fourfold per halving and look asymptotic; jumps left the quiet pairs
+    below without neighbours. The estimate must come from a quiet pair (the
+    derivative is 0), not from the pairs whose one-sided slopes differ.
+    """
+    base, d = 1e-4, 0.07
+    table = fd.Table.empty(1)
+    for c in (17, 18, 20, 21, 22, 23, 24):
+        s = base * 2.0 ** fd.LEVELS[c]
+        table.plus[0, c], table.minus[0, c] = 3.0 * max(0.0, s - d) ** 3, 0.0
+        table.off_plus[0, c], table.off_minus[0, c] = s, -s
+    assert base * 2.0 ** fd.LEVELS[21] < d < base * 2.0 ** fd.LEVELS[22]
+    analysis = fd.analyse(table, np.array([base]), 1e-16, nominal=False, cost_value=1.0)
+    assert analysis.approx[0] == 0.0
+    assert analysis.error[0] < 1e-9
+
+
+# --------------------------------------------------------------------------- #
+# The pieces, against plain NumPy
+# --------------------------------------------------------------------------- #
+
+
+def _reference_shift(array: np.ndarray, by: int, empty) -> np.ndarray:
+    out = np.full_like(array, empty)
+    if by < array.size:
+        out[: array.size - by] = array[by:]
+    return out
+
+
+def test_table_shift_matches_a_numpy_reference():
+    rng = np.random.default_rng(0)
+    table = fd.Table.empty(4)
+    for name in ("plus", "minus", "off_plus", "off_minus"):
+        getattr(table, name)[:] = rng.normal(size=(4, fd.LEVELS.size))
+    table.kinked[:] = rng.random((4, fd.LEVELS.size)) > 0.5
+    before = {name: getattr(table, name).copy() for name in ("plus", "minus", "off_plus", "off_minus", "kinked",
+                                                              "failed")}
+    rows, by = np.array([0, 2, 3]), np.array([3, 1, fd.LEVELS.size])
+    table.shift(rows, by)
+    for name, old in before.items():
+        empty = False if old.dtype == bool else np.nan
+        new = getattr(table, name)
+        np.testing.assert_array_equal(new[1], old[1])  # untouched row
+        for row, k in zip(rows, by):
+            np.testing.assert_array_equal(new[row], _reference_shift(old[row], int(k), empty))
+
+
+def _analysis(n: int, best: int, error: float, rounding: float) -> fd.Analysis:
+    nan = np.full(n, np.nan)
+    no = np.zeros(n, bool)
+    return fd.Analysis(nan, np.full(n, error), np.full(n, rounding), no, nan, nan, nan, np.full(n, best),
+                       no.copy(), no.copy())
+
+
+def _evaluated(columns) -> fd.Table:
+    table = fd.Table.empty(1)
+    for c in columns:
+        table.plus[0, c] = table.minus[0, c] = 0.0
+    return table
+
+
+def test_a_rounding_bound_top_pair_jumps_by_what_its_error_must_shrink():
+    z = fd.ZERO_LEVEL
+    table = _evaluated([z - 1, z])
+    analysis = _analysis(1, z - 1, error=1e-6, rounding=1e-6)
+    # 2^3 = 8 < 1e-6 / 1e-7 = 10 <= 2^4: four levels up.
+    assert fd.next_levels(table, analysis, wanted=np.array([1e-7]))[0] == z + 4
+    assert fd.next_levels(table, analysis, wanted=np.array([1e-30]))[0] == z + fd.MAX_JUMP
+    # Without a target the table moves one level, as it always did.
+    assert fd.next_levels(table, analysis)[0] == z + 1
+    # Truncation visible in the pair: one level at a time.
+    assert fd.next_levels(table, _analysis(1, z - 1, 1e-6, 0.6e-6), wanted=np.array([1e-7]))[0] == z + 1
+
+
+def test_a_jumped_level_is_paired_first_and_a_gap_below_the_best_pair_is_filled():
+    z = fd.ZERO_LEVEL
+    table = _evaluated([z - 1, z, z + 4])
+    assert fd.next_levels(table, _analysis(1, z - 1, 1e-6, 1e-6), wanted=np.array([1e-7]))[0] == z + 3
+    # The jump overshot (its pair is worse): climb from the best pair through the gap.
+    table = _evaluated([z - 1, z, z + 3, z + 4])
+    assert fd.next_levels(table, _analysis(1, z - 1, 1e-6, 1e-6), wanted=np.array([1e-7]))[0] == z + 1
+
+
+def test_targets_past_the_window_are_returned_for_the_caller_to_move_it():
+    last = fd.LEVELS.size - 1
+    table = _evaluated([last - 1, last])
+    analysis = _analysis(1, last - 1, 1e-6, 1e-6)
+    table.plus[0, fd.ZERO_LEVEL - 1] = table.minus[0, fd.ZERO_LEVEL - 1] = 0.0  # s/2 seen: may go up
+    assert fd.next_levels(table, analysis, wanted=np.array([1e-7]), level_cap=np.array([100]))[0] == last + 4
+    # Capped: the other direction once.
+    assert fd.next_levels(table, analysis, wanted=np.array([1e-7]), level_cap=np.array([last]))[0] == \
+        fd.ZERO_LEVEL - 2
