@@ -219,6 +219,15 @@ def _binary_cross_entropy_term(z, y):
 
 
 @njit(cache=True)
+def column_max(Z, j):
+    """The largest entry of column ``j`` of real ``Z``: the shift of a stable softmax."""
+    shift = Z[0, j]
+    for i in range(1, Z.shape[0]):
+        shift = max(shift, Z[i, j])
+    return shift
+
+
+@njit(cache=True)
 def _log_sum_exp(Z_out, j):
     """log sum_i exp(Z_out[i, j]), shifted by the largest real part."""
     shift = Z_out[0, j].real
@@ -229,6 +238,17 @@ def _log_sum_exp(Z_out, j):
     for i in range(Z_out.shape[0]):
         s += np.exp(Z_out[i, j] - shift)
     return np.log(s) + shift
+
+
+@njit(cache=True)
+def _softmax_cross_entropy_terms(Z_out, Y, j, total):
+    """``total`` plus example ``j``'s softmax cross-entropy terms ``y_i (log sum exp z - z_i)``, in order."""
+    log_sum_exp = _log_sum_exp(Z_out, j)
+    for i in range(Z_out.shape[0]):
+        y = Y[i, j]
+        if y != 0.0:
+            total += y * (log_sum_exp - Z_out[i, j])
+    return total
 
 
 @njit(cache=True)
@@ -254,11 +274,7 @@ def _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A):
                 total += _binary_cross_entropy_term(Z_out[i, j], Y[i, j])
     elif loss == SOFTMAX_CROSS_ENTROPY:
         for j in range(m):
-            log_sum_exp = _log_sum_exp(Z_out, j)
-            for i in range(n_out):
-                y = Y[i, j]
-                if y != 0.0:
-                    total += y * (log_sum_exp - Z_out[i, j])
+            total = _softmax_cross_entropy_terms(Z_out, Y, j, total)
     else:  # MSE
         for i in range(n_out):
             for j in range(m):
@@ -312,11 +328,7 @@ def per_example_losses(theta, layer_sizes, activations, loss, X, Y, dropout_scal
             for i in range(n_out):
                 total += _binary_cross_entropy_term(Z_out[i, j], Y[i, j])
         elif loss == SOFTMAX_CROSS_ENTROPY:
-            log_sum_exp = _log_sum_exp(Z_out, j)
-            for i in range(n_out):
-                y = Y[i, j]
-                if y != 0.0:
-                    total += y * (log_sum_exp - Z_out[i, j])
+            total = _softmax_cross_entropy_terms(Z_out, Y, j, total)
         else:  # MSE
             for i in range(n_out):
                 r = A_out[i, j] - Y[i, j]
@@ -335,14 +347,13 @@ def _output_delta(loss, code, Y, Z_out, A_out, dZ):
                 dZ[i, j] = (A_out[i, j] - Y[i, j]) / m
     elif loss == SOFTMAX_CROSS_ENTROPY:
         for j in range(m):
-            shift = Z_out[0, j]
-            for i in range(1, n_out):
-                shift = max(shift, Z_out[i, j])
+            shift = column_max(Z_out, j)
             s = 0.0
             for i in range(n_out):
-                s += np.exp(Z_out[i, j] - shift)
+                dZ[i, j] = np.exp(Z_out[i, j] - shift)  # each exponential once, kept until s is known
+                s += dZ[i, j]
             for i in range(n_out):
-                dZ[i, j] = (np.exp(Z_out[i, j] - shift) / s - Y[i, j]) / m
+                dZ[i, j] = (dZ[i, j] / s - Y[i, j]) / m
     else:  # MSE
         for i in range(n_out):
             for j in range(m):

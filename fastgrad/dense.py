@@ -611,17 +611,9 @@ class DenseNet:
         Y: object,
         grads: Mapping[str, object] | np.ndarray | None = None,
         *,
-        eps: float | None = None,
-        threshold: float | None = None,
-        indices: object = None,
-        method: str = "central",
-        sample: int | None = None,
-        mode: str = "full",
-        seed: int = 0,
-        directions: int = 8,
-        progress: bool | None = None,
-        engine: str = "auto",
-        client: object = None,
+        eps: float | None = None, threshold: float | None = None, indices: object = None, method: str = "central",
+        sample: int | None = None, mode: str = "full", seed: int = 0, directions: int = 8,
+        progress: bool | None = None, engine: str = "auto", client: object = None,
     ) -> Report:
         """Check a gradient of this network's cost by finite differences.
 
