@@ -46,6 +46,7 @@ from fastgrad._jit import njit, prange
 
 from fastgrad._dense_kernels import (
     activation,
+    column_max,
     activation_slope,
     is_kinked,
     is_piecewise_linear,
@@ -366,9 +367,7 @@ def _output_probabilities(loss, Z_out):
     log_sum_exp = np.zeros(m)
     if loss == SOFTMAX_CROSS_ENTROPY:
         for e in range(m):
-            shift = Z_out[0, e]
-            for c in range(1, n_out):
-                shift = max(shift, Z_out[c, e])
+            shift = column_max(Z_out, e)
             s = 0.0
             for c in range(n_out):
                 s += math.exp(Z_out[c, e] - shift)

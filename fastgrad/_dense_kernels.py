@@ -219,6 +219,15 @@ def _binary_cross_entropy_term(z, y):
 
 
 @njit(cache=True)
+def column_max(Z, j):
+    """The largest entry of column ``j`` of real ``Z``: the shift of a stable softmax."""
+    shift = Z[0, j]
+    for i in range(1, Z.shape[0]):
+        shift = max(shift, Z[i, j])
+    return shift
+
+
+@njit(cache=True)
 def _log_sum_exp(Z_out, j):
     """log sum_i exp(Z_out[i, j]), shifted by the largest real part."""
     shift = Z_out[0, j].real
@@ -229,6 +238,17 @@ def _log_sum_exp(Z_out, j):
     for i in range(Z_out.shape[0]):
         s += np.exp(Z_out[i, j] - shift)
     return np.log(s) + shift
+
+
+@njit(cache=True)
+def _softmax_cross_entropy_terms(Z_out, Y, j, total):
+    """``total`` plus example ``j``'s softmax cross-entropy terms ``y_i (log sum exp z - z_i)``, in order."""
+    log_sum_exp = _log_sum_exp(Z_out, j)
+    for i in range(Z_out.shape[0]):
+        y = Y[i, j]
+        if y != 0.0:
+            total += y * (log_sum_exp - Z_out[i, j])
+    return total
 
 
 @njit(cache=True)
@@ -254,11 +274,7 @@ def _cost_from_buffers(theta, layer_sizes, loss, l2, Y, Z, A):
                 total += _binary_cross_entropy_term(Z_out[i, j], Y[i, j])
     elif loss == SOFTMAX_CROSS_ENTROPY:
         for j in range(m):
-            log_sum_exp = _log_sum_exp(Z_out, j)
-            for i in range(n_out):
-                y = Y[i, j]
-                if y != 0.0:
-                    total += y * (log_sum_exp - Z_out[i, j])
+            total = _softmax_cross_entropy_terms(Z_out, Y, j, total)
     else:  # MSE
         for i in range(n_out):
             for j in range(m):
@@ -312,11 +328,7 @@ def per_example_losses(theta, layer_sizes, activations, loss, X, Y, dropout_scal
             for i in range(n_out):
                 total += _binary_cross_entropy_term(Z_out[i, j], Y[i, j])
         elif loss == SOFTMAX_CROSS_ENTROPY:
-            log_sum_exp = _log_sum_exp(Z_out, j)
-            for i in range(n_out):
-                y = Y[i, j]
-                if y != 0.0:
-                    total += y * (log_sum_exp - Z_out[i, j])
+            total = _softmax_cross_entropy_terms(Z_out, Y, j, total)
         else:  # MSE
             for i in range(n_out):
                 r = A_out[i, j] - Y[i, j]
@@ -326,8 +338,69 @@ def per_example_losses(theta, layer_sizes, activations, loss, X, Y, dropout_scal
 
 
 @njit(cache=True)
+def _output_delta(loss, code, Y, Z_out, A_out, dZ):
+    """dJ/dZ of the output layer (``code``: its activation) into ``dZ``, for each loss."""
+    n_out, m = dZ.shape
+    if loss == BINARY_CROSS_ENTROPY:
+        for i in range(n_out):
+            for j in range(m):
+                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m
+    elif loss == SOFTMAX_CROSS_ENTROPY:
+        for j in range(m):
+            shift = column_max(Z_out, j)
+            s = 0.0
+            for i in range(n_out):
+                dZ[i, j] = np.exp(Z_out[i, j] - shift)  # each exponential once, kept until s is known
+                s += dZ[i, j]
+            for i in range(n_out):
+                dZ[i, j] = (dZ[i, j] / s - Y[i, j]) / m
+    else:  # MSE
+        for i in range(n_out):
+            for j in range(m):
+                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m * activation_slope(code, Z_out[i, j])
+
+
+@njit(cache=True)
+def _weight_and_bias_gradients(dZ, A_prev, W, l2, dW, db):
+    """``dW = dZ A_prev' (+ l2/m W)`` and ``db`` = the row sums of ``dZ``, of one layer."""
+    n_out, m = dZ.shape
+    np.dot(dZ, A_prev.T, dW)
+    if l2 != 0.0:
+        for i in range(n_out):
+            for k in range(W.shape[1]):
+                dW[i, k] += (l2 / m) * W[i, k]
+    for i in range(n_out):
+        s = 0.0
+        for j in range(m):
+            s += dZ[i, j]
+        db[i] = s
+
+
+@njit(cache=True)
+def _previous_delta(W, dZ, code, Z_prev, dropout_rows, has_dropout, dA_prev, dZ_prev):
+    """dJ/dZ of the layer below: ``(W' dZ)``, times its dropout scale, times g'(Z_prev).
+
+    ``dZ_prev`` may share memory with ``dZ``: ``dZ`` is read only before it is written.
+    """
+    np.dot(W.T, dZ, dA_prev)
+    n_in, m = dZ_prev.shape
+    for i in range(n_in):
+        for j in range(m):
+            g = dA_prev[i, j]
+            if has_dropout:
+                g *= dropout_rows[i, j]
+            dZ_prev[i, j] = g * activation_slope(code, Z_prev[i, j])
+
+
+@njit(cache=True)
 def cost_and_gradient(theta, layer_sizes, activations, loss, l2, X, Y, dropout_scale):
-    """The cost and its gradient by back-propagation, laid out like theta (float64)."""
+    """The cost and its gradient by back-propagation, laid out like theta (float64).
+
+    Steps: the forward pass into flat buffers, the cost, the output layer's
+    delta (:func:`_output_delta`), then layer by layer downwards each layer's
+    weight and bias gradients (:func:`_weight_and_bias_gradients`) and the
+    delta of the layer below (:func:`_previous_delta`).
+    """
     n_layers = layer_sizes.size - 1
     m = X.shape[1]
     n_z, n_a = _buffer_sizes(layer_sizes, m)
@@ -353,26 +426,7 @@ def cost_and_gradient(theta, layer_sizes, activations, loss, l2, X, Y, dropout_s
     n_out = layer_sizes[n_layers]
     Z_out = Z[z_end - n_out * m : z_end].reshape((n_out, m))
     A_out = A[a_end - n_out * m : a_end].reshape((n_out, m))
-    dZ = dZ_buffer[: n_out * m].reshape((n_out, m))
-    if loss == BINARY_CROSS_ENTROPY:
-        for i in range(n_out):
-            for j in range(m):
-                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m
-    elif loss == SOFTMAX_CROSS_ENTROPY:
-        for j in range(m):
-            shift = Z_out[0, j]
-            for i in range(1, n_out):
-                shift = max(shift, Z_out[i, j])
-            s = 0.0
-            for i in range(n_out):
-                s += np.exp(Z_out[i, j] - shift)
-            for i in range(n_out):
-                dZ[i, j] = (np.exp(Z_out[i, j] - shift) / s - Y[i, j]) / m
-    else:  # MSE
-        code = activations[n_layers - 1]
-        for i in range(n_out):
-            for j in range(m):
-                dZ[i, j] = (A_out[i, j] - Y[i, j]) / m * activation_slope(code, Z_out[i, j])
+    _output_delta(loss, activations[n_layers - 1], Y, Z_out, A_out, dZ_buffer[: n_out * m].reshape((n_out, m)))
 
     for l in range(n_layers, 0, -1):
         n_in = layer_sizes[l - 1]
@@ -380,33 +434,15 @@ def cost_and_gradient(theta, layer_sizes, activations, loss, l2, X, Y, dropout_s
         a_here = a_end - n_out * m
         A_prev = A[a_here - n_in * m : a_here].reshape((n_in, m))
         W = layer_weights(theta, layer_sizes, weight_offset, l)
-        dW = layer_weights(grad, layer_sizes, weight_offset, l)
-        db = grad[bias_offset[l] : bias_offset[l] + n_out]
         dZ = dZ_buffer[: n_out * m].reshape((n_out, m))
-        np.dot(dZ, A_prev.T, dW)
-        if l2 != 0.0:
-            for i in range(n_out):
-                for k in range(n_in):
-                    dW[i, k] += (l2 / m) * W[i, k]
-        for i in range(n_out):
-            s = 0.0
-            for j in range(m):
-                s += dZ[i, j]
-            db[i] = s
+        _weight_and_bias_gradients(dZ, A_prev, W, l2, layer_weights(grad, layer_sizes, weight_offset, l),
+                                   grad[bias_offset[l] : bias_offset[l] + n_out])
         if l > 1:
-            dA_prev = dA_buffer[: n_in * m].reshape((n_in, m))
-            np.dot(W.T, dZ, dA_prev)
             z_prev_end = z_end - n_out * m
             Z_prev = Z[z_prev_end - n_in * m : z_prev_end].reshape((n_in, m))
-            code = activations[l - 2]
             drop_start = drop_end - n_in
-            dZ_prev = dZ_buffer[: n_in * m].reshape((n_in, m))
-            for i in range(n_in):
-                for j in range(m):
-                    g = dA_prev[i, j]
-                    if has_dropout:
-                        g *= dropout_scale[drop_start + i, j]
-                    dZ_prev[i, j] = g * activation_slope(code, Z_prev[i, j])
+            _previous_delta(W, dZ, activations[l - 2], Z_prev, dropout_scale[drop_start:drop_end], has_dropout,
+                            dA_buffer[: n_in * m].reshape((n_in, m)), dZ_buffer[: n_in * m].reshape((n_in, m)))
             drop_end = drop_start
             z_end = z_prev_end
         a_end = a_here

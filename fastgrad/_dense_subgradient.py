@@ -20,16 +20,8 @@ import itertools
 
 import numpy as np
 
-from fastgrad._dense_spec import (
-    BINARY_CROSS_ENTROPY,
-    LEAKY_RELU,
-    LEAKY_SLOPE,
-    LINEAR,
-    RELU,
-    SIGMOID,
-    SOFTMAX_CROSS_ENTROPY,
-    TANH,
-)
+from fastgrad._dense_spec import BINARY_CROSS_ENTROPY, LEAKY_RELU, LEAKY_SLOPE, LINEAR, RELU, SIGMOID
+from fastgrad._dense_spec import SOFTMAX_CROSS_ENTROPY, TANH
 
 __all__ = ["subgradient_range", "MAX_KINKS_PER_EXAMPLE"]
 

@@ -363,13 +363,48 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
         else:
             single = central_differences(table, steps, nominal)
             single_rounding = ROUNDING_FACTOR * sigma / s
-        rounding_all = single_rounding
+        straddle = np.zeros_like(single[:, 1:]) if forward_only else _straddle(table, s, sigma)
+    extrapolated, pair_rounding, total_pair_error, ratio_ok = _pairs(table, single, single_rounding, forward_only,
+                                                                     straddle)
+    rounding_all = single_rounding
+    rows = np.arange(n)
+    # Prefer pairs whose table follows the pattern; others only when none does.
+    candidates = np.where(ratio_ok, total_pair_error, np.inf)
+    any_ok = np.isfinite(candidates).any(axis=1)
+    best_pair = np.where(any_ok, np.argmin(candidates, axis=1), np.argmin(total_pair_error, axis=1))
+    pair_found = np.isfinite(total_pair_error[rows, best_pair])
+
+    # Components with a single level: the difference itself, with rounding only.
+    only_level = np.where(np.isfinite(single), np.arange(LEVELS.size)[None, :], -1).max(axis=1)
+    approx = np.where(pair_found, extrapolated[rows, best_pair], single[rows, np.maximum(only_level, 0)])
+    error = np.where(pair_found, total_pair_error[rows, best_pair], rounding_all[rows, np.maximum(only_level, 0)])
+    rounding = np.where(pair_found, pair_rounding[rows, best_pair], rounding_all[rows, np.maximum(only_level, 0)])
+    no_value = ~pair_found & (only_level < 0)
+    approx[no_value] = np.nan
+    error[no_value] = np.inf
+
+    right, left, side_error, kink, kink_possible = _one_sided(table, s, row_sigma, single, forward_only)
+    best_level = np.where(pair_found, best_pair, np.maximum(only_level, 0))
+    # A value is trusted enough to call a gradient wrong only when a second
+    # pair of steps confirms it (Richardson's bound assumes the table has
+    # settled; a kink within the step can fool one pair).
+    confirmed = pair_found & ratio_ok[rows, best_pair]
+    return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed)
+
+
+def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_only: bool, straddle: np.ndarray):
+    """Richardson's extrapolation of each pair of adjacent levels, with its error, and whether it is trusted.
+
+    ``straddle`` is each pair's one-sided disagreement (:func:`_straddle`).
+    Returns ``(extrapolated, pair_rounding, total_pair_error, ratio_ok)``, each
+    ``(n, levels - 1)``: pair ``p`` is levels ``p`` (finer) and ``p + 1``.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
         coarse, fine = single[:, 1:], single[:, :-1]
         order_gain = 2.0 if forward_only else 4.0
         extrapolated = (order_gain * fine - coarse) / (order_gain - 1.0)
         pair_rounding = (order_gain * rounding_all[:, :-1] + rounding_all[:, 1:]) / (order_gain - 1.0)
         pair_error = np.abs(coarse - fine) / (order_gain - 1.0) + pair_rounding
-        straddle = np.zeros_like(pair_error) if forward_only else _straddle(table, s, sigma)
         # A pair whose one-sided slopes disagree beyond its own measured error
         # reaches a kink: its table may still look asymptotic (below), never trusted.
         straddling = straddle > pair_error
@@ -401,29 +436,7 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
         ratio_ok[:, :-1] |= pattern
         ratio_ok[:, 1:] |= pattern
         ratio_ok &= np.isfinite(pair_error) & ~straddling
-    rows = np.arange(n)
-    # Prefer pairs whose table follows the pattern; others only when none does.
-    candidates = np.where(ratio_ok, total_pair_error, np.inf)
-    any_ok = np.isfinite(candidates).any(axis=1)
-    best_pair = np.where(any_ok, np.argmin(candidates, axis=1), np.argmin(total_pair_error, axis=1))
-    pair_found = np.isfinite(total_pair_error[rows, best_pair])
-
-    # Components with a single level: the difference itself, with rounding only.
-    only_level = np.where(np.isfinite(single), np.arange(LEVELS.size)[None, :], -1).max(axis=1)
-    approx = np.where(pair_found, extrapolated[rows, best_pair], single[rows, np.maximum(only_level, 0)])
-    error = np.where(pair_found, total_pair_error[rows, best_pair], rounding_all[rows, np.maximum(only_level, 0)])
-    rounding = np.where(pair_found, pair_rounding[rows, best_pair], rounding_all[rows, np.maximum(only_level, 0)])
-    no_value = ~pair_found & (only_level < 0)
-    approx[no_value] = np.nan
-    error[no_value] = np.inf
-
-    right, left, side_error, kink, kink_possible = _one_sided(table, s, row_sigma, single, forward_only)
-    best_level = np.where(pair_found, best_pair, np.maximum(only_level, 0))
-    # A value is trusted enough to call a gradient wrong only when a second
-    # pair of steps confirms it (Richardson's bound assumes the table has
-    # settled; a kink within the step can fool one pair).
-    confirmed = pair_found & ratio_ok[rows, best_pair]
-    return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed)
+    return extrapolated, pair_rounding, total_pair_error, ratio_ok
 
 
 def _straddle(table: Table, s: np.ndarray, sigma: np.ndarray) -> np.ndarray:

@@ -203,28 +203,6 @@ def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
     return (0,), 2
 
 
-def _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blocks) -> Measured:
-    steps = fd.base_steps(base, 0.0, "complex") if opts.eps is None else np.full(base.size, opts.eps)
-    points = (base + 1j * steps)[:, None]
-    values, _, status = runner.evaluate(indices, points)
-    bad = status.astype(bool) | ~np.isfinite(values[:, 0])
-    if bad.any():
-        _raise_non_finite(indices[bad])
-    approx = values[:, 0] / steps
-    # No difference is taken: the error is rounding relative to the derivative
-    # (and to its block, for components far below their block's size).
-    rms = fd.block_rms(np.abs(approx), block_ids, n_blocks)
-    error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms)
-    state = np.full(indices.size, fd.AGREE, np.int8)
-    if grad is not None:
-        nan = np.full(approx.size, np.nan)
-        no = np.zeros(approx.size, bool)
-        analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no)
-        state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts))
-    nan = np.full(indices.size, np.nan)
-    return Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)
-
-
 def _raise_non_finite(bad: np.ndarray) -> None:
     shown = ", ".join(str(int(k)) for k in bad[:10]) + (" ..." if bad.size > 10 else "")
     raise NonFiniteCostError(
@@ -233,45 +211,30 @@ def _raise_non_finite(bad: np.ndarray) -> None:
     )
 
 
-def measure(
-    runner: _Runner, engine: Engine, indices: np.ndarray, base: np.ndarray, grad: np.ndarray | None,
-    opts: CheckOptions, sigma: float, block_ids: np.ndarray, n_blocks: int,
-) -> Measured:
-    """Derivatives of ``indices`` with measured errors; states judged against ``grad``.
-
-    ``base`` holds the unperturbed values of the components (theta's, or zeros
-    for directions). Raises :class:`_Stop` (with a partial :class:`Measured`
-    as its argument) on Ctrl-C.
-    """
-    if opts.method == "complex":
-        return _complex_measure(runner, engine, indices, base, grad, opts, block_ids, n_blocks)
-    work = _Measurement(runner, engine, indices, base, opts, sigma)
-    done, interrupted = work.first_pass(grad is not None)
-    if grad is None or interrupted:
-        return work.partial(grad, block_ids, n_blocks, done, interrupted)
-    work.judge(grad, block_ids, n_blocks)
-    try:
-        work.refine()
-        work.judge_kinks()
-    except _Stop:
-        work.state[work.state == fd.UNDECIDED] = fd.UNRESOLVED
-        raise _Stop(work.result(indices.size)) from None
-    return work.result(indices.size)
-
-
 class _Measurement:
     """One measurement: steps, the first pair, the table of more steps, the states.
 
-    The steps, in order: :meth:`first_pass` (every component: one pair, or two
-    levels for Richardson), :meth:`judge` (states from what is known),
-    :meth:`refine` (more steps for the undecided), :meth:`judge_kinks` (ranges
-    of valid derivatives where a kink sits), :meth:`result`.
+    ``grad`` holds the analytic values of ``indices`` (None: nothing to judge,
+    an estimate). :meth:`plan` lists what to run, in order: :meth:`first_pass`
+    (every component: one pair), :meth:`second_level` (Richardson only: every
+    component at ``s/2`` too), then either :meth:`unjudged` (no gradient) or
+    :meth:`judge` (states from what is known), :meth:`refine` (more steps for
+    the undecided) and :meth:`judge_kinks` (ranges of valid derivatives where a
+    kink sits); ``method="complex"`` is the one step :meth:`complex_pass`. The
+    caller runs each step itself and then takes :meth:`result`, so each step
+    calls the runner, and the runner the engine, from the driver's own level.
+    A step interrupted by Ctrl-C raises :class:`_Stop` holding the partial
+    :class:`Measured`.
     """
 
-    def __init__(self, runner, engine, indices, base, opts, sigma) -> None:
+    def __init__(self, runner, engine, indices, base, grad, opts, sigma, block_ids, n_blocks) -> None:
         self.runner, self.engine, self.indices, self.base, self.opts, self.sigma = (
             runner, engine, indices, base, opts, sigma)
+        self.grad, self.block_ids, self.n_blocks = grad, block_ids, n_blocks
         n = indices.size
+        self.measured = None  # the complex step's result, which needs no table
+        if opts.method == "complex":
+            return
         self.nominal = opts.eps is not None
         if self.nominal:
             self.steps = np.full(n, opts.eps)
@@ -286,17 +249,46 @@ class _Measurement:
         self.low = np.full(n, np.nan)
         self.high = np.full(n, np.nan)
 
-    def _analyse(self, rows: np.ndarray, table: fd.Table) -> fd.Analysis:
-        return fd.analyse(table, self.table_steps[rows], self.sigma, self.nominal, cost_value=self.engine.cost_value)
+    def plan(self) -> list:
+        """The steps of this measurement, in the order the caller runs them."""
+        if self.opts.method == "complex":
+            return [self.complex_pass]
+        steps = [self.first_pass] + ([self.second_level] if self.opts.method == "richardson" else [])
+        if self.grad is None:
+            return steps + [self.unjudged]
+        return steps + [self.judge, self.refine, self.judge_kinks]
 
-    def first_pass(self, judged: bool) -> tuple[int, bool]:
-        """Evaluate the first level(s); returns (components done, interrupted).
+    def complex_pass(self) -> None:
+        """The complex step: one evaluation per component, no difference taken."""
+        runner, indices, base, grad, opts = self.runner, self.indices, self.base, self.grad, self.opts
+        steps = fd.base_steps(base, 0.0, "complex") if opts.eps is None else np.full(base.size, opts.eps)
+        points = (base + 1j * steps)[:, None]
+        values, _, status = runner.evaluate(indices, points)
+        bad = status.astype(bool) | ~np.isfinite(values[:, 0])
+        if bad.any():
+            _raise_non_finite(indices[bad])
+        approx = values[:, 0] / steps
+        # No difference is taken: the error is rounding relative to the derivative
+        # (and to its block, for components far below their block's size).
+        rms = fd.block_rms(np.abs(approx), self.block_ids, self.n_blocks)
+        error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms)
+        state = np.full(indices.size, fd.AGREE, np.int8)
+        if grad is not None:
+            nan = np.full(approx.size, np.nan)
+            no = np.zeros(approx.size, bool)
+            analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no)
+            state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts))
+        nan = np.full(indices.size, np.nan)
+        self.measured = Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)
+
+    def first_pass(self) -> None:
+        """Evaluate the first level for every component.
 
         Without a gradient to judge, a non-finite cost is an error; with one,
         those components are tried again at smaller steps.
         """
         n = self.indices.size
-        levels, sides = _pass_one_layout(self.opts.method)
+        _, sides = _pass_one_layout(self.opts.method)
         points, offsets = fd.level_points(self.base, self.steps, np.zeros(n, np.int64), self.nominal, sides)
         try:
             values, kinks, status = self.runner.evaluate(self.indices, points)
@@ -312,45 +304,46 @@ class _Measurement:
             values = values - self.engine.cost_value
         bad = status.astype(bool) | ~np.isfinite(values).all(axis=1)
         values[bad] = np.nan
-        if bad[:done].any() and not judged:
+        if bad[:done].any() and self.grad is None:
             _raise_non_finite(self.indices[:done][bad[:done]])
         self.first = (values, offsets, kinks, bad)
         self.analysis = fd.first_pass(values, offsets, self.steps, self.sigma, self.nominal, self.engine.cost_value)
-        if len(levels) > 1 and not interrupted:
-            done, interrupted = self._second_level(values, offsets, kinks)
-        return done, interrupted
+        if interrupted:
+            raise _Stop(self._partial(done))
 
-    def _second_level(self, values, offsets, kinks) -> tuple[int, bool]:
+    def second_level(self) -> None:
         """Richardson: every component gets the table, with ``s/2`` evaluated now."""
+        values, offsets, kinks, _ = self.first
         n = self.indices.size
         self.work = np.arange(n)
         self.table = fd.Table.empty(n)
         self.table.store(self.work, np.full(n, fd.ZERO_LEVEL), values, offsets, kinks)
+        columns = np.full(n, fd.ZERO_LEVEL - 1)
+        points, offsets = self._level_points(self.work, columns)
         try:
-            self._evaluate(self.work, np.full(n, fd.ZERO_LEVEL - 1), self.work)
+            self._store(self.work, columns, offsets, *self.runner.evaluate(self.indices, points, count=False))
         except _Stop:
-            return 0, True
-        self.analysis = self._analyse(self.work, self.table)
-        return n, False
+            raise _Stop(self._partial(0)) from None
+        self.analysis = fd.analyse(self.table, self.table_steps, self.sigma, self.nominal, cost_value=self.engine.cost_value)
 
-    def partial(self, grad, block_ids, n_blocks, done: int, interrupted: bool) -> Measured:
-        """No gradient to judge, or Ctrl-C: the first pass is all there is."""
-        n = self.indices.size
-        self.state = np.full(n, fd.AGREE, np.int8)
-        if grad is not None:
+    def unjudged(self) -> None:
+        """No gradient to judge: every value stands as measured."""
+        self.state = np.full(self.indices.size, fd.AGREE, np.int8)
+
+    def _partial(self, done: int) -> Measured:
+        """Ctrl-C before the refinement: the first pass of the rows done is all there is."""
+        self.unjudged()
+        if self.grad is not None:
             # Judged on the first pair alone: what needed more steps stays unresolved.
-            rows = np.arange(done)
+            grad, rows = self.grad, np.arange(done)
             magnitude = np.abs(grad[rows]) + np.abs(self.analysis.approx[rows])
             self.state[rows] = fd.decide(grad[rows], _rows(self.analysis, rows), self.opts.threshold,
-                                         fd.block_rms(magnitude, block_ids[rows], n_blocks),
+                                         fd.block_rms(magnitude, self.block_ids[rows], self.n_blocks),
                                          extra_error=_grad_rounding(grad[rows], self.opts))
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
-        measured = self.result(done)
-        if interrupted:
-            raise _Stop(measured)
-        return measured
+        return self.result(done)
 
-    def judge(self, grad, block_ids, n_blocks) -> None:
+    def judge(self) -> None:
         """States from what is known so far; the undecided get a table of more steps.
 
         A block whose measured error alone allows more than the threshold is not
@@ -358,11 +351,10 @@ class _Measurement:
         refined too (larger steps where rounding dominates, smaller where
         truncation does), until the table can do no better.
         """
-        self.grad = grad
+        grad, block_ids, n_blocks = self.grad, self.block_ids, self.n_blocks
         self.grad_error = _grad_rounding(grad, self.opts)
         magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(grad) + np.abs(self.analysis.approx), 0.0)
         self.scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
-        self.block_ids, self.n_blocks = block_ids, n_blocks
         self._update_precision()
         self.state = self._decide(np.arange(grad.size), self.analysis)
         if not self.work.size:
@@ -383,10 +375,12 @@ class _Measurement:
         return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.scale_floor[rows],
                          extra_error=self.grad_error[rows], precision=self.precision[rows], **options)
 
-    def _evaluate(self, rows: np.ndarray, columns: np.ndarray, local: np.ndarray) -> None:
-        """Evaluate components ``rows`` (table rows ``local``) at step levels ``columns``."""
-        points, offsets = fd.level_points(self.base[rows], self.table_steps[rows], fd.LEVELS[columns], self.nominal, 2)
-        values, kinks, status = self.runner.evaluate(self.indices[rows], points, count=False)
+    def _level_points(self, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points and offsets of components ``rows`` at step levels ``columns`` (both sides)."""
+        return fd.level_points(self.base[rows], self.table_steps[rows], fd.LEVELS[columns], self.nominal, 2)
+
+    def _store(self, local: np.ndarray, columns: np.ndarray, offsets: np.ndarray, values, kinks, status) -> None:
+        """Put what the runner returned for table rows ``local`` at step levels ``columns``."""
         if not self.engine.traits.returns_differences:
             values = values - self.engine.cost_value
         values[status.astype(bool)] = np.nan
@@ -395,7 +389,7 @@ class _Measurement:
     def _next_levels(self, todo: np.ndarray, local: np.ndarray, sub: fd.Table) -> np.ndarray:
         """The next level of each undecided row; rows whose target lies past the
         table's coarsest column have their window moved up to reach it."""
-        analysis = self._analyse(todo, sub)
+        analysis = fd.analyse(sub, self.table_steps[todo], self.sigma, self.nominal, cost_value=self.engine.cost_value)
         if self.nominal:  # an explicit eps keeps its grid
             return fd.next_levels(sub, analysis)
         cap = fd.MAX_STEP_RATIO * np.maximum(np.abs(self.base[todo]), 1.0)
@@ -415,26 +409,36 @@ class _Measurement:
         return target
 
     def refine(self) -> None:
-        """More steps for undecided components, up to MAX_ROUNDS; then accept what was reached."""
-        work, state = self.work, self.state
-        for _ in range(fd.MAX_ROUNDS):
-            local = np.flatnonzero(state[work] == fd.UNDECIDED)
-            todo = work[local]
-            if todo.size == 0:
-                break
-            sub = self.table.subset(local)
-            target = self._next_levels(todo, local, sub)
-            keep = target >= 0
-            local, todo, target = local[keep], todo[keep], target[keep]
-            if todo.size == 0:
-                break
-            self._evaluate(todo, target, local)
-            _update(self.analysis, self._analyse(todo, self.table.subset(local)), todo)
-            # A block's truncation shows only now: its error targets follow what was measured.
-            self._update_precision()
-            state[todo] = self._decide(todo, _rows(self.analysis, todo))
-        todo = work[state[work] == fd.UNDECIDED]
-        state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
+        """More steps for undecided components, up to MAX_ROUNDS; then accept what was reached.
+
+        On Ctrl-C, what is still undecided is unresolved.
+        """
+        try:
+            work, state = self.work, self.state
+            for _ in range(fd.MAX_ROUNDS):
+                local = np.flatnonzero(state[work] == fd.UNDECIDED)
+                todo = work[local]
+                if todo.size == 0:
+                    break
+                sub = self.table.subset(local)
+                target = self._next_levels(todo, local, sub)
+                keep = target >= 0
+                local, todo, target = local[keep], todo[keep], target[keep]
+                if todo.size == 0:
+                    break
+                points, offsets = self._level_points(todo, target)
+                self._store(local, target, offsets, *self.runner.evaluate(self.indices[todo], points, count=False))
+                sub = self.table.subset(local)
+                _update(self.analysis, fd.analyse(sub, self.table_steps[todo], self.sigma, self.nominal,
+                                                  cost_value=self.engine.cost_value), todo)
+                # A block's truncation shows only now: its error targets follow what was measured.
+                self._update_precision()
+                state[todo] = self._decide(todo, _rows(self.analysis, todo))
+            todo = work[state[work] == fd.UNDECIDED]
+            state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
+        except _Stop:
+            self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
+            raise _Stop(self.result()) from None
 
     def judge_kinks(self) -> None:
         """Values at a kink against the range of valid derivatives (per example where the engine can)."""
@@ -462,7 +466,11 @@ class _Measurement:
         state[kinked] = self._decide(kinked, sub, bracket=(low, high))
         analysis.side_error[kinked] = width
 
-    def result(self, done: int) -> Measured:
+    def result(self, done: int | None = None) -> Measured:
+        """The measured derivatives of the first ``done`` components (default: all)."""
+        if self.measured is not None:
+            return self.measured
+        done = self.indices.size if done is None else done
         return _finish(self.analysis, self.state, self.steps, self.low, self.high, done)
 
 
@@ -558,14 +566,16 @@ def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical g
     indices = opts.indices
     with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
         sigma = measure_noise(engine, None)
+        work = _Measurement(runner, engine, indices, engine.theta[indices], None, opts, sigma,
+                            np.zeros(indices.size, np.int64), 1)
         try:
-            measured = measure(runner, engine, indices, engine.theta[indices], None, opts, sigma,
-                               np.zeros(indices.size, np.int64), 1)
+            for step in work.plan():
+                step()
         except _Stop as stop:
             partial = stop.args[0]
             part = Estimate.from_measured(indices[: partial.done], _head(partial, partial.done), opts, engine, sigma)
             raise CheckInterrupted(part, f"check interrupted after {partial.done} of {indices.size} components") from None
-    return Estimate.from_measured(indices, measured, opts, engine, sigma)
+    return Estimate.from_measured(indices, work.result(), opts, engine, sigma)
 
 
 def _head(measured: Measured, count: int) -> Measured:
@@ -602,9 +612,12 @@ def run_check(
     # BLAS stays on one thread: its own threads would take the cores Numba's need.
     with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
         sigma = measure_noise(engine, layout)
+        work = _Measurement(runner, engine, indices, engine.theta[indices], grad_selected, opts, sigma,
+                            block_ids, n_blocks)
         try:
-            measured = measure(runner, engine, indices, engine.theta[indices], grad_selected, opts, sigma,
-                               block_ids, n_blocks)
+            # Each step in turn from here: the steps call the runner, the runner the engine.
+            for step in work.plan():
+                step()
         except _Stop as stop:
             partial = stop.args[0]
             if partial.done == 0:
@@ -618,7 +631,7 @@ def run_check(
                 interrupted=True,
             )
             raise CheckInterrupted(report, f"check interrupted after {partial.done} of {indices.size} components") from None
-    est = Estimate.from_measured(indices, measured, opts, engine, sigma)
+    est = Estimate.from_measured(indices, work.result(), opts, engine, sigma)
     extra = () if terms is None else tuple(terms(est, grad_selected))
     return Report.build(grad_selected, est, opts.threshold, layout, engine.theta.size, grad_dtype=opts.grad_dtype,
                         mode=opts.mode, terms=extra, notes=notes)
@@ -662,8 +675,11 @@ def _directional_measure(engine, grad, opts, sigma, rng, mask, layout):
         # the noise along the directions themselves, not along one component.
         line_sigma = max(sigma, measure_noise(dengine, None))
         with _Runner(dengine, opts.directions, False, "directional") as runner:
-            measured = measure(runner, dengine, np.arange(opts.directions), np.zeros(opts.directions), analytic,
-                               opts, line_sigma, np.zeros(opts.directions, np.int64), 1)
+            work = _Measurement(runner, dengine, np.arange(opts.directions), np.zeros(opts.directions), analytic,
+                                opts, line_sigma, np.zeros(opts.directions, np.int64), 1)
+            for step in work.plan():
+                step()
+            measured = work.result()
         clean = ~np.isin(measured.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
         if results is None:
             results = (analytic.copy(), measured)

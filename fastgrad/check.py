@@ -18,13 +18,13 @@ import numpy as np
 
 from fastgrad._driver import run_check
 from fastgrad._layout import Layout, pack
-from fastgrad._options import resolve_options
+from fastgrad._options import CheckOptions, resolve_options
 from fastgrad._validation import as_float_vector
 from fastgrad.distributed import check_client, generic_recipe, on_cluster
 from fastgrad.engines import GenericEngine, prepare_cost
 from fastgrad.report import Report
 
-__all__ = ["gradcheck", "prepare_grad", "check_layout"]
+__all__ = ["gradcheck", "prepare_check", "prepare_grad", "check_layout"]
 
 _GRAD_DTYPES = {np.dtype(np.float16): "float16", np.dtype(np.float32): "float32"}
 
@@ -67,6 +67,25 @@ def check_layout(layout: object, size: int) -> Layout | None:
     if layout.size != size:
         raise ValueError(f"layout describes {layout.size} components but theta has {size}.")
     return layout
+
+
+def prepare_check(
+    theta: np.ndarray, grad: object, layout: object, *, grad_optional: bool = False, **options: object,
+) -> tuple[np.ndarray | None, Layout | None, CheckOptions]:
+    """What every check validates once theta is a float64 vector: layout, gradient, options.
+
+    Shared by :func:`gradcheck` and ``DenseNet.gradcheck``. Returns the
+    analytic gradient as a float64 vector (None when ``grad`` is None and
+    ``grad_optional``: the caller has a gradient of its own), the layout, and
+    the resolved :class:`~fastgrad._options.CheckOptions` (``options`` are the
+    keyword arguments of :func:`~fastgrad._options.resolve_options`).
+    """
+    layout = check_layout(layout, theta.size)
+    if grad is None and grad_optional:
+        grad_vector, grad_dtype = None, "float64"
+    else:
+        grad_vector, grad_dtype = prepare_grad(grad, theta.size, layout)
+    return grad_vector, layout, resolve_options(theta.size, layout, grad_dtype=grad_dtype, **options)
 
 
 def gradcheck(
@@ -156,11 +175,9 @@ def gradcheck(
     """
     cost_fn = prepare_cost(cost, args, per_example)
     theta = as_float_vector(theta, "theta")
-    layout = check_layout(layout, theta.size)
-    grad_vector, grad_dtype = prepare_grad(grad, theta.size, layout)
-    opts = resolve_options(
-        theta.size, layout, method=method, mode=mode, eps=eps, threshold=threshold, indices=indices,
-        sample=sample, seed=seed, directions=directions, progress=progress, grad_dtype=grad_dtype,
+    grad_vector, layout, opts = prepare_check(
+        theta, grad, layout, method=method, mode=mode, eps=eps, threshold=threshold, indices=indices,
+        sample=sample, seed=seed, directions=directions, progress=progress,
     )
     if client is not None:
         check_client(client)

@@ -30,9 +30,8 @@ from fastgrad._memory import dense_check_bytes, require_memory
 from fastgrad._threads import blas_on_one_thread
 from fastgrad._differences import UNRESOLVED
 from fastgrad._driver import run_check
-from fastgrad._options import resolve_options
 from fastgrad._validation import check_seed
-from fastgrad.check import prepare_grad
+from fastgrad.check import prepare_check
 from fastgrad.distributed import check_client, dense_recipe, on_cluster
 from fastgrad.engines import DenseEngine, DenseForwardEngine
 from fastgrad.report import Report, TermResult, judge
@@ -612,17 +611,9 @@ class DenseNet:
         Y: object,
         grads: Mapping[str, object] | np.ndarray | None = None,
         *,
-        eps: float | None = None,
-        threshold: float | None = None,
-        indices: object = None,
-        method: str = "central",
-        sample: int | None = None,
-        mode: str = "full",
-        seed: int = 0,
-        directions: int = 8,
-        progress: bool | None = None,
-        engine: str = "auto",
-        client: object = None,
+        eps: float | None = None, threshold: float | None = None, indices: object = None, method: str = "central",
+        sample: int | None = None, mode: str = "full", seed: int = 0, directions: int = 8,
+        progress: bool | None = None, engine: str = "auto", client: object = None,
     ) -> Report:
         """Check a gradient of this network's cost by finite differences.
 
@@ -685,10 +676,10 @@ class DenseNet:
         X, Y = self._data(X, Y)
         require_memory(dense_check_bytes(self.layer_sizes, X.shape[1], numba.get_num_threads()),
                        f"a gradient check of {self!r} on {X.shape[1]} examples")
-        grad, grad_dtype = (None, "float64") if grads is None else prepare_grad(grads, theta.size, self._layout)
-        opts = resolve_options(
-            theta.size, self._layout, method=method, mode=mode, eps=eps, threshold=threshold, indices=indices,
-            sample=sample, seed=seed, directions=directions, progress=progress, grad_dtype=grad_dtype,
+        grad, _, opts = prepare_check(
+            theta, grads, self._layout, grad_optional=True, method=method, mode=mode, eps=eps,
+            threshold=threshold, indices=indices, sample=sample, seed=seed, directions=directions,
+            progress=progress,
         )
         use_dense = _choose_engine(engine, opts.method)
         if client is not None:

@@ -231,8 +231,9 @@ class GenericEngine:
         n_chunks = min(indices.size, 4 * max(1, numba.get_num_threads()))
         try:
             with parallel_region(), threads_for(self._work_per_point * out.size):
-                self._kernel(self.cost.function, base, indices, np.ascontiguousarray(points), self.cost.args,
-                             n_chunks, out)
+                # The region is held here: the compiled kernel directly, not its locking call.
+                kernel = getattr(self._kernel, "without_lock", self._kernel)
+                kernel(self.cost.function, base, indices, np.ascontiguousarray(points), self.cost.args, n_chunks, out)
         except Exception:
             # An exception raised inside the compiled loop reaches Python as a
             # SystemError without the user's own: find the evaluation that
@@ -478,8 +479,11 @@ class DenseEngine(_DenseCosts):
         self.traits = EngineTraits(name="dense", returns_differences=True, exact_kinks=True, first_chunk=256,
                                    per_example=True)
         layer_sizes, activations, loss, l2, X, Y, dropout = args
-        # Tables and the base forward pass, once per check.
-        self._base = _dense_engine.prepare(layer_sizes, activations, loss, l2, theta, X, Y, dropout)
+        # Tables and the base forward pass, once per check. The arrays are
+        # DenseNet's validated ones: the compiled set-up directly (prepare()
+        # validates them for other callers).
+        arrays = _dense_engine._prepare_arrays(layer_sizes, activations, np.int64(loss), theta, X, dropout)
+        self._base = _dense_engine.DenseBase(layer_sizes, activations, int(loss), float(l2), theta, Y, dropout, *arrays)
 
     def evaluate(self, indices: np.ndarray, points: np.ndarray):
         from fastgrad import _dense_engine

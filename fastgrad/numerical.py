@@ -139,15 +139,8 @@ def merge_estimates(estimates: Sequence[Estimate]) -> Estimate:
 
 
 def estimate_gradient(
-    cost: Callable,
-    theta: np.ndarray,
-    *,
-    eps: float | None = None,
-    indices: object = None,
-    args: Sequence = (),
-    method: str = "central",
-    progress: bool | None = None,
-    client: object = None,
+    cost: Callable, theta: np.ndarray, *, eps: float | None = None, indices: object = None, args: Sequence = (),
+    method: str = "central", progress: bool | None = None, client: object = None,
 ) -> Estimate:
     """Like :func:`numerical_gradient`, but returns the full :class:`Estimate` (with errors)."""
     cost_fn = prepare_cost(cost, args)
@@ -162,15 +155,8 @@ def estimate_gradient(
 
 
 def numerical_gradient(
-    cost: Callable,
-    theta: np.ndarray,
-    *,
-    eps: float | None = None,
-    indices: object = None,
-    args: Sequence = (),
-    method: str = "central",
-    progress: bool | None = None,
-    client: object = None,
+    cost: Callable, theta: np.ndarray, *, eps: float | None = None, indices: object = None, args: Sequence = (),
+    method: str = "central", progress: bool | None = None, client: object = None,
 ) -> np.ndarray:
     """Numerical gradient of ``cost`` at ``theta`` by finite differences.
 
