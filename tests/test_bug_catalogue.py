@@ -523,7 +523,7 @@ def _script():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bug_catalogue.py"
+    path = Path(__file__).resolve().parent / "catalogue.py"
     spec = importlib.util.spec_from_file_location("bug_catalogue_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

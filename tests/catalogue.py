@@ -18,8 +18,8 @@ otherwise.
 
 Usage::
 
-    python scripts/bug_catalogue.py                   # 5 seeds per bug, 20 per correct network
-    python scripts/bug_catalogue.py --bug-seeds 1 --seeds 5 --output -   # quick, print only
+    python tests/catalogue.py                   # 5 seeds per bug, 20 per correct network
+    python tests/catalogue.py --bug-seeds 1 --seeds 5 --output -   # quick, print only
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
+# Run as a file (``python tests/catalogue.py``): its own folder (``bugs``,
+# ``reference``) is importable as under pytest; the repository root makes
+# ``tests.external`` importable too.
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import fastgrad  # noqa: E402
@@ -242,7 +244,7 @@ def render(rows, groups, args, elapsed, modes=()) -> tuple[str, bool]:
     lines = [
         "# Bug catalogue: detection, localisation and false failures",
         "",
-        "Produced by `python scripts/bug_catalogue.py"
+        "Produced by `python tests/catalogue.py"
         + (f" --bug-seeds {args.bug_seeds}" if args.bug_seeds != 5 else "")
         + (f" --seeds {args.seeds}" if args.seeds != 20 else "")
         + "` (the bugs are in `tests/bugs.py`, each a small variation of one correct back-prop; "
