@@ -18,7 +18,12 @@ far above ``eps_mach |J|``; a sum of many terms shows its real rounding.
 differences, where ``rho = sigma / |J|`` is the cost's relative noise
 (``rho^(1/2)`` for forward, ``rho^(1/5)`` for Richardson), rounded so that
 ``theta_k + h`` is exact; the table then moves each component that needs it to
-larger steps (rounding dominates) or smaller ones (truncation or a kink does). An explicit ``eps`` is used as written (the course's
+larger steps (rounding dominates) or smaller ones (truncation or a kink does).
+A component whose error is pure rounding at its coarsest pair (no truncation
+measurable) jumps up by as many doublings as its error must shrink (at most
+``MAX_JUMP`` a round), and its row of the table moves up with it, so a cost
+with a huge constant term or parameters of size 1e8 reaches steps of order 1
+or 1e3 (never above ``MAX_STEP_RATIO max(|theta_k|, 1)``). An explicit ``eps`` is used as written (the course's
 formula, denominators ``2 eps``).
 
 **Error of one central difference** at step ``s``: rounding ``3 sigma / s``
@@ -32,7 +37,10 @@ does). From central differences ``D`` at two adjacent steps, Richardson's
 ``E = (4 D(s/2) - D(s)) / 3`` has error at most ``|D(s) - D(s/2)| / 3`` plus
 rounding (asymptotically the error of ``D(s/2)``, a bound for ``E``); the pair
 with the least error is kept, and disagreement with the next pair is added to
-the error. One-sided slopes ``(J(theta + s) - J) / s`` and
+the error. A pair whose extrapolated one-sided slopes disagree beyond that
+error reaches a kink (the central difference there is the mean of two
+slopes): the disagreement joins its error and it is never preferred as
+following the pattern. One-sided slopes ``(J(theta + s) - J) / s`` and
 ``(J - J(theta - s)) / s`` extrapolated the same way (first order) give the
 right and left derivatives: when they differ by more than four times their
 errors, at the finest pair, the component is at a kink. A smooth cost's
@@ -43,7 +51,7 @@ one-sided limits agree, so it never yields a kink.
 is ``|g| + |a|``, or the block's root-mean-square of it when larger, so the
 rounding of a tiny component cannot make it wrong); ``settled`` when its error is
 already far below its share of the threshold (more steps would change nothing);
-otherwise more steps, up to fourteen (steps from s/4096 to 4096 s). At a kink the analytic value must lie between
+otherwise more steps, up to fourteen rounds (steps from s/4096 up). At a kink the analytic value must lie between
 the one-sided derivatives (the sum of each example's, when the cost gives
 per-example losses), widened by their errors.
 """
