@@ -22,8 +22,9 @@ larger steps (rounding dominates) or smaller ones (truncation or a kink does).
 A component whose error is pure rounding at its coarsest pair (no truncation
 measurable) jumps up by as many doublings as its error must shrink (at most
 ``MAX_JUMP`` a round), and its row of the table moves up with it, so a cost
-with a huge constant term or parameters of size 1e8 reaches steps of order 1
-or 1e3 (never above ``MAX_STEP_RATIO max(|theta_k|, 1)``). An explicit ``eps`` is used as written (the course's
+with parameters of size 1e8 reaches steps of order 1e3 (never above
+``MAX_STEP_RATIO max(|theta_k|, 1)``: a larger step assumes the cost smooth
+over that range, it does not measure it). An explicit ``eps`` is used as written (the course's
 formula, denominators ``2 eps``).
 
 **Error of one central difference** at step ``s``: rounding ``3 sigma / s``
@@ -47,7 +48,8 @@ errors, at the finest pair, the component is at a kink. A smooth cost's
 one-sided limits agree, so it never yields a kink.
 
 **Decision per component.** ``agree`` when ``|g - a| <= threshold (|g| + |a|)
-+ error``; ``wrong`` when ``|g - a| > 8 error + 10 threshold scale`` (``scale``
++ error``; ``wrong`` when ``|g - a| > 8 error + 10 threshold scale`` and the table
+follows its pattern over four steps (``scale``
 is ``|g| + |a|``, or the block's root-mean-square of it when larger, so the
 rounding of a tiny component cannot make it wrong); ``settled`` when its error is
 already far below its share of the threshold (more steps would change nothing);
@@ -308,6 +310,10 @@ class Analysis:
     best_level: np.ndarray  # table column of the finer step of the pair used (or the single level)
     kink_possible: np.ndarray  # bool: the finest pair's one-sided derivatives differ (stable or not)
     confirmed: np.ndarray   # bool: the best pair has a neighbouring pair (its error bound is checked)
+    # bool: the pattern holds over two neighbouring pairs as well (four steps): a
+    # single ratio in range can be chance where the steps alias a fast oscillation,
+    # so a value is called wrong only when this holds.
+    established: np.ndarray
 
 
 def row_noise(sigma: float, cost_value: float, values: np.ndarray) -> np.ndarray:
@@ -341,7 +347,7 @@ def first_pass(values: np.ndarray, offsets: np.ndarray, steps: np.ndarray, sigma
     nan = np.full(n, np.nan)
     no = np.zeros(n, dtype=bool)
     return Analysis(approx, rounding.copy(), rounding, no, nan, nan.copy(), nan.copy(),
-                    np.full(n, ZERO_LEVEL, dtype=np.int64), no.copy(), no.copy())
+                    np.full(n, ZERO_LEVEL, dtype=np.int64), no.copy(), no.copy(), no.copy())
 
 
 def central_differences(table: Table, steps: np.ndarray, nominal: bool) -> np.ndarray:
@@ -372,7 +378,8 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
             single = central_differences(table, steps, nominal)
             single_rounding = ROUNDING_FACTOR * sigma / s
         straddle = np.zeros_like(single[:, 1:]) if forward_only else _straddle(table, s, sigma)
-    extrapolated, pair_rounding, total_pair_error, ratio_ok = _pairs(table, single, single_rounding, forward_only,
+    extrapolated, pair_rounding, total_pair_error, ratio_ok, twice_ok = _pairs(table, single, single_rounding,
+                                                                               forward_only,
                                                                      straddle)
     rounding_all = single_rounding
     rows = np.arange(n)
@@ -397,15 +404,18 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     # pair of steps confirms it (Richardson's bound assumes the table has
     # settled; a kink within the step can fool one pair).
     confirmed = pair_found & ratio_ok[rows, best_pair]
-    return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed)
+    established = confirmed & twice_ok[rows, best_pair]
+    return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed,
+                    established)
 
 
 def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_only: bool, straddle: np.ndarray):
     """Richardson's extrapolation of each pair of adjacent levels, with its error, and whether it is trusted.
 
     ``straddle`` is each pair's one-sided disagreement (:func:`_straddle`).
-    Returns ``(extrapolated, pair_rounding, total_pair_error, ratio_ok)``, each
-    ``(n, levels - 1)``: pair ``p`` is levels ``p`` (finer) and ``p + 1``.
+    Returns ``(extrapolated, pair_rounding, total_pair_error, ratio_ok, twice_ok)``,
+    each ``(n, levels - 1)``: pair ``p`` is levels ``p`` (finer) and ``p + 1``;
+    ``twice_ok``: the pattern holds at two successive ratios that involve the pair.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         coarse, fine = single[:, 1:], single[:, :-1]
@@ -444,7 +454,13 @@ def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_o
         ratio_ok[:, :-1] |= pattern
         ratio_ok[:, 1:] |= pattern
         ratio_ok &= np.isfinite(pair_error) & ~straddling
-    return extrapolated, pair_rounding, total_pair_error, ratio_ok
+        # pattern[j] links pairs j and j + 1; two in a row link three pairs.
+        twice = pattern[:, 1:] & pattern[:, :-1]
+        twice_ok = np.zeros_like(ratio_ok)
+        for offset in range(3):
+            twice_ok[:, offset:offset + twice.shape[1]] |= twice
+        twice_ok &= ratio_ok
+    return extrapolated, pair_rounding, total_pair_error, ratio_ok, twice_ok
 
 
 def _straddle(table: Table, s: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -539,7 +555,7 @@ def decide(
             agree &= (e <= PRECISION_SHARE * MAX_ALLOWANCE * scale) & (e <= precision)
         # While the one-sided derivatives differ, the value may be a valid one-sided choice.
         wrong = ((discrepancy > WRONG_FACTOR * e + WRONG_THRESHOLDS * threshold * scale)
-                 & ~analysis.kink_possible & analysis.confirmed)
+                 & ~analysis.kink_possible & analysis.established)
         settled = (e <= 0.25 * threshold * magnitude) & ~analysis.kink_possible & analysis.confirmed
     state[settled] = SETTLED
     state[wrong] = WRONG
@@ -615,7 +631,7 @@ def kink_bracket(analysis: Analysis, bracket=None) -> tuple[np.ndarray, np.ndarr
 #: pairs would only shrink a rounding-bound error by 2 each.
 MAX_JUMP = 6
 #: No step above this many times ``max(|theta_k|, 1)``.
-MAX_STEP_RATIO = 1e3
+MAX_STEP_RATIO = 1e-2
 
 
 def next_levels(table: Table, analysis: Analysis, wanted: np.ndarray | None = None,
@@ -665,7 +681,7 @@ def next_levels(table: Table, analysis: Analysis, wanted: np.ndarray | None = No
     top = np.full(target.shape, LEVELS.size - 1) if level_cap is None else level_cap
     target = np.where(target < 0, np.where((highest + 1 < LEVELS.size) & (highest + 1 <= top), highest + 1, -1),
                       target)
-    target = np.where(target > top, np.where(lowest - 1 >= 0, lowest - 1, -1), target)
+    target = np.where(target > top, np.where(highest < top, top, np.where(lowest - 1 >= 0, lowest - 1, -1)), target)
     return target
 
 

@@ -276,7 +276,8 @@ class _Measurement:
         if grad is not None:
             nan = np.full(approx.size, np.nan)
             no = np.zeros(approx.size, bool)
-            analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no)
+            analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no,
+                                   ~no)
             state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts))
         nan = np.full(indices.size, np.nan)
         self.measured = Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)

@@ -25,17 +25,41 @@ def offset_point():
     return np.random.default_rng(605).normal(size=40)
 
 
-def test_huge_constant_in_the_cost_passes_the_right_gradient(offset_point):
+def test_huge_constant_in_the_cost_never_fails_the_right_gradient(offset_point):
+    # Steps stop at 1e-2 max(|theta|, 1): the rounding of 1e8 then still allows
+    # ~6e-3, so the honest answer is inconclusive (the steps of order 1 that would
+    # settle it assume the cost smooth over a whole unit of theta).
     report = fastgrad.gradcheck(_offset_quadratic, 1e-3 * offset_point, offset_point, progress=False)
-    assert report.verdict == "pass", report
-    # The steps went far past the first window: the allowance is far under the threshold's scale.
-    assert report.tolerance < 1e-6
+    assert report.verdict in ("pass", "inconclusive"), report
+    assert report.verdict == "pass" or report.reasons
 
 
-@pytest.mark.parametrize("wrong", [np.zeros_like, np.negative, lambda g: g * (1 + 1e-4)])
+@pytest.mark.parametrize("wrong", [np.zeros_like, np.negative])
 def test_huge_constant_in_the_cost_fails_wrong_gradients(offset_point, wrong):
     report = fastgrad.gradcheck(_offset_quadratic, wrong(1e-3 * offset_point), offset_point, progress=False)
     assert report.verdict == "fail", report
+
+
+def _ripple(theta):
+    # A ripple of amplitude 1e-8 under a constant 1e10 (noise ~1e-6): its slope
+    # (1e-3) is out of reach of any step; large steps would average it away.
+    return float(1e10 + 0.5 * theta @ theta + 1e-8 * np.sum(np.sin(1e5 * theta)))
+
+
+def test_a_ripple_below_the_noise_is_never_decided_by_large_steps():
+    theta = np.array([0.3, -0.8, 0.55, 0.1])
+    right = theta + 1e-3 * np.cos(1e5 * theta)
+    assert fastgrad.gradcheck(_ripple, right, theta, progress=False).verdict != "fail"
+    assert fastgrad.gradcheck(_ripple, theta.copy(), theta, progress=False).verdict != "pass"
+
+
+def test_steps_that_alias_a_fast_oscillation_never_call_a_right_gradient_wrong():
+    # sin(1e6 theta): its own rounding (~1e-11) puts the first step far beyond the
+    # period; one ratio of the table in range by chance must not confirm a value.
+    theta = np.array([0.3, -0.8, 0.55, 0.1])
+    report = fastgrad.gradcheck(lambda t: float(np.sum(np.sin(1e6 * t))), 1e6 * np.cos(1e6 * theta), theta,
+                                progress=False)
+    assert report.verdict != "fail", report
 
 
 def _log_sum(theta):
@@ -128,7 +152,7 @@ def _analysis(n: int, best: int, error: float, rounding: float) -> fd.Analysis:
     nan = np.full(n, np.nan)
     no = np.zeros(n, bool)
     return fd.Analysis(nan, np.full(n, error), np.full(n, rounding), no, nan, nan, nan, np.full(n, best),
-                       no.copy(), no.copy())
+                       no.copy(), no.copy(), no.copy())
 
 
 def _evaluated(columns) -> fd.Table:

@@ -449,9 +449,10 @@ def extreme_family() -> list[Case]:
     g = 1e-3 * theta
     base = dict(family="extreme", cost=_quadratic_offset, theta=theta, layout=layout, true_grad=g,
                 reference=_quadratic_offset, note="reproducer 5: a constant 1e8 drowns a gradient of size 1e-3")
-    # The constant costs no precision in the differences, only in J: steps of
-    # order 1 (quadratic: no truncation) measure the gradient to ~1e-8.
-    cases.append(Case(name="extreme/offset-1e8/correct", grad=g.copy(), expected="pass", **base))
+    # Steps of order 1 would measure it (a quadratic has no truncation), but fastgrad
+    # stops at 1e-2 max(|theta|, 1): beyond, smoothness is assumed, not measured.
+    cases.append(Case(name="extreme/offset-1e8/correct", grad=g.copy(), expected="not_fail", inconclusive_ok=True,
+                      **base))
     # (They fail; the catalogue's "fail" class is for bugs visible at ordinary steps.)
     cases.append(Case(name="extreme/offset-1e8/zero_gradient", grad=np.zeros_like(g), expected="not_pass",
                       corrupted=frozenset({"theta"}), **base))
