@@ -29,7 +29,9 @@ attribute and the ``IndexDataCacheFile`` methods), checked with Numba 0.68.1;
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -53,6 +55,7 @@ _package_digest: str | None = None
 _digest_lock = threading.Lock()
 _warned = False
 _warn_lock = threading.Lock()
+_set_up_lock = threading.RLock()
 
 
 class CacheFallbackWarning(UserWarning):
@@ -157,29 +160,79 @@ def _key_digest(key: Any) -> str:
     return hashlib.sha256(repr(key).encode()).hexdigest()
 
 
+def _source_status(function: Callable) -> tuple[float, int] | None:
+    """``(mtime, size)`` of the file holding the function's source (None if it has none)."""
+    path = sys.executable if getattr(sys, "frozen", False) else function.__code__.co_filename
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime, status.st_size
+
+
 class RobustCache(caching.FunctionCache):
     """A Numba function cache whose load never fails: a bad entry is a miss, and is removed.
+
+    Numba's set-up of a function cache (finding a writable directory: a
+    ``mkdir`` and a test file for every function) waits for the first look-up,
+    so importing a kernel module costs one ``stat`` per kernel and a check
+    sets up only the kernels it loads. The source file's time and size are
+    still read at import: if the file changed before the set-up, the code in
+    memory is no longer what the file holds, and the kernel is compiled in
+    memory instead. With no usable cache location the first look-up warns
+    once (:class:`CacheFallbackWarning`) and the kernel is compiled in memory.
 
     Parameters
     ----------
     py_func : callable
         The Python function of the dispatcher.
-
-    Raises
-    ------
-    RuntimeError
-        From Numba, when no cache location is usable (see :func:`njit`).
     """
 
-    def __init__(self, py_func: Callable) -> None:
-        super().__init__(py_func)
-        self._cache_file = _CheckedCacheFile(
-            cache_path=self._cache_path,
-            filename_base=self._impl.filename_base,
-            source_stamp=self._impl.locator.get_source_stamp(),
-        )
+    def __init__(self, py_func: Callable) -> None:  # noqa: D107 - Numba's own set-up waits for _set_up
+        self._py_func = py_func
+        self._name = repr(py_func)
+        self._import_status = _source_status(py_func)
+        self._ready: bool | None = None  # None: not set up yet; False: compiled in memory
+
+    def _set_up(self) -> bool:
+        """Numba's set-up, once; False when there is no usable cache location."""
+        with _set_up_lock:
+            if self._ready is None:
+                try:
+                    super().__init__(self._py_func)
+                except RuntimeError as exc:  # Numba: "cannot cache function ...: no locator available"
+                    self._ready = False
+                    _warn_once(
+                        f"fastgrad: no writable cache directory for compiled kernels ({exc}); compiling them "
+                        "in memory, once per process (set NUMBA_CACHE_DIR to a writable directory to keep them)."
+                    )
+                else:
+                    self._cache_file = _CheckedCacheFile(
+                        cache_path=self._cache_path,
+                        filename_base=self._impl.filename_base,
+                        source_stamp=self._impl.locator.get_source_stamp(),
+                    )
+                    # Edited since the import: the stamp describes a source this process does not run.
+                    self._ready = _source_status(self._py_func) == self._import_status
+            return self._ready
+
+    def __getattr__(self, name: str) -> Any:
+        # Numba's attributes (_impl, _cache_path, _cache_file, _enabled) exist once set up.
+        if name.startswith("__") or self.__dict__.get("_ready", False) is not None or not self._set_up():
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
+
+    @property
+    def cache_path(self) -> str | None:
+        return self._cache_path if self._set_up() else None
+
+    def flush(self) -> None:
+        if self._set_up():
+            super().flush()
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
+        if not self._set_up():
+            return None
         try:
             return super().load_overload(sig, target_context)
         except Exception:
@@ -190,6 +243,8 @@ class RobustCache(caching.FunctionCache):
             return None
 
     def save_overload(self, sig: Any, data: Any) -> None:
+        if not self._set_up():
+            return
         try:
             super().save_overload(sig, data)
         except Exception as exc:
@@ -205,13 +260,7 @@ class RobustCache(caching.FunctionCache):
 
 
 def _install_cache(dispatcher: Any) -> None:
-    try:
-        dispatcher._cache = RobustCache(dispatcher.py_func)
-    except RuntimeError as exc:  # Numba: "cannot cache function ...: no locator available"
-        _warn_once(
-            f"fastgrad: no writable cache directory for compiled kernels ({exc}); compiling them in "
-            "memory, once per process (set NUMBA_CACHE_DIR to a writable directory to keep them)."
-        )
+    dispatcher._cache = RobustCache(dispatcher.py_func)
 
 
 class _ParallelDispatcher(registry.CPUDispatcher):

@@ -23,6 +23,7 @@ BLAS
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,6 +89,27 @@ _blas_lock = threading.Lock()
 _blas_depth = threading.local()
 _blas_owner: int | None = None
 _blas_limiter: Any = None
+# threadpoolctl's view of the loaded libraries, and the state it was taken in.
+_blas_controller: Any = None
+_blas_controller_key: tuple = ()
+
+
+def _controller() -> Any:
+    """threadpoolctl's controller of the loaded libraries; the caller holds ``_blas_lock``.
+
+    A scan lists every shared library of the process (about 10 ms once NumPy,
+    SciPy and Numba are loaded), and a check entered the limit twice: the scan
+    is kept and made again only when a module was imported since, because a
+    new BLAS comes with an extension module (NumPy's, SciPy's, which Numba
+    imports at its first compiled call), so one that Numba loaded since the
+    last call is still limited. Setting and restoring the limit on a kept
+    controller costs tens of microseconds.
+    """
+    global _blas_controller, _blas_controller_key
+    key = (ThreadpoolController, len(sys.modules))
+    if _blas_controller is None or key != _blas_controller_key:
+        _blas_controller, _blas_controller_key = ThreadpoolController(), key
+    return _blas_controller
 
 
 def _enter_blas() -> None:
@@ -95,9 +117,7 @@ def _enter_blas() -> None:
     with _blas_lock:
         depth = getattr(_blas_depth, "value", 0)
         if depth == 0 and _blas_limiter is None:
-            # Libraries are looked up now (about a millisecond), so a BLAS that
-            # Numba loaded since the last call is limited too.
-            _blas_limiter = ThreadpoolController().limit(limits=1, user_api="blas")
+            _blas_limiter = _controller().limit(limits=1, user_api="blas")
             _blas_owner = threading.get_ident()
         _blas_depth.value = depth + 1
 

@@ -248,6 +248,21 @@ def compile_table(rows: list[dict]) -> str:
     )
 
 
+def startup_table(rows: list[dict]) -> str:
+    """The start-up rows of ``bench/bench_startup.py``: each process's medians and ratio to ``import numba``."""
+    lines = []
+    for row in rows:
+        if row.get("kind") != "startup":
+            continue
+        for name, wall in row["wall_s"].items():
+            lines.append([
+                name, fmt_seconds(wall), f"{row['ratio_to_import_numba'][name]:.2f}x",
+                fmt_seconds(row["cpu_s"][name]), f"{row['cpu_ratio_to_import_numba'][name]:.2f}x",
+            ])
+    return table(["new process", "wall, start to finish (median)", "vs import numba", "CPU (median)",
+                  "CPU vs import numba"], lines)
+
+
 def memory_table(rows: list[dict]) -> str:
     mib = 1024.0 * 1024.0
     lines = []
@@ -389,6 +404,15 @@ def headline(by_case: dict[str, list[dict]], rows: list[dict]) -> list[str]:
             out.append(f"- {r['contender']} ({r['case']}): {fmt_seconds(r.get('process_wall_s'))} start to finish, "
                        f"first check {fmt_seconds(r.get('first_check_s'))}.")
     for r in rows:
+        if r.get("kind") == "startup":
+            ratios = r["ratio_to_import_numba"]
+            floor = ratios["Numba's floor"]
+            out.append(f"- start-up, a new process with a warm cache checking the course network: "
+                       f"{fmt_seconds(r['wall_s']['fastgrad check'])}, **{ratios['fastgrad check']:.2f}x** a bare "
+                       f"`import numba` (Numba's own first cached call: {floor:.2f}x); "
+                       f"`fastgrad demo` {ratios['fastgrad demo']:.2f}x; `import fastgrad` "
+                       f"{fmt_seconds(r['wall_s']['import fastgrad'])}, loading {r['heavy_loaded'] or 'no heavy module'}.")
+    for r in rows:
         if r.get("kind") == "memory":
             out.append(f"- peak memory, {r['contender']} engine on {r['case']}: {r['peak_bytes'] / 2**20:,.0f} MiB "
                        f"(the check itself added {r['check_increase_bytes'] / 2**20:,.1f} MiB; theta is "
@@ -492,6 +516,17 @@ def write_report(rows: list[dict], machine: dict, when: str, md_path: Path, png_
         "engine runs on S.",
         "",
         compile_table(rows),
+        "",
+        "## Start-up: a new process with a warm cache checking the course network",
+        "",
+        "`bench/bench_startup.py` (also `python bench/bench_startup.py`): fresh processes, one after another in "
+        "each round, medians over the rounds. *Numba's floor* is `import numba` and one call of a trivial "
+        "`@njit(cache=True)` function loaded from the cache: what any program pays for its first compiled call "
+        "(Numba then loads its typing and lowering registries, which import `scipy.linalg`). *fastgrad check*: "
+        "`import fastgrad`, `DenseNet([4, 5, 3, 1]).gradcheck` of the course's back-prop and a `fastgrad.gradcheck` "
+        "of a 6-component cost.",
+        "",
+        startup_table(rows),
         "",
         "## Peak memory (ru_maxrss of a new process)",
         "",

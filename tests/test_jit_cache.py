@@ -156,6 +156,26 @@ def test_every_package_kernel_uses_the_robust_cache():
         # Its module's source is part of every cache key (a change recompiles).
         assert Path(dispatcher.py_func.__code__.co_filename).name in keyed
     assert "_dense_spec.py" in keyed and "cli.py" not in keyed
+    # The cache is set up at the first look-up, with Numba's own source stamp,
+    # after checking that the source file is the one imported.
+    cache = dispatchers[0]._cache
+    assert cache._set_up()
+    status = os.stat(dispatchers[0].py_func.__code__.co_filename)
+    assert cache._import_status == (status.st_mtime, status.st_size)
+    assert cache._cache_file._source_stamp == cache._impl.locator.get_source_stamp()
+
+
+def test_a_source_edited_after_the_import_is_compiled_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    source = tmp_path / "edited_kernel.py"
+    source.write_text("def twice(x):\n    return 2.0 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import edited_kernel
+
+    kernel = _jit.njit(cache=True)(edited_kernel.twice)
+    source.write_text("def twice(x):\n    return 3.0 * x  # edited\n")
+    assert kernel(2.0) == 4.0  # what this process imported
+    assert kernel._cache._ready is False and not list(tmp_path.rglob("*.nbi"))
 
 
 def test_njit_accepts_numba_call_forms():
