@@ -378,8 +378,8 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
             single = central_differences(table, steps, nominal)
             single_rounding = ROUNDING_FACTOR * sigma / s
         straddle = np.zeros_like(single[:, 1:]) if forward_only else _straddle(table, s, sigma)
-    extrapolated, pair_rounding, total_pair_error, ratio_ok, twice_ok = _pairs(table, single, single_rounding,
-                                                                               forward_only,
+    extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern = _pairs(
+        table, single, single_rounding, forward_only,
                                                                      straddle)
     rounding_all = single_rounding
     rows = np.arange(n)
@@ -404,7 +404,16 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     # pair of steps confirms it (Richardson's bound assumes the table has
     # settled; a kink within the step can fool one pair).
     confirmed = pair_found & ratio_ok[rows, best_pair]
-    established = confirmed & twice_ok[rows, best_pair]
+    # A value is called wrong only when, in addition, the pattern links the pair
+    # to the next finer pair and to one more: over four steps, reaching below the
+    # pair. A table aliasing a fast oscillation can follow the pattern over four
+    # coarse steps by chance, never down to the steps where it is resolved.
+    links = pattern.shape[1]
+    p = best_pair
+    finer_link = (p >= 1) & pattern[rows, np.clip(p - 1, 0, links - 1)]
+    other_link = (((p <= links - 1) & pattern[rows, np.clip(p, 0, links - 1)])
+                  | ((p >= 2) & pattern[rows, np.clip(p - 2, 0, links - 1)]))
+    established = confirmed & finer_link & other_link
     return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed,
                     established)
 
@@ -413,9 +422,10 @@ def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_o
     """Richardson's extrapolation of each pair of adjacent levels, with its error, and whether it is trusted.
 
     ``straddle`` is each pair's one-sided disagreement (:func:`_straddle`).
-    Returns ``(extrapolated, pair_rounding, total_pair_error, ratio_ok, twice_ok)``,
-    each ``(n, levels - 1)``: pair ``p`` is levels ``p`` (finer) and ``p + 1``;
-    ``twice_ok``: the pattern holds at two successive ratios that involve the pair.
+    Returns ``(extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern)``:
+    the first four ``(n, levels - 1)``, pair ``p`` is levels ``p`` (finer) and
+    ``p + 1``; ``pattern`` ``(n, levels - 2)``: column ``j`` says pairs ``j`` and
+    ``j + 1`` follow the asymptotic pattern together (neither reaching a kink).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         coarse, fine = single[:, 1:], single[:, :-1]
@@ -454,13 +464,9 @@ def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_o
         ratio_ok[:, :-1] |= pattern
         ratio_ok[:, 1:] |= pattern
         ratio_ok &= np.isfinite(pair_error) & ~straddling
-        # pattern[j] links pairs j and j + 1; two in a row link three pairs.
-        twice = pattern[:, 1:] & pattern[:, :-1]
-        twice_ok = np.zeros_like(ratio_ok)
-        for offset in range(3):
-            twice_ok[:, offset:offset + twice.shape[1]] |= twice
-        twice_ok &= ratio_ok
-    return extrapolated, pair_rounding, total_pair_error, ratio_ok, twice_ok
+        trusted = np.isfinite(pair_error) & ~straddling
+        pattern &= trusted[:, 1:] & trusted[:, :-1]
+    return extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern
 
 
 def _straddle(table: Table, s: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -575,7 +581,7 @@ def decide(
         state[kink & ~inside & clearly_out] = KINK_WRONG
         state[kink & ~inside & ~clearly_out] = UNDECIDED
     if final:
-        state[(state == UNDECIDED) & ~analysis.confirmed & ~analysis.kink] = UNRESOLVED
+        state[(state == UNDECIDED) & ~analysis.established & ~analysis.kink] = UNRESOLVED
     return state
 
 
