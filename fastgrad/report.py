@@ -190,8 +190,13 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
         # Both exactly zero: nothing disagrees. Measured against the whole
-        # gradient when there is one; an all-zero check needs no scale.
-        difference, allowance = 0.0, (spread / reference_scale if reference_scale > 0.0 else 0.0)
+        # gradient when there is one; in an all-zero check a measured error means
+        # the cost may move below it (a huge constant, a flat float): no scale
+        # says the zero gradient is right.
+        if reference_scale > 0.0 or spread == 0.0:
+            difference, allowance = 0.0, (spread / reference_scale if reference_scale > 0.0 else 0.0)
+        else:
+            difference, allowance = 0.0, fd.MAX_ALLOWANCE * 1e3
     elif reference_scale > 0.0:
         # Both exactly zero (units no example reaches): the error is measured
         # against the size of the whole gradient.
