@@ -1,0 +1,71 @@
+"""The second red team's cases (tests/redteam2/cases.py, written without reading tests/), as tests.
+
+Contract per case: a correct gradient never fails; a planted bug never passes;
+an inconclusive verdict always gives its reason; bad input raises a clear
+ValueError or TypeError. Inconclusive is allowed either way (the cases include
+points no finite difference can settle). The violations left are listed below
+with what they are; each is a strict xfail, so fixing one makes the suite say so.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from tests.redteam2 import cases as redteam
+
+if not redteam.CASES:
+    for build in redteam.BUILDERS:
+        build()
+
+#: Bugs smaller than the tolerance the report states. fastgrad passes a block
+#: when its difference is within ``threshold + measured error`` and calls it
+#: inconclusive only when that error alone exceeds ``MAX_ALLOWANCE`` (1e-3):
+#: at these points (a huge constant, a cliff or barrier nearby, float32
+#: arithmetic in the cost) the stated tolerance is 1e-4 to 8e-4, and a bug of
+#: relative size 1e-4 to 4e-4 passes *within* it. The report says so
+#: (``tolerance``), but the verdict is still "pass".
+_WITHIN_TOLERANCE = "passes within its stated tolerance (1e-4 to 8e-4, under MAX_ALLOWANCE = 1e-3)"
+#: A block whose true gradient is 1e-10 next to components of 1e6: float64 J
+#: cannot move by it, every difference is exactly zero, and a zeroed block
+#: matches them exactly; it is measured against the whole gradient (1e-16 of it).
+_BELOW_FLOAT64 = "a zeroed block of size 1e-10 beside 1e6: below what a float64 cost can show"
+
+KNOWN_VIOLATIONS = {
+    "E1-offset1e+08-kink+0.01/scale1e-4": _WITHIN_TOLERANCE,
+    "E4-offset-log-barrier/scale1e-4": _WITHIN_TOLERANCE,
+    "E7-offset-cliff/scale1e-4": _WITHIN_TOLERANCE,
+    "E7-offset-cliff/add0.001@0": _WITHIN_TOLERANCE,
+    "E7-offset-cliff/scale3e-4": _WITHIN_TOLERANCE,
+    "H1-float32-logreg/scale1e-4": _WITHIN_TOLERANCE,
+    "H1-float32-logreg/scale3e-4": _WITHIN_TOLERANCE,
+    "H2-float32-offset-quad/scale1e-4": _WITHIN_TOLERANCE,
+    "D-tiny-own-block/zero[tiny]": _BELOW_FLOAT64,
+    "D-tiny-linear/zero[tiny]": _BELOW_FLOAT64,
+}
+
+
+def _params():
+    out = []
+    for name, kind, thunk in redteam.CASES:
+        marks = []
+        if name in KNOWN_VIOLATIONS:
+            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_VIOLATIONS[name]))
+        out.append(pytest.param(kind, thunk, id=name, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("kind, thunk", _params())
+def test_contract(kind, thunk):
+    if kind == "badinput":
+        with pytest.raises((ValueError, TypeError)):
+            thunk()
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = thunk()
+    outcome = redteam.judge(kind, report)
+    assert outcome != "VIOLATION", (
+        f"{kind}: verdict {report.verdict}, difference {report.difference:.3g}, tolerance {report.tolerance:.3g}, "
+        f"reasons {report.reasons}")
