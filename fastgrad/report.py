@@ -186,6 +186,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     scale = fd.scaled_norm(g) + fd.scaled_norm(a)
     gap = fd.scaled_norm(g - a)
     spread = fd.scaled_norm(e) if rounding is None else fd.block_error(e, rounding[compared])
+    flat = False
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
@@ -193,10 +194,8 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
         # gradient when there is one; in an all-zero check a measured error means
         # the cost may move below it (a huge constant, a flat float): no scale
         # says the zero gradient is right.
-        if reference_scale > 0.0 or spread == 0.0:
-            difference, allowance = 0.0, (spread / reference_scale if reference_scale > 0.0 else 0.0)
-        else:
-            difference, allowance = 0.0, fd.MAX_ALLOWANCE * 1e3
+        difference, allowance = 0.0, (spread / reference_scale if reference_scale > 0.0 else 0.0)
+        flat = reference_scale == 0.0 and spread > 0.0
     elif reference_scale > 0.0:
         # Both exactly zero (units no example reaches): the error is measured
         # against the size of the whole gradient.
@@ -205,6 +204,12 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
         difference, allowance = 0.0, (math.inf if spread > 0.0 else 0.0)
     tolerance = threshold + allowance
     reasons: list[str] = []
+    if flat and compared.any():
+        reasons.append(
+            "the gradient and every difference are exactly zero: the cost did not move at any step tried (units "
+            "that never activate, or a cost flat to rounding), so a wrong gradient could not be told apart: check "
+            "at another point, where the gradient is not zero"
+        )
     if wrong or difference > tolerance:
         return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
     if not compared.any():
