@@ -203,6 +203,15 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     else:
         difference, allowance = 0.0, (math.inf if spread > 0.0 else 0.0)
     tolerance = threshold + allowance
+    if wrong or difference > tolerance:
+        return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
+    reasons = _cannot_tell(difference, tolerance, allowance, flat, compared, unresolved, kink, low, high)
+    verdict = "inconclusive" if reasons else "pass"
+    return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
+
+
+def _cannot_tell(difference, tolerance, allowance, flat, compared, unresolved, kink, low, high) -> list[str]:
+    """Why a set of components that did not fail cannot pass (empty: it passes)."""
     reasons: list[str] = []
     if flat and compared.any():
         reasons.append(
@@ -210,8 +219,6 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
             "that never activate, or a cost flat to rounding), so a wrong gradient could not be told apart: check "
             "at another point, where the gradient is not zero"
         )
-    if wrong or difference > tolerance:
-        return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
     if not compared.any():
         reasons.append("no component could be compared (every one unresolved): move theta a little and check again")
     elif not (math.isfinite(difference) and math.isfinite(tolerance)):
@@ -245,8 +252,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
                 "every component sits at a kink where zero is also a valid derivative, so a missing gradient "
                 "could not be told apart: check again at another point"
             )
-    verdict = "inconclusive" if reasons else "pass"
-    return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
+    return reasons
 
 
 def _blocks(grad, value, error, rounding, estimate: Estimate, threshold, layout, size,
