@@ -562,7 +562,7 @@ def decide(
         # While the one-sided derivatives differ, the value may be a valid one-sided choice.
         wrong = ((discrepancy > WRONG_FACTOR * e + WRONG_THRESHOLDS * threshold * scale)
                  & ~analysis.kink_possible & analysis.established)
-        settled = (e <= 0.25 * threshold * magnitude) & ~analysis.kink_possible & analysis.confirmed
+        settled = (e <= 0.25 * threshold * magnitude) & ~analysis.kink_possible & analysis.established
     state[settled] = SETTLED
     state[wrong] = WRONG
     state[agree] = AGREE
