@@ -74,7 +74,8 @@ def test_kinked_cost_with_refinement_identical(client):
     grad = np.sign(theta)
     local = fastgrad.gradcheck(costs.abs_terms, grad, theta, per_example="sum", progress=False)
     remote = fastgrad.gradcheck(costs.abs_terms, grad, theta, per_example="sum", progress=False, client=client)
-    assert (local.state != local.state[1]).any()  # kinks and smooth components both present
+    # theta[4] sits 3e-9 from the kink: only the table's smallest steps resolve it.
+    assert local.error[4] > 1e3 * local.error[1]
     same_report(local, remote)
 
 
