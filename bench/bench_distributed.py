@@ -28,20 +28,13 @@ import fastgrad
 from benchkit import FULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import distributed  # noqa: E402
 import distributed_costs as costs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=50)
-    client = distributed.Client(cluster)
-    try:
+    with costs.two_worker_client() as client:
         yield client
-    finally:
-        client.close()
-        cluster.close()
 
 
 def _seconds(run) -> tuple[float, object]:

@@ -377,10 +377,10 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
         else:
             single = central_differences(table, steps, nominal)
             single_rounding = ROUNDING_FACTOR * sigma / s
-        straddle = np.zeros_like(single[:, 1:]) if forward_only else _straddle(table, s, sigma)
+    slopes = None if forward_only else _pair_slopes(table, s, sigma)
+    straddle = np.zeros_like(single[:, 1:]) if slopes is None else _straddle(*slopes)
     extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern = _pairs(
-        table, single, single_rounding, forward_only,
-                                                                     straddle)
+        table, single, single_rounding, forward_only, straddle)
     rounding_all = single_rounding
     rows = np.arange(n)
     # Prefer pairs whose table follows the pattern; others only when none does.
@@ -398,7 +398,7 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     approx[no_value] = np.nan
     error[no_value] = np.inf
 
-    right, left, side_error, kink, kink_possible = _one_sided(table, s, row_sigma, single, forward_only)
+    right, left, side_error, kink, kink_possible = _one_sided(table, s, row_sigma, single, slopes)
     best_level = np.where(pair_found, best_pair, np.maximum(only_level, 0))
     # A value is trusted enough to call a gradient wrong only when a second
     # pair of steps confirms it (Richardson's bound assumes the table has
@@ -469,7 +469,21 @@ def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_o
     return extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern
 
 
-def _straddle(table: Table, s: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+def _pair_slopes(table: Table, s: np.ndarray, sigma: np.ndarray):
+    """Extrapolated right and left derivatives of every pair of adjacent levels, and their rounding.
+
+    Each ``(n, levels - 1)``, pair ``p`` from levels ``p`` and ``p + 1``;
+    ``sigma`` is each row's noise, ``(n, 1)``.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        right = 2.0 * table.plus[:, :-1] / table.off_plus[:, :-1] - table.plus[:, 1:] / table.off_plus[:, 1:]
+        left = 2.0 * table.minus[:, :-1] / table.off_minus[:, :-1] - table.minus[:, 1:] / table.off_minus[:, 1:]
+        # Rounding of 2 p(s/2) - p(s): each slope carries sqrt(2) sigma / step.
+        rounding = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * (2.0 / s[:, :-1] + 1.0 / s[:, 1:])
+    return right, left, rounding
+
+
+def _straddle(right: np.ndarray, left: np.ndarray, rounding: np.ndarray) -> np.ndarray:
     """Per pair of levels, half the disagreement of its extrapolated one-sided slopes beyond their rounding.
 
     For a smooth cost the two agree to third order in the step (far below the
@@ -477,29 +491,14 @@ def _straddle(table: Table, s: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     differ by the jump in slope, and the central difference there is only the
     mean of two different derivatives: the pair's error must say so.
     """
-    right = table.plus / table.off_plus
-    left = table.minus / table.off_minus
-    right = 2.0 * right[:, :-1] - right[:, 1:]
-    left = 2.0 * left[:, :-1] - left[:, 1:]
-    rounding = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * (2.0 / s[:, :-1] + 1.0 / s[:, 1:])
-    return 0.5 * np.maximum(np.abs(right - left) - 2.0 * rounding, 0.0)
+    with np.errstate(invalid="ignore"):
+        return 0.5 * np.maximum(np.abs(right - left) - 2.0 * rounding, 0.0)
 
 
-def _slopes_at_pair(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, f: np.ndarray):
-    """Extrapolated right and left derivatives, and their error, from columns ``f`` and ``f + 1``."""
-    rows = np.arange(f.size)
-    c = f + 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        right = 2.0 * table.plus[rows, f] / table.off_plus[rows, f] - table.plus[rows, c] / table.off_plus[rows, c]
-        left = 2.0 * table.minus[rows, f] / table.off_minus[rows, f] - table.minus[rows, c] / table.off_minus[rows, c]
-        # Rounding of 2 p(s/2) - p(s): each slope carries sqrt(2) sigma / step.
-        rounding = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * (2.0 / s[rows, f] + 1.0 / s[rows, c])
-        curvature = np.abs(central[rows, c] - central[rows, f])
-    return right, left, rounding + curvature
-
-
-def _one_sided(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, forward_only: bool):
+def _one_sided(table: Table, s: np.ndarray, sigma: np.ndarray, central: np.ndarray, slopes):
     """Right and left derivatives from the finest pair of levels with both sides.
+
+    ``slopes`` is :func:`_pair_slopes` of the table (None for forward differences).
 
     Returns ``(right, left, side_error, kink, kink_possible)``: ``kink_possible``
     when the finest pair's one-sided derivatives differ beyond their errors;
@@ -509,15 +508,16 @@ def _one_sided(table: Table, s: np.ndarray, sigma: float, central: np.ndarray, f
     """
     n = s.shape[0]
     nan = np.full(n, np.nan)
-    if forward_only:
+    if slopes is None:
         return nan, nan.copy(), nan.copy(), np.zeros(n, bool), np.zeros(n, bool)
     both = table.both_sides()
     pairs = both[:, 1:] & both[:, :-1]
     any_pair = pairs.any(axis=1)
     finest = np.argmax(pairs, axis=1)  # lowest column index = finest step
-    right, left, side_error = _slopes_at_pair(table, s, sigma, central, finest)
     rows = np.arange(n)
+    right, left, rounding = (part[rows, finest] for part in slopes)
     with np.errstate(invalid="ignore", divide="ignore"):
+        side_error = rounding + np.abs(central[rows, finest + 1] - central[rows, finest])
         kink_possible = any_pair & (np.abs(right - left) > KINK_FACTOR * 2.0 * side_error)
         # Stable: at three successive steps each raw one-sided slope changes less
         # and less (curvature halves the change with the step); a kink within the

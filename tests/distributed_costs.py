@@ -1,12 +1,29 @@
-"""Costs for ``tests/test_distributed.py`` (and ``bench/bench_distributed.py``), importable by Dask workers."""
+"""Costs for ``tests/test_distributed.py`` (and ``bench/bench_distributed.py``), importable by Dask workers,
+and the two-worker cluster both start."""
 
 from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 import numba
 import numpy as np
+
+
+@contextmanager
+def two_worker_client():
+    """A ``Client`` of a LocalCluster of two single-threaded worker processes, closed afterwards."""
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       silence_logs=50)
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
 
 
 def _on_a_worker() -> bool:

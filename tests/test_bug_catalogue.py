@@ -6,7 +6,6 @@ built from the plain NumPy reference (``tests/reference.py``; numerical kink
 detection). The bugs and the correct back-prop live in ``tests/bugs.py``.
 """
 
-import numba
 import numpy as np
 import pytest
 
@@ -35,6 +34,7 @@ from bugs import (
     truly_corrupted_blocks,
 )
 from fastgrad import _differences
+from fastgrad._threads import threads_for
 
 PATHS = ("dense", "generic")
 SEEDS = range(20)
@@ -48,12 +48,8 @@ def one_thread():
     tested in test_numerical.py and test_dense_engine.py), but a parallel region
     costs far more than a 3-4-4-2 network's whole check when the CPUs are busy.
     """
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
+    with threads_for(0):  # no work worth sharing: one thread, the caller's count restored after
         yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def check(path, backprop, arch, params, X, Y, config, **options):

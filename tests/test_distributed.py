@@ -28,14 +28,8 @@ import distributed_costs as costs
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=50)
-    client = distributed.Client(cluster)
-    try:
+    with costs.two_worker_client() as client:
         yield client
-    finally:
-        client.close()
-        cluster.close()
 
 
 def same_report(a, b) -> None:
