@@ -120,9 +120,14 @@ NOISE_POINTS = 8
 NOISE_SPACINGS = (1e-7, 1e-9, 1e-11)
 NOISE_LINES = 4
 NOISE_OFFSET = 1000.0
+#: Larger spacings, tried in turn when the line does not move at all at the
+#: first one (a cost quantised coarsely: computed in float32, or rounded), and
+#: their offset from theta in spacings (nearer: the line stays local).
+COARSE_NOISE_SPACINGS = (1e-5, 1e-3)
+COARSE_NOISE_OFFSET = 10.0
 
 
-def noise_points(value: float, relative_spacing: float) -> np.ndarray:
+def noise_points(value: float, relative_spacing: float, offset: float = NOISE_OFFSET) -> np.ndarray:
     """``NOISE_POINTS`` values of one component on a short line ``NOISE_OFFSET`` spacings from it.
 
     The line moves one component, as every evaluation of a check does: the
@@ -134,7 +139,7 @@ def noise_points(value: float, relative_spacing: float) -> np.ndarray:
     """
     spacing = relative_spacing * (abs(value) if value != 0.0 else 1.0)
     offsets = np.arange(NOISE_POINTS) - (NOISE_POINTS - 1) / 2.0
-    return value + (NOISE_OFFSET + offsets) * spacing
+    return value + (offset + offsets) * spacing
 
 
 def noise_components(indices: np.ndarray, block_ids: np.ndarray) -> np.ndarray:
@@ -159,8 +164,9 @@ def noise_level(values: np.ndarray, cost_value: float) -> tuple[float, bool]:
     spacing are noise; where three consecutive orders agree within a factor of
     four and the differences change sign, that level is the noise, and the
     second value returned is True. Otherwise (the spacing is still large for this
-    cost, or the values did not move) the largest estimate of orders 2-6 and
-    False: the caller tries a smaller spacing. Never below half an ulp of ``|J|``.
+    cost) the largest estimate of orders 2-6 and False: the caller tries a
+    smaller spacing. Values that did not move at all give NaN (nothing measured).
+    Never below half an ulp of ``|J|``.
     """
     floor = 0.5 * EPS_MACH * abs(cost_value)
     values = np.asarray(values, dtype=np.float64)
@@ -168,7 +174,10 @@ def noise_level(values: np.ndarray, cost_value: float) -> tuple[float, bool]:
         return max(floor, 64.0 * EPS_MACH * abs(cost_value)), False
     scale = float(np.max(np.abs(values)))
     if scale == 0.0 or np.all(values == values[0]):
-        return floor, True
+        # Flat: a cost that does not move at this spacing (a plateau, or a cost
+        # quantised more coarsely, such as one computed in float32) says nothing
+        # of its noise: NaN, and the caller keeps what a larger spacing showed.
+        return math.nan, False
     table = values / scale  # exact scaling keeps the differences from overflowing
     estimates = []
     sign_changes = []
@@ -538,7 +547,7 @@ def _one_sided(table: Table, s: np.ndarray, sigma: np.ndarray, central: np.ndarr
 def decide(
     grad: np.ndarray, analysis: Analysis, threshold: float, scale_floor: np.ndarray,
     bracket: tuple[np.ndarray, np.ndarray] | None = None, extra_error: np.ndarray | float = 0.0,
-    final: bool = False, precision: np.ndarray | float = np.inf,
+    final: bool = False, precision: np.ndarray | float = np.inf, at_range: bool = False,
 ) -> np.ndarray:
     """The state of each component (AGREE, WRONG, SETTLED, UNDECIDED, KINK_AGREE, KINK_WRONG, UNRESOLVED).
 
@@ -548,7 +557,9 @@ def decide(
     Agreement within an error too large for the verdict is not enough while
     more steps may shrink it (``precision``: see :func:`precision_targets`);
     ``final`` (no more steps) accepts it, and leaves an undecided value no
-    second pair confirmed UNRESOLVED.
+    second pair confirmed UNRESOLVED. ``at_range`` (the last judgement of
+    kinks, against their ranges): a value just outside its range is a kink
+    whose excess over the range counts in its block's norm.
     """
     a, e = analysis.approx, analysis.error + extra_error
     discrepancy = np.abs(grad - a)
@@ -579,7 +590,10 @@ def decide(
         kink = kink & ~agree
         state[kink & inside] = KINK_AGREE
         state[kink & ~inside & clearly_out] = KINK_WRONG
-        state[kink & ~inside & ~clearly_out] = UNDECIDED
+        # Just outside: more steps may still tell; with none left, the value is
+        # judged at its range like every kink (``at_range``), and its block's norm
+        # of the excess over the range decides, as for a smooth value's discrepancy.
+        state[kink & ~inside & ~clearly_out] = KINK_AGREE if at_range else UNDECIDED
     if final:
         state[(state == UNDECIDED) & ~analysis.established & ~analysis.kink] = UNRESOLVED
     return state

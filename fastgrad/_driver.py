@@ -13,6 +13,9 @@ same measurement on a :class:`~fastgrad.engines.DirectionalEngine`.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import signal
 import sys
 import threading
@@ -178,19 +181,30 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
     levels = []
     for k in fd.noise_components(everything, _block_ids(layout, everything)[0]):
         found = []
-        for spacing in fd.NOISE_SPACINGS:
-            points = fd.noise_points(float(engine.theta[k]), spacing)[None, :]
+        spacings = [(spacing, fd.NOISE_OFFSET) for spacing in fd.NOISE_SPACINGS]
+        while spacings:
+            spacing, offset = spacings.pop(0)
+            points = fd.noise_points(float(engine.theta[k]), spacing, offset)[None, :]
             try:
                 values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
             except KeyboardInterrupt:
                 raise CheckInterrupted(None, "check interrupted before any component was done") from None
             sigma, clean = fd.noise_level(values[0], engine.cost_value)
+            if math.isnan(sigma):
+                # The line did not move: smaller spacings show nothing more. At the
+                # first spacing, larger ones may: a cost computed in float32 moves
+                # only in steps of its own resolution, and that is its noise.
+                spacings = ([(spacing, fd.COARSE_NOISE_OFFSET) for spacing in fd.COARSE_NOISE_SPACINGS]
+                            if not found and spacing == fd.NOISE_SPACINGS[0] else [])
+                continue
             found.append(sigma)
             if clean:
                 break
         # A line that never looked like noise: its smallest estimate (the smooth
-        # part shrinks with the spacing, the noise does not).
-        levels.append(found[-1] if clean else min(found))
+        # part shrinks with the spacing, the noise does not). A line flat at every
+        # spacing measured nothing: the floor, half an ulp of J.
+        floor = 0.5 * fd.EPS_MACH * abs(engine.cost_value)
+        levels.append(found[-1] if clean else (min(found) if found else floor))
     return float(max(levels))
 
 
@@ -451,6 +465,13 @@ class _Measurement:
             unavoidable = np.zeros(state.size, bool)
             unavoidable[self.work] = self.table.kinked.any(axis=1)
             kinked |= unavoidable & (state == fd.UNRESOLVED)
+        if engine.traits.per_example:
+            # Kinks of single examples can cancel in the total (one example's
+            # slope jumps up where another's jumps down): the total then looks
+            # smooth, and a back-prop's valid choice at those examples differs
+            # from its derivative. Before anything is called wrong, look at the examples.
+            kinked |= self._hidden_kinks(np.flatnonzero(np.isin(state, (fd.WRONG, fd.UNDECIDED, fd.UNRESOLVED))
+                                                        & ~kinked))
         kinked = np.flatnonzero(kinked)
         if not (kinked.size and engine.traits.per_example):
             return
@@ -464,8 +485,25 @@ class _Measurement:
         self.low[kinked], self.high[kinked] = low, high
         sub = _rows(analysis, kinked)
         sub.side_error = width
-        state[kinked] = self._decide(kinked, sub, bracket=(low, high))
+        state[kinked] = self._decide(kinked, sub, bracket=(low, high), at_range=True)
         analysis.side_error[kinked] = width
+
+    def _hidden_kinks(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (of all) where some example has a kink at theta although the total looks smooth (bool, all rows)."""
+        hidden = np.zeros(self.state.size, bool)
+        if rows.size == 0:
+            return hidden
+        engine = self.engine
+        exact = getattr(engine, "subgradient_range", None)
+        if exact is not None:
+            # The dense engine knows which units sit exactly on a kink.
+            found = exact(self.indices[rows])
+            if found is not None:
+                low, high = found
+                hidden[rows] = high > low
+            return hidden
+        hidden[rows] = _examples_at_kinks(engine, self.indices[rows], self.base[rows], self.steps[rows])
+        return hidden
 
     def result(self, done: int | None = None) -> Measured:
         """The measured derivatives of the first ``done`` components (default: all)."""
@@ -515,6 +553,34 @@ def _finish(analysis, state, steps, low, high, done) -> Measured:
     rounding = np.minimum(analysis.rounding, error)
     rounding[kink] = 0.0  # a range's width is not noise
     return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
+
+
+def _examples_at_kinks(engine, indices, base, steps) -> np.ndarray:
+    """Whether some example's loss has a kink at theta, per component (bool).
+
+    An example's right and left secants differ by about ``s f''`` where it is
+    smooth (halving with the step) and by the jump in slope at a kink (staying):
+    an example whose difference does not shrink when the step halves, and is
+    far above its rounding, sits on a kink.
+    """
+    theta = engine.theta
+    at_theta = np.asarray(engine.example_terms(theta), dtype=np.float64)
+    rounding = 8.0 * fd.EPS_MACH * np.abs(at_theta)
+    found = np.zeros(indices.size, bool)
+    for r, k in enumerate(indices):
+        gaps = []
+        for s in (steps[r], 0.5 * steps[r]):
+            point = theta.copy()
+            point[k] = base[r] + s
+            up = point[k] - base[r]
+            right = (np.asarray(engine.example_terms(point)) - at_theta) / up
+            point[k] = base[r] - s
+            down = base[r] - point[k]
+            left = (at_theta - np.asarray(engine.example_terms(point))) / down
+            gaps.append((np.abs(right - left), rounding * (1.0 / up + 1.0 / down)))
+        (wide, wide_noise), (narrow, narrow_noise) = gaps
+        found[r] = bool(np.any((narrow > 0.75 * wide) & (narrow > 8.0 * (narrow_noise + wide_noise))))
+    return found
 
 
 def _example_brackets(engine, indices, base, steps):
@@ -586,13 +652,16 @@ def _head(measured: Measured, count: int) -> Measured:
 
 def run_check(
     engine: Engine, grad: np.ndarray, opts: CheckOptions, layout: Layout | None, *,
-    description: str = "gradcheck", terms=None, notes: tuple[str, ...] = (),
+    description: str = "gradcheck", terms=None, notes: tuple[str, ...] = (), real_engine=None,
 ):
     """Check ``grad`` (the full analytic gradient, float64) against ``engine``; returns a Report.
 
     ``terms``, when given, is called as ``terms(estimate, grad_selected)`` and
     returns extra :class:`~fastgrad.report.TermResult` rows (the dense
-    network's L2 penalty check).
+    network's L2 penalty check). ``real_engine``, for ``method="complex"``,
+    builds an engine of the same cost at real points: components where the
+    complex step disagrees with the gradient are measured again with central
+    differences there (the complex step sees one side of a kink only).
     """
     from fastgrad.numerical import Estimate
     from fastgrad.report import Report
@@ -632,10 +701,45 @@ def run_check(
                 interrupted=True,
             )
             raise CheckInterrupted(report, f"check interrupted after {partial.done} of {indices.size} components") from None
-    est = Estimate.from_measured(indices, work.result(), opts, engine, sigma)
+    measured = work.result()
+    if opts.method == "complex" and real_engine is not None:
+        measured, notes = _recheck_complex(measured, real_engine, grad, opts, layout, indices, block_ids, n_blocks,
+                                           description, notes)
+    est = Estimate.from_measured(indices, measured, opts, engine, sigma)
     extra = () if terms is None else tuple(terms(est, grad_selected))
     return Report.build(grad_selected, est, opts.threshold, layout, engine.theta.size, grad_dtype=opts.grad_dtype,
                         mode=opts.mode, terms=extra, notes=notes)
+
+
+def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indices, block_ids, n_blocks,
+                     description, notes):
+    """Central differences, with their table and kink tests, where the complex step disagreed.
+
+    The complex step is exact to rounding where the cost is analytic, and blind
+    to kinks: at ``|x|`` or a ReLU exactly at zero it returns one side's slope,
+    and a valid subgradient between the two would fail. Only the components it
+    did not confirm are measured again; the rest keep the complex step's value.
+    """
+    again = np.flatnonzero(measured.state != fd.AGREE)
+    if again.size == 0:
+        return measured, notes
+    engine = real_engine()
+    central = dataclasses.replace(opts, method="central", eps=None, indices=indices[again])
+    with blas_on_one_thread(), _Runner(engine, again.size, opts.progress, description) as runner:
+        sigma = measure_noise(engine, layout)
+        work = _Measurement(runner, engine, indices[again], engine.theta[indices[again]], grad[indices[again]],
+                            central, sigma, block_ids[again], n_blocks)
+        try:
+            for step in work.plan():
+                step()
+        except _Stop:
+            raise CheckInterrupted(None, "check interrupted while re-measuring the complex step's disagreements") from None
+    redone = work.result()
+    for name in ("approx", "error", "rounding", "state", "steps", "low", "high"):
+        getattr(measured, name)[again] = getattr(redone, name)
+    note = (f"{again.size} component(s) where the complex step disagreed were measured again by central "
+            "differences (the complex step sees one side of a kink only)")
+    return measured, notes + (note,)
 
 
 def _direction_weights(grad: np.ndarray, layout: Layout | None) -> np.ndarray:

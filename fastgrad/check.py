@@ -184,4 +184,5 @@ def gradcheck(
     complex_step = opts.method == "complex"
     engine = GenericEngine(cost_fn, theta, complex_step=complex_step)
     with on_cluster(client, engine, lambda: generic_recipe(cost_fn, theta, complex_step), opts.progress) as engine:
-        return run_check(engine, grad_vector, opts, layout)
+        return run_check(engine, grad_vector, opts, layout,
+                         real_engine=(lambda: GenericEngine(cost_fn, theta)) if complex_step else None)

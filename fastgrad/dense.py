@@ -700,7 +700,9 @@ class DenseNet:
             recipe = functools.partial(dense_recipe, args, theta, cost_value, self._layout, forward=not use_dense,
                                        complex_step=opts.method == "complex")
             with on_cluster(client, check_engine, recipe, opts.progress) as check_engine:
-                return run_check(check_engine, grad, opts, self._layout, terms=terms,
+                real = (lambda: DenseForwardEngine(args, theta, cost_value, self._layout)) if opts.method == "complex" \
+                    else None
+                return run_check(check_engine, grad, opts, self._layout, terms=terms, real_engine=real,
                                  description="gradcheck " + "-".join(map(str, self.layer_sizes)))
 
     def _l2_terms(self, theta, m, grad, estimate, opts) -> tuple[TermResult, ...]:
