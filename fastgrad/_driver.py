@@ -190,12 +190,17 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
             except KeyboardInterrupt:
                 raise CheckInterrupted(None, "check interrupted before any component was done") from None
             sigma, clean = fd.noise_level(values[0], engine.cost_value)
+            coarse = offset == fd.COARSE_NOISE_OFFSET
             if math.isnan(sigma):
                 # The line did not move: smaller spacings show nothing more. At the
                 # first spacing, larger ones may: a cost computed in float32 moves
                 # only in steps of its own resolution, and that is its noise.
                 spacings = ([(spacing, fd.COARSE_NOISE_OFFSET) for spacing in fd.COARSE_NOISE_SPACINGS]
                             if not found and spacing == fd.NOISE_SPACINGS[0] else [])
+                continue
+            if coarse and not clean:
+                # At a coarse spacing only noise that looks like noise counts: the
+                # smooth part of the cost would pass for a huge noise.
                 continue
             found.append(sigma)
             if clean:
@@ -409,14 +414,19 @@ class _Measurement:
             return fd.next_levels(sub, analysis)
         cap = fd.MAX_STEP_RATIO * np.maximum(np.abs(self.base[todo]), 1.0)
         level_cap = np.floor(np.log2(cap / self.table_steps[todo])).astype(np.int64) - fd.LEVELS[0]
+        # Steps down to a thousand ulps of the component: its offsets stay exact to 1e-13.
+        smallest = fd.MIN_STEP_ULPS * fd.EPS_MACH * np.maximum(np.abs(self.base[todo]), fd.MIN_STEP)
+        level_floor = np.ceil(np.log2(smallest / self.table_steps[todo])).astype(np.int64) - fd.LEVELS[0]
         # The error that would decide: the block's precision target, or small enough
         # against the discrepancy for "wrong" to be told (then one more adjacent
         # level only confirms the pair, no jump).
         discrepancy = np.abs(self.grad[todo] - analysis.approx)
         wanted = np.minimum(self.precision[todo], discrepancy / (2.0 * fd.WRONG_FACTOR))
-        target = fd.next_levels(sub, analysis, wanted=wanted, level_cap=level_cap)
-        over = np.maximum(target - (fd.LEVELS.size - 1), 0)
-        moved = over > 0
+        target = fd.next_levels(sub, analysis, wanted=wanted, level_cap=level_cap, level_floor=level_floor)
+        # Past either end of the table: the row's window moves (up, or down for a negative target).
+        over = np.where(target == fd.NO_LEVEL, 0, np.maximum(target - (fd.LEVELS.size - 1), 0)
+                        + np.minimum(target, 0))
+        moved = over != 0
         if moved.any():
             self.table.shift(local[moved], over[moved])
             self.table_steps[todo[moved]] *= np.exp2(over[moved].astype(np.float64))
@@ -437,7 +447,7 @@ class _Measurement:
                     break
                 sub = self.table.subset(local)
                 target = self._next_levels(todo, local, sub)
-                keep = target >= 0
+                keep = target != fd.NO_LEVEL
                 local, todo, target = local[keep], todo[keep], target[keep]
                 if todo.size == 0:
                     break

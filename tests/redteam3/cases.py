@@ -1,6 +1,6 @@
 """Red-team 3 cases: build, run, print one row per case.
 
-    cd /work/rt3 && PYTHONPATH=/work/rt3 python -m tests.redteam3.cases [substring ...]
+    PYTHONPATH=. python -m tests.redteam3.cases [substring ...]
 
 Columns: name, kind (correct/bug), verdict, ok/inc/VIOLATION, seconds.
 """
@@ -616,25 +616,18 @@ for _l in ("correct", "bug_dW2_1e-6", "bug_db1_transposed_shape", "data_as_rows"
 
 # ------------------------------------------------------------------ runner
 KNOWN_VIOLATIONS: dict[str, str] = {
-    "elastic/api:complex": "method='complex' at |w|=0 kinks: complex step is one-sided, the valid subgradient "
-                           "sign(0)=0 is failed (diff 0.256), no kink detection with complex step",
-    "mlp32/correct_seed2": "float32 cost is a staircase: noise measured 1.35e-16, tiny steps give approx=0, "
-                           "correct W1/b1 FAIL (diff 0.0193)",
-    "relu_exact/correct_seed2": "per_example='mean' at ReLU kinks whose one-sided slopes cancel in the total: "
-                                "back-prop value 0.10205 lies in the per-example range [0.0552, 0.1021] but is "
-                                "judged against the total's derivative 0.0786 -> FAIL",
-    "mlp32/bug:rel1e-4": "float32 cost: whole gradient off by 1e-4 passes (diff 1.29e-4 < tol 3.95e-4)",
-    "mlp_off1e6/bug:rel1e-6": "cost + 1e6: whole gradient off by 1e-6 passes (tol 1.24e-6); own 2-level "
-                              "Richardson at h=2e-2 reaches 3.7e-8",
-    "mlp_off1e6/bug:rel1e-5": "cost + 1e6: whole gradient off by 1e-5 passes (diff 5.0e-6 < tol 1.08e-5)",
-    "multiscale/bug:rel1e-6": "block 'micro' (theta ~1e-6, grad ~1e6) 'unresolved' -> not named; plain central "
-                              "differences at h=1e-10 are accurate to 1e-10",
-    "multiscale/bug:rel1e-5": "same: micro block unresolved, not named",
-    "multiscale/bug:rel1e-4": "same: micro block unresolved, not named",
-    "relu_exact/bug:rel1e-6": "W1[2,0] (not at a kink) has score 5 but block W1 is 'cannot tell' (tol 0.0543 "
-                              "from kink components): W1 not named",
-    "embedding/float32_block_bug_1e-3": "embedding table used in float32 inside a float64 cost: one component "
-                                        "off by 1e-3 passes (E diff 2.5e-4 < tol 4.5e-4, component score 0.56)",
+    # Fixed since the report: the complex step at |w| = 0 (re-measured by central
+    # differences where it disagrees), the float32 staircase (the noise line tries
+    # coarser spacings when the cost does not move), kinks that cancel between
+    # examples (found per example), the 1e-6-scaled block (the table's window
+    # moves down), a value just outside its kink range (judged at its range), and
+    # the float32 bugs within tolerance (inconclusive above MAX_ALLOWANCE = 1e-4,
+    # or failed now that the steps reach the cap).
+    "mlp_off1e6/bug:rel1e-6": "cost + 1e6: whole gradient off by 1e-6 passes within its stated tolerance "
+                              "(diff 5.2e-7 < tol 1.24e-6): the rounding of 1e6 at steps capped at 1e-2 "
+                              "bounds the error at about 1e-6",
+    "mlp_off1e6/bug:rel1e-5": "cost + 1e6: whole gradient off by 1e-5 passes within its stated tolerance "
+                              "(diff 5.0e-6 < tol 1.08e-5)",
 }
 # inconclusive verdicts judged avoidable (finite differences can tell; see the report)
 AVOIDABLE_INCONCLUSIVE = {

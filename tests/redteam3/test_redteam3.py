@@ -1,6 +1,6 @@
 """Red-team 3: the verdict contract on models the authors did not write.
 
-    cd /work/rt3 && PYTHONPATH=/work/rt3 python -m pytest tests/redteam3 -q
+    python -m pytest tests/redteam3 -q
 
 Per case: a correct gradient is never "fail" ("inconclusive" only with a
 reason); a bug is never "pass", and a "fail" names exactly the blocks the bug
@@ -26,6 +26,8 @@ def _outcome(name):
 
 def _params():
     for n in NAMES:
+        if not (n.startswith("cli/") or n.startswith("testing/")) and build(n) is None:
+            continue  # a variant with no label (it stays inside the range of valid derivatives): not a case
         marks = []
         if n in KNOWN_VIOLATIONS:
             marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_VIOLATIONS[n]))
@@ -35,8 +37,7 @@ def _params():
 @pytest.mark.parametrize("name", list(_params()))
 def test_verdict_contract(name):
     c, o = _outcome(name)
-    if c is None:
-        pytest.skip("no label: the variant stays inside the range of valid derivatives")
+    assert c is not None, name
     info = f"{name}: verdict {o.verdict}, failing {o.failing}, expected {c.expected}, reasons {o.reasons}\n{o.text}"
     if c.kind == "correct":
         assert o.verdict != "fail", info
@@ -49,8 +50,9 @@ def test_verdict_contract(name):
             assert o.verdict == "inconclusive" and o.reasons, info
 
 
-@pytest.mark.xfail(strict=True, reason="12 of 139 correct cases inconclusive (8.6%): near-optimum gradients "
-                                       "~1e-8, float32 costs, the 1e-6-scaled block, cost + 1e10")
+@pytest.mark.xfail(strict=True, reason="more than 2% of the correct cases inconclusive: float32 costs (their "
+                                       "rounding allows more than MAX_ALLOWANCE = 1e-4), near-optimum gradients "
+                                       "~1e-8 and ~1e-10, cost + 1e10")
 def test_inconclusive_rate_of_correct_cases():
     n = inc = 0
     for name in NAMES:
