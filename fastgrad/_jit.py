@@ -16,7 +16,7 @@ location at all, ``njit(cache=True)`` raises at import.
   is not served stale);
 - treats any failure to read, verify or rebuild an entry as a cache miss,
   removes the function's index and data files, and lets Numba compile again
-  (``fastgrad.dense`` prints its "compiling kernels, once" notice then);
+  (``fastgrad.dense`` prints its "compiling kernels for ..." notice then);
 - treats a failure to write as "no cache" for that function;
 
 and, when Numba finds no cache location, compiles in memory after one warning.

@@ -496,7 +496,7 @@ def test_bad_labels_for_softmax_and_bad_check_options(no_kernels):
 
 
 # --------------------------------------------------------------------------- #
-# "compiling kernels, once"
+# "fastgrad: compiling kernels for ...", once
 # --------------------------------------------------------------------------- #
 
 
