@@ -22,7 +22,8 @@ tables and the unperturbed forward pass), built once per check:
   product over a block of columns (the exact path).
 
 Work is split into pieces of one unit each; pieces are spread over ``n_chunks``
-``prange`` iterations, each with its own scratch buffers (``ChunkScratch``),
+chunks run on Python threads (``_run_chunk`` releases the GIL), each with its
+own scratch buffers (``ChunkScratch``),
 and every value is computed the same way whatever piece, chunk or call it lands
 in: results are bit-for-bit independent of the thread count and of how the
 components are split into calls.
@@ -38,11 +39,13 @@ No ``fastmath``: these are differences of costs.
 from __future__ import annotations
 
 import math
+import threading
 from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
-from fastgrad._jit import njit, prange
+from fastgrad._jit import njit, specialise
 
 from fastgrad._dense_kernels import (
     activation,
@@ -79,6 +82,14 @@ POLY_LIMIT = 2.0**-10
 #: |q_7| |d|^6 <= 0.054 * 2^-60 ~ 5e-20 relative to the first term there.
 SERIES_TERMS = 6
 SERIES_LIMIT = POLY_LIMIT
+
+#: The loss and whether a hidden layer is tanh / sigmoid, as compile-time
+#: constants: the kernels are compiled per variant (``_variant``), each without
+#: the code of the other losses, and without the smooth activations' paths
+#: when no hidden layer needs them. These module-level values are placeholders;
+#: the module's own kernels are never called.
+LOSS = -1
+SMOOTH = True
 
 #: Most components in one piece of work (one unit, or a part of its components).
 PIECE_MAX = 1024
@@ -173,7 +184,7 @@ ChunkScratch = namedtuple(
         "series",          # (SERIES_TERMS, n_L): move of the logits = sum_k series[k - 1] t^k
     ],
 )
-ChunkScratch.__doc__ = """Scratch of one chunk (per-chunk views of arrays allocated before the ``prange``)."""
+ChunkScratch.__doc__ = """Scratch of one chunk (per-chunk views of arrays allocated before the chunks run)."""
 
 Plan = namedtuple(
     "Plan",
@@ -312,13 +323,15 @@ def _unit_tables(layer_sizes, m):
     return unit_offset, inputs_t_offset, layer_of_unit
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _layer_forward(W, A_prev, b, code, dropped, dropout_scale, row0, Z, A):
-    """Z[row0 + i] = W[i] A_prev + b[i], A = activation (times dropout), rows in
-    parallel. Our own loops rather than BLAS: BLAS threads left spinning after
-    a call compete with the prange workers that follow."""
+    """Z[row0 + i] = W[i] A_prev + b[i], A = activation (times dropout), row by row.
+    Our own loops rather than BLAS: BLAS threads left spinning after a call
+    compete with the chunks' threads that follow. Serial: once per check (tens
+    of milliseconds for L), where a ``prange`` cost a gufunc's compile and
+    Numba's thread pool at start-up."""
     m = A_prev.shape[1]
-    for i in prange(W.shape[0]):
+    for i in range(W.shape[0]):
         row = row0 + i
         for e in range(m):
             Z[row, e] = 0.0
@@ -365,7 +378,7 @@ def _output_probabilities(loss, Z_out):
     n_out, m = Z_out.shape
     P = np.zeros((n_out, m))
     log_sum_exp = np.zeros(m)
-    if loss == SOFTMAX_CROSS_ENTROPY:
+    if LOSS == SOFTMAX_CROSS_ENTROPY:
         for e in range(m):
             shift = column_max(Z_out, e)
             s = 0.0
@@ -374,7 +387,7 @@ def _output_probabilities(loss, Z_out):
             log_sum_exp[e] = shift + math.log(s)
             for c in range(n_out):
                 P[c, e] = math.exp(Z_out[c, e] - shift) / s
-    elif loss == BINARY_CROSS_ENTROPY:
+    elif LOSS == BINARY_CROSS_ENTROPY:
         for c in range(n_out):
             for e in range(m):
                 P[c, e] = sigmoid(Z_out[c, e])
@@ -412,6 +425,8 @@ def _series_table(layer_sizes, activations, Z, unit_offset):
     n_layers = layer_sizes.size - 1
     n_units, m = Z.shape
     series = np.zeros((m, n_units, SERIES_TERMS))
+    if not SMOOTH:
+        return series
     for l in range(1, n_layers):
         code = activations[l - 1]
         if code != TANH and code != SIGMOID:
@@ -437,7 +452,7 @@ def _series_table(layer_sizes, activations, Z, unit_offset):
     return series
 
 
-@njit(cache=True, calls_parallel=True)  # the base pass runs _layer_forward's parallel rows
+@njit(cache=True)
 def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
     """The tables and unperturbed forward pass of ``DenseBase``, in its field order."""
     n_layers = layer_sizes.size - 1
@@ -535,7 +550,7 @@ def _unit_work(base, unit):
         downstream += layer_sizes[k] * layer_sizes[k - 1]
         if k < n_layers and not is_piecewise_linear(base.activations[k - 1]):
             piecewise = False
-    fast_loss = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
+    fast_loss = LOSS != MSE or base.activations[n_layers - 1] == LINEAR
     if piecewise and fast_loss:
         per_column = 12 * n_out + 24
     elif _downstream_is_series(base, l):
@@ -638,7 +653,7 @@ def _downstream_is_fast(base, l):
     """Whether the fast path can serve layer l: every layer below it piecewise
     linear, and a loss the polynomial formulas cover."""
     n_layers = base.layer_sizes.size - 1
-    fast = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
+    fast = LOSS != MSE or base.activations[n_layers - 1] == LINEAR
     for k in range(l + 1, n_layers):
         if not is_piecewise_linear(base.activations[k - 1]):
             fast = False
@@ -694,7 +709,7 @@ def _logit_direction(base, l, i, e, s):
         for c in range(n_out):
             s.direction[c] = s.carried[c]
     limit = margin
-    if base.loss != MSE:
+    if LOSS != MSE:
         biggest = 0.0
         for c in range(n_out):
             biggest = max(biggest, abs(s.direction[c]))
@@ -747,7 +762,7 @@ def _fast_other_losses(base, e, n_q, s):
         if vc == 0.0:
             continue
         yc = base.Y[c, e]
-        if base.loss == BINARY_CROSS_ENTROPY:
+        if LOSS == BINARY_CROSS_ENTROPY:
             sc = base.P[c, e]
             for q in range(n_q):
                 x = vc * a_change[q]
@@ -769,7 +784,7 @@ def _fast_path(base, l, i, e, n_q, n_crossed, s):
     crossed = s.crossed
     exact_columns = s.exact_columns
     limit = _logit_direction(base, l, i, e, s)
-    if base.loss == SOFTMAX_CROSS_ENTROPY:
+    if LOSS == SOFTMAX_CROSS_ENTROPY:
         _fast_softmax(base, e, n_q, s)
     else:
         _fast_other_losses(base, e, n_q, s)
@@ -793,13 +808,15 @@ def _downstream_is_series(base, l):
     """Whether the series path serves layer l: layer L-1 is tanh / sigmoid and
     lies downstream (l <= L-2), every layer between is piecewise linear, and
     the loss is one the polynomial formulas cover."""
+    if not SMOOTH:
+        return False
     n_layers = base.layer_sizes.size - 1
     if l > n_layers - 2:
         return False
     last = base.activations[n_layers - 2]
     if last != TANH and last != SIGMOID:
         return False
-    series = base.loss != MSE or base.activations[n_layers - 1] == LINEAR
+    series = LOSS != MSE or base.activations[n_layers - 1] == LINEAR
     for k in range(l + 1, n_layers - 1):
         if not is_piecewise_linear(base.activations[k - 1]):
             series = False
@@ -851,7 +868,7 @@ def _series_direction(base, l, i, e, s):
     if biggest == 0.0:
         return np.inf  # nothing reaches the logits: every change is exactly zero
     limit = min(margin, SERIES_LIMIT / biggest)
-    if base.loss != MSE and limit > 0.0:
+    if LOSS != MSE and limit > 0.0:
         for _ in range(64):
             bound = 0.0
             power = 1.0
@@ -890,14 +907,14 @@ def _series_losses(base, e, n_q, s):
     for c in range(base.layer_sizes[n_layers]):
         v = (s.series[0, c], s.series[1, c], s.series[2, c], s.series[3, c], s.series[4, c], s.series[5, c])
         yc = base.Y[c, e]
-        if base.loss == SOFTMAX_CROSS_ENTROPY:
+        if LOSS == SOFTMAX_CROSS_ENTROPY:
             pc = base.P[c, e]
             for q in range(n_q):
                 expm1_sum[q] += pc * _expm1_small(_series_move(v, a_change[q]))
             if yc != 0.0:
                 for q in range(n_q):
                     label_dot[q] += yc * _series_move(v, a_change[q])
-        elif base.loss == BINARY_CROSS_ENTROPY:
+        elif LOSS == BINARY_CROSS_ENTROPY:
             sc = base.P[c, e]
             for q in range(n_q):
                 x = _series_move(v, a_change[q])
@@ -907,7 +924,7 @@ def _series_losses(base, e, n_q, s):
             for q in range(n_q):
                 x = _series_move(v, a_change[q])
                 contribution[q] += 0.5 * x * (x + 2.0 * rc)
-    if base.loss == SOFTMAX_CROSS_ENTROPY:
+    if LOSS == SOFTMAX_CROSS_ENTROPY:
         for q in range(n_q):
             contribution[q] = _log1p_small(expm1_sum[q]) - label_dot[q]
 
@@ -950,7 +967,7 @@ def _loss_change(base, e, b, s):
     n_out = base.layer_sizes[n_layers]
     zl = base.unit_offset[n_layers]
     Z, P, Y, move = base.Z, base.P, base.Y, s.output_move
-    if base.loss == SOFTMAX_CROSS_ENTROPY:
+    if LOSS == SOFTMAX_CROSS_ENTROPY:
         biggest = 0.0
         dot = 0.0
         for c in range(n_out):
@@ -971,7 +988,7 @@ def _loss_change(base, e, b, s):
             t += math.exp(Z[zl + c, e] + move[c] - shift)
         return (shift + math.log(t) - base.log_sum_exp[e]) - dot
     total = 0.0
-    if base.loss == BINARY_CROSS_ENTROPY:
+    if LOSS == BINARY_CROSS_ENTROPY:
         for c in range(n_out):
             d = s.z_changes[c, b]
             if abs(d) <= 1.0:
@@ -1028,7 +1045,7 @@ def _block_activations(base, k, e, n_cols, s):
             for b in range(n_cols):
                 if ((z + s.z_changes[u, b]) > 0.0) != positive:
                     s.block_kink[b] = 1
-        if code == TANH or code == SIGMOID:
+        if SMOOTH and (code == TANH or code == SIGMOID):
             _smooth_changes(code, z, drop, s.z_changes[u], s.a_changes[u], n_cols)
             continue
         for b in range(n_cols):
@@ -1076,7 +1093,7 @@ def _block_polynomial_losses(base, e, n_cols, s):
     n_layers = base.layer_sizes.size - 1
     n_out = base.layer_sizes[n_layers]
     P, Y = base.P, base.Y
-    if base.loss == SOFTMAX_CROSS_ENTROPY:
+    if LOSS == SOFTMAX_CROSS_ENTROPY:
         dot = s.block_label_dot
         for b in range(n_cols):
             dot[b] = 0.0
@@ -1090,7 +1107,7 @@ def _block_polynomial_losses(base, e, n_cols, s):
                     dot[b] += yc * z_changes[c, b]
         for b in range(n_cols):
             block_loss[b] = _log1p_small(block_loss[b]) - dot[b]
-    elif base.loss == BINARY_CROSS_ENTROPY:
+    elif LOSS == BINARY_CROSS_ENTROPY:
         for c in range(n_out):
             sc = P[c, e]
             yc = Y[c, e]
@@ -1111,7 +1128,7 @@ def _block_losses(base, e, n_cols, s):
     """block_loss = the change of example e's loss for each column of the block."""
     n_layers = base.layer_sizes.size - 1
     out_code = base.activations[n_layers - 1]
-    if base.loss == MSE and out_code != LINEAR:
+    if LOSS == MSE and out_code != LINEAR:
         for b in range(n_cols):
             s.block_loss[b] = _loss_change(base, e, b, s)
         return
@@ -1124,7 +1141,7 @@ def _block_losses(base, e, n_cols, s):
         for b in range(n_cols):
             s.block_far[b] |= not (abs(s.z_changes[c, b]) <= POLY_LIMIT)
     _block_polynomial_losses(base, e, n_cols, s)
-    if base.loss != MSE:
+    if LOSS != MSE:
         for b in range(n_cols):
             if s.block_far[b]:
                 s.block_loss[b] = _loss_change(base, e, b, s)
@@ -1144,7 +1161,7 @@ def _exact_block(base, l, i, e, n_cols, s):
     for k in range(l + 1, n_layers):
         _block_activations(base, k, e, n_cols, s)
         _block_next_layer(base, k, n_cols, s)
-    if base.loss == MSE and is_kinked(base.activations[n_layers - 1]):
+    if LOSS == MSE and is_kinked(base.activations[n_layers - 1]):
         _block_output_kinks(base, e, n_cols, s)
     _block_losses(base, e, n_cols, s)
 
@@ -1292,7 +1309,7 @@ def _write_piece(base, indices, points, plan, start, n_comp, n_in, deltas, kinks
         status[r] = STATUS_NON_FINITE if bad else STATUS_OK
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s):
     """Cost differences of one piece's components, example by example."""
     unit = plan.piece_unit[piece]
@@ -1325,11 +1342,11 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
             factor, n_crossed = _piecewise_changes(code, z, drop, n_q, s)
             if factor == 0.0 and n_crossed == 0:
                 continue  # stays on the flat side of a ReLU: exactly no change
-        else:
+        elif SMOOTH:  # (without tanh / sigmoid hidden layers, every unit here is piecewise linear)
             _unit_series_changes(base, code, unit, e, z, drop, n_q, s)
         if fast and (factor != 0.0 or not piecewise_here):
             n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)
-        elif series and (factor != 0.0 or not piecewise_here):
+        elif SMOOTH and series and (factor != 0.0 or not piecewise_here):
             n_exact = _series_path(base, l, i, e, n_q, n_crossed, s)
         else:
             n_exact = _list_moving_columns(n_q, s)
@@ -1380,21 +1397,62 @@ def _scratch_of_chunk(scratch, c):
     )
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
+def _run_chunk(base, indices, points, plan, deltas, kinks, status, scratch, c):
+    """Chunk c's pieces, one after the other, in its own scratch (without the GIL).
+
+    The one compiled function that holds the per-piece code: the chunks run
+    on Python threads (``_run_chunks``) rather than in a ``prange``, because
+    Numba links a callee's code into every caller and optimises it again
+    there: a parallel loop (its gufunc, the function holding it) and a
+    compiled driver around it compiled the per-piece code three times over.
+    """
+    s = _scratch_of_chunk(scratch, c)
+    for t in range(plan.chunk_start[c], plan.chunk_start[c + 1]):
+        _process_piece(base, indices, points, plan, plan.chunk_pieces[t], deltas, kinks, status, s)
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    """Worker threads for the chunks, started at the first parallel call and kept."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="fastgrad")
+        return _pool
+
+
 def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
-    """The only parallel loop over components: chunk c runs its pieces, one after
-    the other, in its own scratch. Kept apart from the serial set-up
-    so that Numba turns nothing else (array allocations) into parallel loops:
-    each one would cost compile time."""
-    for c in prange(plan.chunk_start.size - 1):
-        s = _scratch_of_chunk(scratch, c)
-        for t in range(plan.chunk_start[c], plan.chunk_start[c + 1]):
-            _process_piece(base, indices, points, plan, plan.chunk_pieces[t], deltas, kinks, status, s)
+    """Every chunk with work, chunk 0's on the calling thread and the others on the pool's.
+
+    Each chunk writes only its own components' rows and its own scratch, and
+    every value is computed the same way whatever chunk runs it: the result
+    does not depend on the threads.
+    """
+    chunk_start = plan.chunk_start
+    busy = [c for c in range(chunk_start.size - 1) if chunk_start[c + 1] > chunk_start[c]]
+    arguments = (base, indices, points, plan, deltas, kinks, status, scratch)
+    _run_chunk = _variant(base.loss, base.activations)["_run_chunk"]
+    if len(busy) == 1:
+        _run_chunk(*arguments, np.int64(busy[0]))
+        return
+    pool = _thread_pool()
+    futures = [pool.submit(_run_chunk, *arguments, np.int64(c)) for c in busy[1:]]
+    try:
+        _run_chunk(*arguments, np.int64(busy[0]))
+    finally:
+        # The workers write into deltas, kinks and status: wait for them even
+        # when this thread is interrupted, and raise their first error.
+        wait(futures)
+    for future in futures:
+        future.result()
 
 
-@njit(cache=True, calls_parallel=True)
 def _cost_differences(base, indices, points, n_chunks):
-    """The compiled body of ``cost_differences``: plan, scratch, parallel run."""
+    """The body of ``cost_differences``, on arrays of the right types: plan, scratch, run."""
     n_idx = indices.size
     n_pts = points.shape[1]
     deltas = np.zeros((n_idx, n_pts))
@@ -1402,12 +1460,12 @@ def _cost_differences(base, indices, points, n_chunks):
     status = np.zeros(n_idx, dtype=np.uint8)
     if n_idx == 0:
         return deltas, kinks, status
-    n_chunks = max(1, n_chunks)
-    plan = _plan(base, indices, n_pts, n_chunks)
-    widest = 1
-    for l in range(1, base.layer_sizes.size):
-        widest = max(widest, base.layer_sizes[l])
-    scratch = _allocate_scratch(n_chunks, plan.capacity, n_pts, widest, base.layer_sizes[base.layer_sizes.size - 1])
+    n_chunks = max(1, int(n_chunks))
+    plan = _variant(base.loss, base.activations)["_plan"](base, indices, np.int64(n_pts), np.int64(n_chunks))
+    sizes = base.layer_sizes
+    widest = max(1, int(sizes[1:].max()))
+    scratch = _allocate_scratch(np.int64(n_chunks), np.int64(plan.capacity), np.int64(n_pts), np.int64(widest),
+                                np.int64(sizes[-1]))
     _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch)
     return deltas, kinks, status
 
@@ -1415,6 +1473,42 @@ def _cost_differences(base, indices, points, n_chunks):
 # --------------------------------------------------------------------------- #
 # Python entry points
 # --------------------------------------------------------------------------- #
+#: Compiled functions every variant shares (no LOSS or SMOOTH in them or in
+#: what they call); the module's other compiled functions are copied per variant.
+_SHARED = (
+    "_softplus", "_activation_change", "_smooth_changes", "_layer_forward", "_base_forward",
+    "_order_by_decreasing", "_allocate_scratch",
+)
+_variants: dict = {}
+_variants_lock = threading.Lock()
+
+
+def _variant_key(loss, activations) -> tuple[int, bool]:
+    """``(LOSS, SMOOTH)`` of a network: its loss code, and whether a hidden layer is tanh / sigmoid."""
+    hidden = [int(code) for code in np.asarray(activations)[:-1]]
+    return int(loss), any(code in (TANH, SIGMOID) for code in hidden)
+
+
+def _variant(loss, activations) -> dict:
+    """The compiled functions for this loss and these activations (made once per process, compiled lazily)."""
+    key = _variant_key(loss, activations)
+    with _variants_lock:
+        found = _variants.get(key)
+        if found is None:
+            names = [
+                name for name, value in globals().items()
+                if hasattr(value, "_fastgrad_njit") and value.py_func.__module__ == __name__ and name not in _SHARED
+            ]
+            found = _variants[key] = specialise(globals(), names, {"LOSS": key[0], "SMOOTH": key[1]})
+        return found
+
+
+def _prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout_scale):
+    """The variant's ``_prepare_arrays`` (tables and unperturbed forward pass, in DenseBase's field order)."""
+    kernel = _variant(loss, activations)["_prepare_arrays"]
+    return kernel(layer_sizes, activations, np.int64(loss), theta, X, dropout_scale)
+
+
 def _as_int_vector(value, name):
     array = np.ascontiguousarray(value, dtype=np.int64)
     if array.ndim != 1:
@@ -1502,7 +1596,7 @@ def prepare(
             f"dropout_scale must be ({n_hidden}, {m}) or (0, {m}), got {dropout_scale.shape}."
         )
     loss, l2 = int(loss), float(l2)
-    arrays = _prepare_arrays(layer_sizes, activations, np.int64(loss), theta, X, dropout_scale)
+    arrays = _prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout_scale)
     return DenseBase(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, *arrays)
 
 
@@ -1602,15 +1696,37 @@ def _is_cached(kernel, arguments) -> bool:
         return False
 
 
-def kernel_is_cached() -> bool:
-    """Whether the kernels are compiled in this process or on disk for this machine.
+def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEAR)) -> bool:
+    """Whether the kernels a network needs are compiled in this process or on disk for this machine.
 
-    False means the next call compiles them (seconds, once); a failure to tell
-    is reported as False.
+    Parameters
+    ----------
+    loss : int
+        Loss code (``fastgrad._dense_spec``).
+    activations : sequence of int
+        Activation code of every layer, the output's last.
+
+    Returns
+    -------
+    bool
+        False means the next check of such a network compiles them (seconds,
+        once); a failure to tell is reported as False.
     """
+    kernels = _variant(loss, activations)
     prepare_arguments = (
         np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64), np.int64(0),
         np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)),
     )
-    differences_arguments = (_example_base(), np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.int64(1))
-    return _is_cached(_prepare_arrays, prepare_arguments) and _is_cached(_cost_differences, differences_arguments)
+    base = _example_base()
+    one = np.int64(1)
+    index, vector, matrix, flags = np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros((1, 1)), np.zeros(1, np.uint8)
+    plan = Plan(*[index] * 7, 1)
+    scratch_types = [vector] * 7 + [flags, index, index, flags, vector, vector, vector, flags, flags,
+                                     matrix, matrix, vector, vector, vector, vector, matrix, matrix]
+    scratch = ChunkScratch(*[np.zeros((1, *a.shape), a.dtype) for a in scratch_types])
+    return (
+        _is_cached(kernels["_prepare_arrays"], prepare_arguments)
+        and _is_cached(kernels["_plan"], (base, index, one, one))
+        and _is_cached(_allocate_scratch, (one,) * 5)
+        and _is_cached(kernels["_run_chunk"], (base, index, matrix, plan, matrix, flags, flags, scratch, one))
+    )

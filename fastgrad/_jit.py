@@ -16,7 +16,7 @@ location at all, ``njit(cache=True)`` raises at import.
   is not served stale);
 - treats any failure to read, verify or rebuild an entry as a cache miss,
   removes the function's index and data files, and lets Numba compile again
-  (``fastgrad.dense`` prints its "compiling kernels, once" notice then);
+  (``fastgrad.dense`` prints its "compiling kernels for ..." notice then);
 - treats a failure to write as "no cache" for that function;
 
 and, when Numba finds no cache location, compiles in memory after one warning.
@@ -45,7 +45,7 @@ from numba.core import caching, registry, sigutils, typeinfer
 from fastgrad._threads import parallel_region
 
 # prange is re-exported so that a kernel module imports both from here in one line.
-__all__ = ["njit", "prange", "RobustCache", "CacheFallbackWarning"]
+__all__ = ["njit", "prange", "specialise", "RobustCache", "CacheFallbackWarning"]
 
 #: First bytes of every data file fastgrad writes; a file without them is dropped.
 _MAGIC = b"fastgrad-numba-cache-1\n"
@@ -256,7 +256,10 @@ class RobustCache(caching.FunctionCache):
             )
 
     def _index_key(self, sig: Any, codegen: Any) -> Any:
-        return (*super()._index_key(sig, codegen), package_digest())
+        # A variant (see specialise) shares its function's bytecode and cache
+        # index with the others: its constants tell it apart.
+        variant = getattr(self._py_func, "_fastgrad_variant", "")
+        return (*super()._index_key(sig, codegen), package_digest(), variant)
 
 
 def _install_cache(dispatcher: Any) -> None:
@@ -327,11 +330,12 @@ def njit(signature_or_function: Any = None, *, cache: bool = False, **options: A
     def decorate(function: Callable) -> Any:
         # Created without signatures, so that the cache is in place before the
         # eager compiles below look it up.
-        dispatcher = _dispatcher(function, options)
+        dispatcher = _dispatcher(function, dict(options))
         if not isinstance(dispatcher, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT=1
             return dispatcher
         if cache:
             _install_cache(dispatcher)
+        dispatcher._fastgrad_njit = (dict(options), cache, signatures)
         if signatures:
             with typeinfer.register_dispatcher(dispatcher):
                 for signature in signatures:
@@ -340,3 +344,54 @@ def njit(signature_or_function: Any = None, *, cache: bool = False, **options: A
         return dispatcher
 
     return decorate
+
+
+def specialise(namespace: dict, names: Any, constants: dict) -> dict:
+    """Copies of a module's compiled functions whose globals hold other values of some constants.
+
+    Numba reads a global as a compile-time constant and removes, before it
+    types or inlines anything, the branches of an ``if`` on constants (a
+    comparison of two of them, or one alone). A kernel written as ``if LOSS ==
+    MSE: ...`` with ``LOSS`` a module global is compiled, in a copy made here
+    with ``LOSS`` set to one loss, without the other losses' code: each check
+    compiles (and loads from the cache) only what its network needs.
+
+    Parameters
+    ----------
+    namespace : dict
+        The module's globals.
+    names : iterable of str
+        Its compiled functions (made with :func:`njit`) to copy; each copy
+        calls the copies of the others, and the module's own version of every
+        other function.
+    constants : dict
+        Names and values of the constants in the copies' globals (ints, bools,
+        strings: they also tell the copies apart in the on-disk cache).
+
+    Returns
+    -------
+    dict
+        The copies' globals: the copies by name, beside the module's other names.
+    """
+    variant = ",".join(f"{key}={value!r}" for key, value in sorted(constants.items()))
+    copies = dict(namespace)
+    copies.update(constants)
+    for name in names:
+        dispatcher = namespace[name]
+        if not hasattr(dispatcher, "_fastgrad_njit"):  # NUMBA_DISABLE_JIT=1: plain Python functions
+            function = dispatcher
+            options, cache, signatures = {}, False, []
+        else:
+            function = dispatcher.py_func
+            options, cache, signatures = dispatcher._fastgrad_njit
+        clone = type(function)(function.__code__, copies, function.__name__, function.__defaults__,
+                               function.__closure__)
+        clone.__qualname__ = function.__qualname__
+        clone.__doc__ = function.__doc__
+        clone.__kwdefaults__ = function.__kwdefaults__
+        clone._fastgrad_variant = variant
+        if not hasattr(dispatcher, "_fastgrad_njit"):
+            copies[name] = clone
+        else:
+            copies[name] = njit(signatures or None, cache=cache, **options)(clone)
+    return copies

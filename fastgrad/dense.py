@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,48 +51,113 @@ DEFAULT_OUTPUT = {
 ENGINES = ("auto", "dense", "generic")
 
 # --------------------------------------------------------------------------- #
-# "compiling kernels, once"
+# "fastgrad: compiling kernels for ...", once
 # --------------------------------------------------------------------------- #
 
-_compile_announced = False
+#: Set (to anything but "" or "0") to silence the notice.
+QUIET_VARIABLE = "FASTGRAD_QUIET"
+
+#: Rough cold-compile time of a whole check (CPU seconds on the 2-core
+#: machine of docs/benchmarks.md), by whether a hidden layer is tanh / sigmoid:
+#: 41 s measured for the course's ReLU network; the smooth variant holds the
+#: series path too (not measured alone: an allowance).
+_COMPILE_ESTIMATE = {False: 40, True: 50}
+
+_notice_lock = threading.Lock()
+_notice_depth = 0
+_notice = None
 
 
 class _CompileNotice(numba_event.Listener):
-    """Prints the notice when Numba starts compiling one of fastgrad's functions.
+    """Announces, on one line of stderr, the kernels Numba compiles while it is installed.
 
     Numba fires ``numba:compile`` only after a cache miss, just before it
-    compiles, so loading a kernel from the on-disk cache says nothing.
+    compiles, so loading kernels from the on-disk cache prints nothing. The
+    first compiled fastgrad function prints the notice; each one after it a
+    dot (the progress); :meth:`finish` ends the line with the time taken.
     """
 
+    def __init__(self, what: str, estimate: int | None) -> None:
+        self.what = what
+        self.estimate = estimate
+        self.started: float | None = None
+
     def on_start(self, event: numba_event.Event) -> None:
-        global _compile_announced
-        if _compile_announced:
-            return
         dispatcher = (event.data or {}).get("dispatcher")
         module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
-        if module.startswith("fastgrad"):
-            _compile_announced = True
-            print("fastgrad: compiling kernels, once (they are cached for later runs)", file=sys.stderr, flush=True)
+        if not module.startswith("fastgrad"):
+            return
+        if self.started is None:
+            self.started = time.perf_counter()
+            about = f", ~{self.estimate} s" if self.estimate else ""
+            self._write(f"fastgrad: compiling kernels for {self.what} (first run only{about}; "
+                        "cached for later runs) ")
+        else:
+            self._write(".")
 
     def on_end(self, event: numba_event.Event) -> None:
         pass
 
+    def finish(self) -> None:
+        if self.started is not None:
+            self._write(f" done in {time.perf_counter() - self.started:.0f} s\n")
+            self.started = None
+
+    @staticmethod
+    def _write(text: str) -> None:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):  # a closed or missing stderr: say nothing
+            pass
+
+
+def _quiet() -> bool:
+    return os.environ.get(QUIET_VARIABLE, "") not in ("", "0")
+
 
 @contextmanager
-def _announce_compilation():
-    """Run compiled kernels: BLAS on one thread, and a notice the first time a process compiles them.
+def _announce_compilation(net: "DenseNet | None" = None):
+    """Run compiled kernels: BLAS on one thread, and a notice when kernels are compiled.
+
+    The notice (one line on stderr, with a dot per compiled function, and
+    nothing when every kernel comes from the cache) names the network's
+    activations and loss; ``FASTGRAD_QUIET=1`` silences it. Nested uses
+    (a check calls the back-prop) share the outermost one's line.
 
     The kernels parallelise with Numba's threads. Matrix products inside them
     (SciPy's OpenBLAS) would otherwise start threads of their own that keep
     spinning after each call and, on a small machine, take the cores the
     ``prange`` workers need: a full check of the M network ran 2-3x slower.
     """
+    global _notice_depth, _notice
     with blas_on_one_thread():
-        if _compile_announced:
+        if _quiet():
             yield
             return
-        with numba_event.install_listener("numba:compile", _CompileNotice()):
-            yield
+        with _notice_lock:
+            outermost = _notice_depth == 0
+            _notice_depth += 1
+            if outermost:
+                if net is None:
+                    what, estimate = "dense networks", None
+                else:
+                    what = "/".join(dict.fromkeys(net.activations)) + "/" + net.loss
+                    estimate = _COMPILE_ESTIMATE[any(a in ("tanh", "sigmoid") for a in net.activations[:-1])]
+                _notice = _CompileNotice(what, estimate)
+            notice = _notice
+        try:
+            if outermost:
+                with numba_event.install_listener("numba:compile", notice):
+                    yield
+            else:
+                yield
+        finally:
+            with _notice_lock:
+                _notice_depth -= 1
+                if outermost:
+                    notice.finish()
+                    _notice = None
 
 
 # --------------------------------------------------------------------------- #
@@ -538,7 +606,7 @@ class DenseNet:
         """
         theta = self.pack(params)
         X, Y = self._data(X, Y)
-        with _announce_compilation():
+        with _announce_compilation(self):
             return float(_dense_kernels.forward_cost(theta, *self._kernel_args(X, Y)))
 
     def gradients(self, params: Mapping[str, object], X: object, Y: object) -> dict[str, np.ndarray]:
@@ -549,7 +617,7 @@ class DenseNet:
         return {"d" + name: block for name, block in unpack(grad, self._layout).items()}
 
     def _cost_and_gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        with _announce_compilation():
+        with _announce_compilation(self):
             cost, grad = _dense_kernels.cost_and_gradient(theta, *self._kernel_args(X, Y))
         return float(cost), grad
 
@@ -684,13 +752,15 @@ class DenseNet:
         use_dense = _choose_engine(engine, opts.method)
         if client is not None:
             check_client(client)
-        # One compiled kernel gives the cost and fastgrad's own back-prop.
-        cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
-        if not math.isfinite(cost_value):
-            raise ValueError(f"The cost is {cost_value} at these parameters; it must be finite to be differentiated.")
-        grad = own_grad if grad is None else grad
-        args = self._kernel_args(X, Y)
-        with _announce_compilation():
+        with _announce_compilation(self):  # one notice for every kernel the check compiles
+            # One compiled kernel gives the cost and fastgrad's own back-prop.
+            cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
+            if not math.isfinite(cost_value):
+                raise ValueError(
+                    f"The cost is {cost_value} at these parameters; it must be finite to be differentiated."
+                )
+            grad = own_grad if grad is None else grad
+            args = self._kernel_args(X, Y)
             if use_dense:
                 check_engine = DenseEngine(args, theta, cost_value, self._layout)
             else:

@@ -4,6 +4,7 @@ complex step, thread-count independence, and every documented bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -495,30 +496,79 @@ def test_bad_labels_for_softmax_and_bad_check_options(no_kernels):
 
 
 # --------------------------------------------------------------------------- #
-# "compiling kernels, once"
+# "fastgrad: compiling kernels for ...", once
 # --------------------------------------------------------------------------- #
+
+
+def _run_script(script: str, cache: str, **env) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, NUMBA_CACHE_DIR=cache, **env)
+    environment.pop("FASTGRAD_QUIET", None)
+    environment.update(env)
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=environment, capture_output=True, text=True,
+        timeout=600, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert run.returncode == 0, run.stderr
+    return run
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled with NUMBA_DISABLE_JIT")
 def test_first_compilation_is_announced_and_a_cached_run_is_silent(tmp_path):
-    script = textwrap.dedent(
-        """
+    script = """
         import numpy as np
         from fastgrad.dense import DenseNet
         net = DenseNet([2, 3, 1], "tanh", "mse")
         print(net.cost(net.init(0), np.ones((2, 4)), np.zeros(4)))
         """
-    )
-    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    runs = [
-        subprocess.run(
-            [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        )
-        for _ in range(2)
-    ]
-    for run in runs:
-        assert run.returncode == 0, run.stderr
-    assert "compiling kernels, once" in runs[0].stderr
-    assert "compiling kernels, once" not in runs[1].stderr
+    runs = [_run_script(script, str(tmp_path / "numba-cache")) for _ in range(2)]
+    notice = [line for line in runs[0].stderr.splitlines() if line.startswith("fastgrad: compiling kernels")]
+    # one line: the network, the first-run estimate, a dot per further function, the time taken
+    assert len(notice) == 1, runs[0].stderr
+    assert notice[0].startswith("fastgrad: compiling kernels for tanh/linear/mse (first run only, ~")
+    assert notice[0].rstrip().endswith(" s") and " done in " in notice[0]
+    assert "compiling" not in runs[1].stderr
     assert runs[0].stdout == runs[1].stdout
+    # FASTGRAD_QUIET silences it on a miss
+    quiet = _run_script(script, str(tmp_path / "other-cache"), FASTGRAD_QUIET="1")
+    assert "compiling" not in quiet.stderr
+    assert quiet.stdout == runs[0].stdout
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled with NUMBA_DISABLE_JIT")
+def test_a_relu_check_compiles_only_its_own_kernels(tmp_path):
+    """A ReLU network under binary cross-entropy compiles one variant of the perturbation
+    kernels (its loss, no smooth hidden layers): not the tanh / sigmoid paths, not the other
+    losses' variants, each kernel for one signature; a second process loads them all."""
+    script = """
+        import json, sys
+        from numba.core import event
+        compiled = []
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                function = ev.data["dispatcher"].py_func
+                if function.__module__.startswith("fastgrad"):
+                    compiled.append([function.__qualname__, getattr(function, "_fastgrad_variant", "")])
+            def on_end(self, ev):
+                pass
+        event.register("numba:compile", Listener())
+        import fastgrad
+        from fastgrad.naive import course_case
+        X, Y, params = course_case()
+        report = fastgrad.DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy").gradcheck(
+            params, X, Y, progress=False)
+        print(json.dumps([report.passed, compiled]))
+        """
+    cache = str(tmp_path / "numba-cache")
+    cold = _run_script(script, cache)
+    passed, compiled = json.loads(cold.stdout.strip().splitlines()[-1])
+    assert passed
+    names = [name for name, _ in compiled]
+    assert "_run_chunk" in names and "_prepare_arrays" in names
+    # the smooth activations' kernel is not compiled, and only one variant of any kernel
+    assert "_smooth_changes" not in names
+    assert {variant for _, variant in compiled if variant} == {"LOSS=0,SMOOTH=False"}
+    assert len(names) == len(set(names)), names  # no function compiled twice (one signature each)
+    assert cold.stderr.count("fastgrad: compiling kernels for relu/sigmoid/binary_cross_entropy") == 1
+    warm = _run_script(script, cache)
+    assert json.loads(warm.stdout.strip().splitlines()[-1]) == [True, []]
+    assert "compiling" not in warm.stderr

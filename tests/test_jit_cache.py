@@ -189,3 +189,32 @@ def test_njit_accepts_numba_call_forms():
     eager = _jit.njit("float64(float64)")(double)
     assert eager(1.5) == 3.0 and len(eager.signatures) == 1
     assert np.array_equal(_jit.njit(["float64[:](float64[:])"])(double)(np.ones(2)), [2.0, 2.0])
+
+
+SPECIALISED = """
+from fastgrad._jit import njit, specialise
+
+K = 0
+
+@njit(cache=True)
+def pick(x):
+    if K == 1:
+        return x + 1.0
+    return x - 1.0
+
+ONE = specialise(globals(), ["pick"], {"K": 1})
+TWO = specialise(globals(), ["pick"], {"K": 2})
+print(ONE["pick"](1.0), TWO["pick"](1.0), pick.signatures == [])
+"""
+
+
+def test_specialised_copies_compile_their_own_constants_and_are_cached_apart(tmp_path):
+    """specialise: each copy reads its own constants; in the cache the copies are told apart."""
+    module = tmp_path / "specialised_module.py"
+    module.write_text(SPECIALISED)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    for _ in range(2):  # cold, then from the cache
+        done = subprocess.run([sys.executable, str(module)], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["2.0", "0.0", "True"]
