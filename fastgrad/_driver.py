@@ -195,8 +195,10 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
                 # The line did not move: smaller spacings show nothing more. At the
                 # first spacing, larger ones may: a cost computed in float32 moves
                 # only in steps of its own resolution, and that is its noise.
-                spacings = ([(spacing, fd.COARSE_NOISE_OFFSET) for spacing in fd.COARSE_NOISE_SPACINGS]
-                            if not found and spacing == fd.NOISE_SPACINGS[0] else [])
+                if not found and spacing == fd.NOISE_SPACINGS[0]:
+                    spacings = [(spacing, fd.COARSE_NOISE_OFFSET) for spacing in fd.COARSE_NOISE_SPACINGS]
+                elif offset != fd.COARSE_NOISE_OFFSET:
+                    spacings = []  # (a coarse line still flat: the next coarser one)
                 continue
             if coarse and not clean:
                 # At a coarse spacing only noise that looks like noise counts: the
@@ -461,9 +463,41 @@ class _Measurement:
                 state[todo] = self._decide(todo, _rows(self.analysis, todo))
             todo = work[state[work] == fd.UNDECIDED]
             state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
+            self._unresolve_staircases()
         except _Stop:
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
             raise _Stop(self.result()) from None
+
+    def _unresolve_staircases(self) -> None:
+        """Wrong values whose cost did not move at all at any step: flat, or a staircase?
+
+        A cost that rounds its input (``np.round``, a float16 cast) is piecewise
+        constant: at steps below its resolution ``J`` does not change at all, and
+        the table confidently measures a zero derivative. A dead unit's cost is
+        flat as well, and there zero is right. One pair at the largest step the
+        rules allow tells them apart: a cost that moves there is a staircase,
+        whose small-step zeros say nothing, and the component is unresolved.
+        """
+        if self.nominal or not self.work.size:
+            return
+        rows = np.flatnonzero(self.state[self.work] == fd.WRONG)
+        if rows.size == 0:
+            return
+        table = self.table
+        seen = table.both_sides()[rows]
+        flat = seen.sum(axis=1) >= 2
+        for values in (table.plus[rows], table.minus[rows]):
+            flat &= np.all(np.where(seen, values == 0.0, True), axis=1)
+        rows = rows[flat]
+        if rows.size == 0:
+            return
+        todo = self.work[rows]
+        base = self.base[todo]
+        step = fd.MAX_STEP_RATIO * np.maximum(np.abs(base), 1.0)
+        points = np.stack([base + step, base - step], axis=1)
+        values, _, status = self.runner.evaluate(self.indices[todo], points, count=False)
+        moved = (values[:, 0] != values[:, 1]) & ~status.astype(bool) & np.isfinite(values).all(axis=1)
+        self.state[todo[moved]] = fd.UNRESOLVED
 
     def judge_kinks(self) -> None:
         """Values at a kink against the range of valid derivatives (per example where the engine can)."""
@@ -745,10 +779,21 @@ def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indice
         except _Stop:
             raise CheckInterrupted(None, "check interrupted while re-measuring the complex step's disagreements") from None
     redone = work.result()
+    # Only a kink (or a value a kink nearby leaves unresolved) overrules the complex
+    # step: where the cost is smooth its value is the exact one, and a small error
+    # it found must not hide behind the central differences' larger error.
+    kinked = np.isin(redone.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
+    # ... or central differences that contradict it beyond both errors (at a
+    # symmetric kink the central value is the mean of the two slopes).
+    with np.errstate(invalid="ignore"):
+        kinked |= (np.abs(redone.approx - measured.approx[again])
+                   > fd.WRONG_FACTOR * (redone.error + measured.error[again]))
+    if not kinked.any():
+        return measured, notes
     for name in ("approx", "error", "rounding", "state", "steps", "low", "high"):
-        getattr(measured, name)[again] = getattr(redone, name)
-    note = (f"{again.size} component(s) where the complex step disagreed were measured again by central "
-            "differences (the complex step sees one side of a kink only)")
+        getattr(measured, name)[again[kinked]] = getattr(redone, name)[kinked]
+    note = (f"{int(kinked.sum())} component(s) where the complex step disagreed were measured again by central "
+            "differences, which contradict it there (a kink: the complex step sees one side of it only)")
     return measured, notes + (note,)
 
 

@@ -231,3 +231,30 @@ def test_a_scaled_parameter_block_is_measured_on_its_own_scale():
     report = fastgrad.gradcheck(cost, wrong, theta_packed, layout=layout, progress=False)
     assert report.verdict == "fail" and report.failing_blocks == ("micro",), report
 
+
+
+def test_a_cost_that_rounds_theta_is_never_failed_by_its_flat_small_steps():
+    # Piecewise constant at small steps: J does not move at all below the rounding
+    # of theta, so every small-step difference is exactly zero. The smooth model's
+    # gradient is not failed on those zeros (found by the fourth red team).
+    theta = np.array([0.3, 1.1, -0.7])
+
+    def rounded(t):
+        return float(np.sum(np.cos(np.round(t, 2))))
+
+    report = fastgrad.gradcheck(rounded, -np.sin(theta), theta, progress=False)
+    assert report.verdict == "inconclusive" and report.reasons, report
+
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(30, 5)), (rng.random(30) < 0.5) * 1.0
+    point = rng.normal(size=5) * 0.5
+
+    def half_precision(t):
+        z = (X.astype(np.float16) @ t.astype(np.float16)).astype(np.float32)
+        return float(np.mean(np.log1p(np.exp(z)) - y * z))
+
+    grad = X.T @ (1 / (1 + np.exp(-(X @ point))) - y) / 30
+    report = fastgrad.gradcheck(half_precision, grad, point, progress=False)
+    assert report.verdict == "inconclusive" and report.reasons, report
+    # ... while a sign flip still fails: the float16 steps are measured where they show.
+    assert fastgrad.gradcheck(half_precision, -grad, point, progress=False).verdict == "fail"
