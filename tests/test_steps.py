@@ -258,3 +258,34 @@ def test_a_cost_that_rounds_theta_is_never_failed_by_its_flat_small_steps():
     assert report.verdict == "inconclusive" and report.reasons, report
     # ... while a sign flip still fails: the float16 steps are measured where they show.
     assert fastgrad.gradcheck(half_precision, -grad, point, progress=False).verdict == "fail"
+
+
+def test_the_complex_step_keeps_its_exact_value_where_the_cost_is_smooth():
+    # MSE with targets ~1e6 (J ~ 5e11): central differences are bounded at ~1e-6 of
+    # the gradient, the complex step is exact. A 1e-6 bug the complex step sees
+    # fails; it is not re-measured away (found by the fourth red team).
+    rng = np.random.default_rng(7)
+    X, targets = rng.normal(size=(25, 3)), 1e6 + rng.normal(size=25) * 1e5
+    theta = np.r_[rng.normal(size=3), 0.3]
+
+    def mse(t):
+        return 0.5 * np.mean((X @ t[:3] + t[3] - targets) ** 2)
+
+    residual = X @ theta[:3] + theta[3] - targets
+    grad = np.r_[X.T @ residual / 25, residual.mean()]
+    assert fastgrad.gradcheck(mse, grad, theta, method="complex", progress=False).verdict == "pass"
+    assert fastgrad.gradcheck(mse, grad * (1 + 1e-6), theta, method="complex", progress=False).verdict == "fail"
+
+
+def test_the_complex_step_at_a_kink_is_judged_by_central_differences():
+    # |w| at w = 0: the complex step sees one side; sign(0) = 0 is a valid subgradient.
+    theta = np.array([0.9, 0.0, -0.4])
+
+    def cost(t):
+        return 0.5 * np.sum(t ** 2) + 0.05 * np.sum(np.where(t.real >= 0, t, -t))
+
+    right = theta + 0.05 * np.sign(theta)
+    assert fastgrad.gradcheck(cost, right, theta, method="complex", progress=False).verdict == "pass"
+    wrong = right.copy()
+    wrong[1] = 0.2  # outside [-0.05, 0.05]
+    assert fastgrad.gradcheck(cost, wrong, theta, method="complex", progress=False).verdict == "fail"
