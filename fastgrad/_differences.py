@@ -730,7 +730,7 @@ def next_levels(table: Table, analysis: Analysis, wanted: np.ndarray | None = No
     free_below = ~evaluated & (columns[None, :] < best[:, None])
     below = np.where(free_below.any(axis=1), LEVELS.size - 1 - np.argmax(free_below[:, ::-1], axis=1), lowest - 1)
     gap_below = below != lowest - 1
-    jumps_down = np.zeros(below.shape, bool)
+    leaves_table = np.zeros(below.shape, bool)
     if wanted is not None and level_floor is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             needed_down = np.ceil(0.5 * np.log2(analysis.error / wanted))
@@ -741,11 +741,11 @@ def next_levels(table: Table, analysis: Analysis, wanted: np.ndarray | None = No
         # each level a fourfold gain, and keeps its pattern contiguous.
         levels_seen = evaluated.sum(axis=1)
         at_bottom = (best == lowest) & ~analysis.confirmed & (levels_seen >= 3)
-        jumps_down = at_bottom & pure_truncation & ~gap_below
-        below = np.where(jumps_down, lowest - jump_down, below)
+        leaves_table = at_bottom & pure_truncation & ~gap_below
+        below = np.where(leaves_table, lowest - jump_down, below)
         # A table in its asymptotic regime whose truncation alone still bounds it
         # walks on past the finest column.
-        jumps_down |= ((best == lowest) & analysis.confirmed & (analysis.rounding < 0.5 * analysis.error)
+        leaves_table |= ((best == lowest) & analysis.confirmed & (analysis.rounding < 0.5 * analysis.error)
                        & ~analysis.kink_possible)
     target = np.where(go_up, above, below)
     # A jump's level alone: complete its pair first (one level finer).
@@ -762,12 +762,12 @@ def next_levels(table: Table, analysis: Analysis, wanted: np.ndarray | None = No
     # Past either end, try the other way once before giving up. Below the table
     # but not below ``level_floor``: returned as is (the caller moves the window down).
     top = np.full(target.shape, LEVELS.size - 1) if level_cap is None else level_cap
-    # Only a jump leaves the table downwards: a walk a level at a time ends at its
-    # finest column, where rounding (underestimated, it would look like truncation)
-    # could otherwise keep it walking.
+    # Only a jump, or a walk whose table is asymptotic, leaves the table downwards:
+    # any other walk ends at its finest column, where rounding (underestimated, it
+    # would look like truncation) could otherwise keep it walking.
     bottom = np.zeros(target.shape, np.int64)
     if level_floor is not None:
-        bottom = np.where(jumps_down, np.clip(level_floor, -LEVELS.size + 1, 0), 0)
+        bottom = np.where(leaves_table, np.clip(level_floor, -LEVELS.size + 1, 0), 0)
     beyond = target < bottom
     target = np.where(beyond, np.where((highest + 1 < LEVELS.size) & (highest + 1 <= top), highest + 1, NO_LEVEL),
                       target)

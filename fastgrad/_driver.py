@@ -599,6 +599,21 @@ def _finish(analysis, state, steps, low, high, done) -> Measured:
     return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
 
 
+def _example_secants(engine, at_theta, k, base_k, step):
+    """Each example's right and left secant slopes in component ``k`` at ``+-step``.
+
+    Returns ``(right, left, up, down)``: the slopes and the offsets really taken.
+    """
+    point = engine.theta.copy()
+    point[k] = base_k + step
+    up = point[k] - base_k
+    right = (np.asarray(engine.example_terms(point)) - at_theta) / up
+    point[k] = base_k - step
+    down = base_k - point[k]
+    left = (at_theta - np.asarray(engine.example_terms(point))) / down
+    return right, left, up, down
+
+
 def _examples_at_kinks(engine, indices, base, steps) -> np.ndarray:
     """Whether some example's loss has a kink at theta, per component (bool).
 
@@ -607,20 +622,13 @@ def _examples_at_kinks(engine, indices, base, steps) -> np.ndarray:
     an example whose difference does not shrink when the step halves, and is
     far above its rounding, sits on a kink.
     """
-    theta = engine.theta
-    at_theta = np.asarray(engine.example_terms(theta), dtype=np.float64)
+    at_theta = np.asarray(engine.example_terms(engine.theta), dtype=np.float64)
     rounding = 8.0 * fd.EPS_MACH * np.abs(at_theta)
     found = np.zeros(indices.size, bool)
     for r, k in enumerate(indices):
         gaps = []
         for s in (steps[r], 0.5 * steps[r]):
-            point = theta.copy()
-            point[k] = base[r] + s
-            up = point[k] - base[r]
-            right = (np.asarray(engine.example_terms(point)) - at_theta) / up
-            point[k] = base[r] - s
-            down = base[r] - point[k]
-            left = (at_theta - np.asarray(engine.example_terms(point))) / down
+            right, left, up, down = _example_secants(engine, at_theta, k, base[r], s)
             gaps.append((np.abs(right - left), rounding * (1.0 / up + 1.0 / down)))
         (wide, wide_noise), (narrow, narrow_noise) = gaps
         found[r] = bool(np.any((narrow > 0.75 * wide) & (narrow > 8.0 * (narrow_noise + wide_noise))))
@@ -635,20 +643,12 @@ def _example_brackets(engine, indices, base, steps):
     derivative, between the secants of a convex or concave piece), so the first
     step serves: the smaller steps of the table would only add rounding.
     """
-    theta = engine.theta
-    terms_at_theta = np.asarray(engine.example_terms(theta), dtype=np.float64)
+    terms_at_theta = np.asarray(engine.example_terms(engine.theta), dtype=np.float64)
     low = np.empty(indices.size)
     high = np.empty(indices.size)
     width = np.empty(indices.size)
     for r, k in enumerate(indices):
-        s = steps[r]
-        point = theta.copy()
-        point[k] = base[r] + s
-        up = point[k] - base[r]
-        right = (np.asarray(engine.example_terms(point)) - terms_at_theta) / up
-        point[k] = base[r] - s
-        down = base[r] - point[k]
-        left = (terms_at_theta - np.asarray(engine.example_terms(point))) / down
+        right, left, up, down = _example_secants(engine, terms_at_theta, k, base[r], steps[r])
         low[r] = float(np.sum(np.minimum(left, right)))
         high[r] = float(np.sum(np.maximum(left, right)))
         # Each example's left and right secants enclose its derivative where it is
