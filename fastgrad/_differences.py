@@ -53,7 +53,12 @@ following the pattern. One-sided slopes ``(J(theta + s) - J) / s`` and
 ``(J - J(theta - s)) / s`` extrapolated the same way (first order) give the
 right and left derivatives: when they differ by more than four times their
 errors, at the finest pair, the component is at a kink. A smooth cost's
-one-sided limits agree, so it never yields a kink.
+one-sided limits agree, so it never yields a kink. Where three steps follow
+the pattern and the change of ``E`` shrinks sixteenfold over four steps,
+Richardson's second level ``F = (16 E(s/2) - E(s)) / 15`` with error
+``|E(s) - E(s/2)| / 15`` replaces the pair when it is tighter: on a cost whose
+rounding keeps the steps large (a huge loss, a gradient near zero) the first
+level's bound alone would allow a 1e-5 bug.
 
 **Decision per component.** ``agree`` when ``|g - a| <= threshold (|g| + |a|)
 + error``; ``wrong`` when ``|g - a| > 8 error + 10 threshold scale`` and the table
@@ -61,9 +66,19 @@ follows its pattern over four steps (``scale``
 is ``|g| + |a|``, or the block's root-mean-square of it when larger, so the
 rounding of a tiny component cannot make it wrong); ``settled`` when its error is
 already far below its share of the threshold (more steps would change nothing);
-otherwise more steps, up to twenty-four rounds. At a kink the analytic value must lie between
+otherwise more steps, up to twenty-four rounds. A value about to be called
+wrong is tried once more at its finest step times ``1/sqrt(2)``, off the
+table's grid of powers of two: a smooth cost's difference there lies between
+the finest one and the estimate, while a cost oscillating with a period the
+steps are nearly a multiple of (aliased) does not, and stays unresolved (just
+outside, within eight times that range, the disagreement joins its error and
+it is judged again: a cost computed on a grid of its own, such as float32
+parameters, aligns with powers of two and hides its rounding there).
+At a kink the analytic value must lie between
 the one-sided derivatives (the sum of each example's, when the cost gives
-per-example losses), widened by their errors; a value just outside, with no
+per-example losses), widened by their errors, once their errors are small
+enough for the verdict (steps far above the scale a smooth cost varies on can
+mimic two one-sided slopes; finer steps tell); a value just outside, with no
 steps left, counts its excess over the range in its block's norm. When the
 cost gives per-example losses, a value about to be called wrong or left
 unresolved is first looked at example by example: kinks of single examples can
@@ -75,7 +90,9 @@ differences with this table.
 **Verdict.** A block passes when its relative difference is within the
 threshold plus its measured error, and that error alone allows at most
 ``MAX_ALLOWANCE`` (1e-4): beyond it a wrong gradient could pass, and the check
-is inconclusive.
+is inconclusive. A component left undecided (off by one to ``WRONG_FACTOR``
+times its error) counts with its error widened that much, so it cannot fail a
+right gradient; a block that passes only by that widening is inconclusive.
 """
 
 from __future__ import annotations
@@ -415,7 +432,7 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
             single_rounding = ROUNDING_FACTOR * sigma / s
     slopes = None if forward_only else _pair_slopes(table, s, sigma)
     straddle = np.zeros_like(single[:, 1:]) if slopes is None else _straddle(*slopes)
-    extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern = _pairs(
+    extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern, linked = _pairs(
         table, single, single_rounding, forward_only, straddle)
     rounding_all = single_rounding
     rows = np.arange(n)
@@ -449,7 +466,8 @@ def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forwar
     finer_link = (p >= 1) & pattern[rows, np.clip(p - 1, 0, links - 1)]
     other_link = (((p <= links - 1) & pattern[rows, np.clip(p, 0, links - 1)])
                   | ((p >= 2) & pattern[rows, np.clip(p - 2, 0, links - 1)]))
-    established = confirmed & finer_link & other_link
+    # (A second-level value whose order holds from a level below counts the same.)
+    established = confirmed & ((finer_link & other_link) | linked[rows, p])
     return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed,
                     established)
 
@@ -458,10 +476,11 @@ def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_o
     """Richardson's extrapolation of each pair of adjacent levels, with its error, and whether it is trusted.
 
     ``straddle`` is each pair's one-sided disagreement (:func:`_straddle`).
-    Returns ``(extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern)``:
+    Returns ``(extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern, linked)``:
     the first four ``(n, levels - 1)``, pair ``p`` is levels ``p`` (finer) and
     ``p + 1``; ``pattern`` ``(n, levels - 2)``: column ``j`` says pairs ``j`` and
-    ``j + 1`` follow the asymptotic pattern together (neither reaching a kink).
+    ``j + 1`` follow the asymptotic pattern together (neither reaching a kink);
+    ``linked`` ``(n, levels - 1)``: see :func:`_second_level` (central only).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         coarse, fine = single[:, 1:], single[:, :-1]
@@ -502,7 +521,63 @@ def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_o
         ratio_ok &= np.isfinite(pair_error) & ~straddling
         trusted = np.isfinite(pair_error) & ~straddling
         pattern &= trusted[:, 1:] & trusted[:, :-1]
-    return extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern
+        linked = np.zeros_like(ratio_ok)
+        if not forward_only:
+            linked = _second_level(extrapolated, pair_rounding, total_pair_error, straddle, pattern)
+    return extrapolated, pair_rounding, total_pair_error, ratio_ok, pattern, linked
+
+
+def _second_level(extrapolated, pair_rounding, total_pair_error, straddle, pattern) -> np.ndarray:
+    """Richardson's second level: where three steps follow the pattern, a tighter value and bound (in place).
+
+    A pair's bound ``|D(s) - D(s/2)| / 3`` is the truncation of ``D(s/2)``, far
+    above the error of ``E`` itself (fourth order in the step): on a cost whose
+    rounding forbids small steps (a huge loss, a gradient near zero) it alone
+    can allow more than a 1e-6 bug. Two adjacent pairs extrapolate once more,
+    ``F = (16 E(s/2) - E(s)) / 15``, with error ``|E(s) - E(s/2)| / 15`` (the
+    fourth-order error of ``E(s/2)``, a bound for ``F``) plus rounding. It is
+    trusted only where the table shows that order: both pairs follow the
+    pattern (``pattern``), and the change of ``E`` shrinks sixteenfold from the
+    next triple of steps (or both changes are at the rounding level), so four
+    steps back it; disagreement with a neighbouring triple joins the error. A
+    triple replaces its finer pair where its error is smaller.
+
+    Returns ``(n, levels - 1)`` bool: the pair was replaced (its orders then
+    hold over four steps reaching a level below it: it is ``established``).
+    """
+    levels = extrapolated.shape[1]
+    linked = np.zeros(extrapolated.shape, dtype=bool)
+    if levels < 3:
+        return linked
+    with np.errstate(invalid="ignore", divide="ignore"):
+        finer, coarser = extrapolated[:, :-1], extrapolated[:, 1:]
+        change = coarser - finer                              # triple t: E(pair t+1) - E(pair t)
+        second = (16.0 * finer - coarser) / 15.0
+        rounding = (16.0 * pair_rounding[:, :-1] + pair_rounding[:, 1:]) / 15.0
+        error = (np.abs(change) / 15.0 + rounding
+                 + np.fmax(straddle[:, :-1], straddle[:, 1:]))
+        quiet = np.abs(change) <= 4.0 * (pair_rounding[:, :-1] + pair_rounding[:, 1:])
+        ratio = change[:, 1:] / change[:, :-1]               # coarser triple over finer triple
+        follows = pattern & np.isfinite(error)
+        agreeing = (((ratio >= 8.0) & (ratio <= 32.0)) | (quiet[:, 1:] & quiet[:, :-1])) \
+            & follows[:, 1:] & follows[:, :-1]
+        # Trusted: the triple and the one a level finer agree (four steps reaching
+        # below the pair it would replace, as ``established`` asks of a pair; a
+        # table aliasing a fast oscillation can follow a pattern over coarse steps
+        # by chance, never down to the steps where it is resolved).
+        trusted = np.zeros_like(follows)
+        trusted[:, 1:] = agreeing
+        neighbour = np.full_like(error, np.inf)
+        neighbour[:, 1:] = np.abs(second[:, 1:] - second[:, :-1])
+        neighbour[:, :-1] = np.fmin(neighbour[:, :-1], np.abs(second[:, :-1] - second[:, 1:]))
+        total = error + np.where(np.isfinite(neighbour), neighbour, 0.0)
+        better = trusted & (total < total_pair_error[:, :-1])
+    target = (slice(None), slice(0, levels - 1))
+    extrapolated[target] = np.where(better, second, finer)
+    pair_rounding[target] = np.where(better, rounding, pair_rounding[:, :-1])
+    total_pair_error[target] = np.where(better, total, total_pair_error[:, :-1])
+    linked[:, :levels - 1] = better
+    return linked
 
 
 def _pair_slopes(table: Table, s: np.ndarray, sigma: np.ndarray):
@@ -615,6 +690,12 @@ def decide(
             np.maximum(np.abs(low), np.abs(high)), scale_floor)
         # A value the smooth estimate already confirms needs no bracket.
         kink = kink & ~agree
+        # Inside a range measured too coarsely for the verdict is not enough while
+        # finer steps may still tell (steps far above the scale the cost varies on
+        # can mimic two one-sided slopes): as for a smooth value's agreement.
+        if not final:
+            kink_scale = np.maximum(np.maximum(np.abs(low), np.abs(high)), scale_floor)
+            inside &= (width_error <= PRECISION_SHARE * MAX_ALLOWANCE * kink_scale) | at_range
         state[kink & inside] = KINK_AGREE
         state[kink & ~inside & clearly_out] = KINK_WRONG
         # Just outside: more steps may still tell; with none left, the value is

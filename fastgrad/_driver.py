@@ -37,6 +37,9 @@ __all__ = ["run_check", "estimate", "CheckInterrupted", "NonFiniteCostError", "M
 #: progress bar, long enough to keep every thread busy.
 CHUNK_SECONDS = 0.2
 PROGRESS_AFTER_SECONDS = 1.0
+#: A wrong value's table is tried once more at its finest step times this (off
+#: the grid of powers of two the table's steps lie on; see _check_off_grid).
+OFF_GRID = 2.0 ** -0.5
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -464,6 +467,7 @@ class _Measurement:
             todo = work[state[work] == fd.UNDECIDED]
             state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
             self._unresolve_staircases()
+            self._check_off_grid()
         except _Stop:
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
             raise _Stop(self.result()) from None
@@ -498,6 +502,69 @@ class _Measurement:
         values, _, status = self.runner.evaluate(self.indices[todo], points, count=False)
         moved = (values[:, 0] != values[:, 1]) & ~status.astype(bool) & np.isfinite(values).all(axis=1)
         self.state[todo[moved]] = fd.UNRESOLVED
+
+    def _check_off_grid(self) -> None:
+        """Wrong values tried once more at a step off the table's grid of powers of two.
+
+        A cost that oscillates with a period the steps are close to a multiple
+        of (``sin(1e6 theta)`` at steps of many periods) gives a table that
+        follows its pattern at every power of two, and a derivative that is not
+        the cost's. At ``s / sqrt(2)``, below the finest step tried, a smooth
+        cost's difference lies between the finest one and the estimate (its
+        truncation shrinks); an aliased one does not. A wrong value whose table
+        fails this is unresolved, never wrong; one just outside (within
+        ``WRONG_FACTOR`` times that range) has the disagreement added to its error
+        and is judged again. At a kink the same holds for each one-sided slope
+        (outside: unresolved).
+        """
+        if self.nominal or not self.work.size:
+            return
+        rows = np.flatnonzero(np.isin(self.state[self.work], (fd.WRONG, fd.KINK_WRONG)))
+        if rows.size == 0:
+            return
+        todo = self.work[rows]
+        table = self.table
+        both = table.both_sides()[rows]
+        finest = np.argmax(both, axis=1)
+        step = np.abs(table.off_plus[rows, finest]) * OFF_GRID
+        base = self.base[todo]
+        points = np.stack([base + step, base - step], axis=1)
+        offsets = points - base[:, None]
+        values, _, status = self.runner.evaluate(self.indices[todo], points, count=False)
+        if self.engine.traits.returns_differences:
+            values = values + self.engine.cost_value
+        sigma = fd.row_noise(self.sigma, self.engine.cost_value, values - self.engine.cost_value)
+        analysis = _rows(self.analysis, todo)
+        j0 = self.engine.cost_value
+        with np.errstate(invalid="ignore", divide="ignore"):
+            off_central = (values[:, 0] - values[:, 1]) / (offsets[:, 0] - offsets[:, 1])
+            grid_central = ((table.plus[rows, finest] - table.minus[rows, finest])
+                            / (table.off_plus[rows, finest] - table.off_minus[rows, finest]))
+            rounding = fd.ROUNDING_FACTOR * sigma / step
+            off_gap = np.abs(off_central - analysis.approx)
+            envelope = np.abs(grid_central - analysis.approx) + 2.0 * (analysis.error + rounding)
+            smooth_ok = off_gap <= envelope
+            # Just outside: rounding the grid's steps did not show (a cost computed
+            # on a grid of its own, such as float32 parameters, aligns with powers
+            # of two); the disagreement joins the error and the value is judged again.
+            widened = ~smooth_ok & (off_gap <= fd.WRONG_FACTOR * envelope) & (self.state[todo] == fd.WRONG)
+            sides_ok = np.ones(rows.size, bool)
+            side_rounding = fd.ROUNDING_FACTOR * np.sqrt(2.0) * sigma / step
+            for value, offset, grid, grid_offset, limit in (
+                (values[:, 0], offsets[:, 0], table.plus[rows, finest], table.off_plus[rows, finest], analysis.right),
+                (values[:, 1], offsets[:, 1], table.minus[rows, finest], table.off_minus[rows, finest], analysis.left),
+            ):
+                off_slope, grid_slope = (value - j0) / offset, grid / grid_offset
+                sides_ok &= (np.abs(off_slope - limit)
+                             <= np.abs(grid_slope - limit) + 2.0 * (analysis.side_error + side_rounding))
+        consistent = np.where(self.state[todo] == fd.KINK_WRONG, sides_ok, smooth_ok)
+        failed = status.astype(bool) | ~np.isfinite(values).all(axis=1)
+        widened &= ~failed
+        if widened.any():
+            again = todo[widened]
+            self.analysis.error[again] += off_gap[widened]
+            self.state[again] = self._decide(again, _rows(self.analysis, again), final=True)
+        self.state[todo[(~consistent & ~widened) | failed]] = fd.UNRESOLVED
 
     def judge_kinks(self) -> None:
         """Values at a kink against the range of valid derivatives (per example where the engine can)."""

@@ -153,10 +153,14 @@ class _Judgement:
 
 
 def compared_values(grad, estimate: Estimate, grad_dtype: str):
-    """The numerical value each component is compared with, and its error.
+    """The numerical value each component is compared with, its error, its rounding, and the plain error.
 
     At a kink the comparison value is the point of the subgradient range nearest
-    to grad (so ``|grad - value|`` is how far grad lies outside it).
+    to grad (so ``|grad - value|`` is how far grad lies outside it). An
+    undecided component (neither within its error nor clearly wrong) may be off
+    by up to ``WRONG_FACTOR`` times its error without being called wrong: its
+    error is widened that much, so that no correct gradient fails on it; the
+    plain error is returned as well, so that no gradient passes only by it.
     """
     state = estimate.state
     kink = np.isin(state, _KINK_STATES)
@@ -166,17 +170,20 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str):
     error = estimate.error.copy()
     error[state == fd.UNDECIDED] *= fd.WRONG_FACTOR
     grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype] * np.abs(grad)
-    return value, error + grad_rounding, estimate.rounding + grad_rounding
+    return value, error + grad_rounding, estimate.rounding + grad_rounding, estimate.error + grad_rounding
 
 
 def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
-          rounding=None) -> _Judgement:
+          rounding=None, plain_error=None) -> _Judgement:
     """The verdict of one set of components (a block, or all of theta).
 
     ``reference_scale`` (the whole check's ``||g|| + ||a||``) measures the error
     of a block whose gradient and numerical value are both exactly zero;
     ``rounding`` is the rounding part of ``error`` (see
     :func:`fastgrad._differences.block_error`; None counts every error in full).
+    ``plain_error`` is ``error`` before undecided components' errors were
+    widened (see :func:`compared_values`): a set that passes only with the
+    widening is inconclusive, never passed.
     """
     unresolved = int(np.count_nonzero(state == fd.UNRESOLVED))
     wrong = int(np.count_nonzero(np.isin(state, _WRONG_STATES)))
@@ -203,6 +210,17 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     if wrong or difference > tolerance:
         return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
     reasons = _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high)
+    if not reasons and plain_error is not None and scale > 0.0:
+        undecided = state[compared] == fd.UNDECIDED
+        plain = plain_error[compared]
+        plain_spread = fd.scaled_norm(plain) if rounding is None else fd.block_error(plain, rounding[compared])
+        if undecided.any() and difference > threshold + plain_spread / scale:
+            reasons.append(
+                f"{int(undecided.sum())} component(s) differ from their numerical values by more than the measured "
+                f"error, too little to call them wrong (less than {fd.WRONG_FACTOR:g} times it); the difference "
+                f"{difference:.3g} is within the tolerance only with their errors taken {fd.WRONG_FACTOR:g} times "
+                "larger, so a small bug could pass: check at another point, or with the cost computed more precisely"
+            )
     verdict = "inconclusive" if reasons else "pass"
     return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
 
@@ -247,7 +265,7 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
     return reasons
 
 
-def _blocks(grad, value, error, rounding, estimate: Estimate, threshold, layout, size,
+def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, threshold, layout, size,
             reference) -> tuple[BlockResult, ...]:
     if layout is None:
         names, shapes = ("theta",), ((size,),)
@@ -261,7 +279,7 @@ def _blocks(grad, value, error, rounding, estimate: Estimate, threshold, layout,
         if not members.any():
             continue
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
-                  estimate.low[members], estimate.high[members], reference, rounding[members])
+                  estimate.low[members], estimate.high[members], reference, rounding[members], plain_error[members])
         results.append(BlockResult(name, tuple(shape), int(members.sum()), j.difference, j.tolerance, j.verdict,
                                    j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
@@ -349,10 +367,11 @@ class Report:
         if np.any(order != np.arange(order.size)):
             estimate = estimate.subset(order)
             grad = grad[order]
-        value, error, rounding = compared_values(grad, estimate, grad_dtype)
-        whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding)
+        value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype)
+        whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding,
+                      plain_error=plain_error)
         reference = fd.scaled_norm(grad) + fd.scaled_norm(value)
-        blocks = _blocks(grad, value, error, rounding, estimate, threshold, layout, size, reference)
+        blocks = _blocks(grad, value, error, rounding, plain_error, estimate, threshold, layout, size, reference)
         # The blocks' reasons, named; the whole check's only where no block gave one.
         reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
         if not reasons:

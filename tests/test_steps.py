@@ -62,6 +62,42 @@ def test_steps_that_alias_a_fast_oscillation_never_call_a_right_gradient_wrong()
     assert report.verdict != "fail", report
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_steps_near_a_multiple_of_the_period_never_fail_a_right_gradient(seed):
+    """Steps within 0.1 % of a multiple of sin(1e6 theta)'s period follow the pattern at
+    every power of two (seeds 0 and 2 were failed as kinks, seed 1 as wrong): the value
+    tried off the grid of powers of two leaves such a component unresolved."""
+    theta = np.random.default_rng(seed).uniform(-1, 1, 4)
+    report = fastgrad.gradcheck(lambda t: float(np.sum(np.sin(1e6 * t))), 1e6 * np.cos(1e6 * theta), theta,
+                                progress=False)
+    assert report.verdict != "fail", report
+    wrong = 1e6 * np.cos(1e6 * theta) * np.array([1.0, 1.0, -1.0, 1.0])
+    assert fastgrad.gradcheck(lambda t: float(np.sum(np.sin(1e6 * t))), wrong, theta,
+                              progress=False).verdict != "pass"
+
+
+def test_a_smooth_cost_seen_at_steps_far_above_its_scale_is_not_judged_at_a_kink():
+    """Steps of 1.3 units of the cost's own scale mimic two one-sided slopes; a range
+    measured that coarsely must not decide (finer steps find the smooth derivative)."""
+    scale = np.full(9, 1e-6)
+    scale[3:6], scale[6:] = 1.0, 1e6
+    rng = np.random.default_rng(1)
+    theta = scale * (1 + 0.5 * rng.normal(size=9))
+    a = rng.normal(size=(9, 9)) / 3
+
+    def cost(t):
+        u = t / scale
+        v = a @ u
+        return float(np.sum(np.log1p(v * v)) + 0.1 * np.sum(np.cos(u)))
+
+    u = theta / scale
+    v = a @ u
+    grad = (a.T @ (2 * v / (1 + v * v)) - 0.1 * np.sin(u)) / scale
+    report = fastgrad.gradcheck(cost, grad, theta, progress=False)
+    assert report.n_kinks == 0
+    assert report.verdict == "pass", report
+
+
 def _log_sum(theta):
     # Curvature of order 1 / theta^2: the best step is of order 1e-5 |theta|,
     # far above the first step (an absolute one) when |theta| ~ 1e8.
@@ -289,3 +325,114 @@ def test_the_complex_step_at_a_kink_is_judged_by_central_differences():
     wrong = right.copy()
     wrong[1] = 0.2  # outside [-0.05, 0.05]
     assert fastgrad.gradcheck(cost, wrong, theta, method="complex", progress=False).verdict == "fail"
+
+
+# --------------------------------------------------------------------------- #
+# Richardson's second level, and values that pass only by their widened error
+# --------------------------------------------------------------------------- #
+
+
+def _polynomial_table(base: float, columns, derivative: float, c3: float, c5: float, c7: float = 0.0):
+    """The table of J(theta + o) - J(theta) = d o + c3 o^3 + c5 o^5 + c7 o^7 (odd: exact central values)."""
+    table = fd.Table.empty(1)
+    for c in columns:
+        s = base * 2.0 ** fd.LEVELS[c]
+        for side, o in ((table.plus, s), (table.minus, -s)):
+            side[0, c] = derivative * o + c3 * o**3 + c5 * o**5 + c7 * o**7
+        table.off_plus[0, c], table.off_minus[0, c] = s, -s
+    return table
+
+
+def test_second_level_bound_is_tighter_and_still_bounds_the_error():
+    """Four steps whose truncation is fourth order: the bound follows E's error, not D's."""
+    base, g = 1e-3, 0.7
+    table = _polynomial_table(base, range(fd.ZERO_LEVEL, fd.ZERO_LEVEL + 4), g, c3=0.5, c5=0.3, c7=0.2)
+    analysis = fd.analyse(table, np.array([base]), 0.0, nominal=False, cost_value=1.0)
+    # A NumPy reference of the first level alone: Richardson of the best pair, bounded by |D(s) - D(s/2)| / 3.
+    s = base * 2.0 ** fd.LEVELS[fd.ZERO_LEVEL:fd.ZERO_LEVEL + 2]
+    d = g + 0.5 * s**2 + 0.3 * s**4 + 0.2 * s**6
+    first_level_bound = abs(d[1] - d[0]) / 3.0
+    realised = abs(analysis.approx[0] - g)
+    assert realised <= analysis.error[0]
+    assert analysis.error[0] < 1e-3 * first_level_bound
+
+
+def _second_level_inputs(changes):
+    """Four pairs whose extrapolated values change by ``changes`` (finest first), every pair following its pattern."""
+    g = 0.7
+    values = g + np.concatenate([[0.0], np.cumsum(changes)])
+    extrapolated = values[None, :].copy()
+    rounding = np.full((1, 4), 1e-14)
+    total = np.full((1, 4), 1.0)
+    return extrapolated, rounding, total, np.zeros((1, 4)), np.ones((1, 3), bool)
+
+
+def test_second_level_replaces_a_pair_only_where_the_changes_shrink_sixteenfold():
+    # Changes growing 16x a level coarser: fourth order, trusted; F = (16 E(s/2) - E(s)) / 15 (NumPy reference).
+    # Only a pair with a level below it can be replaced (the order must reach below the pair).
+    extrapolated, rounding, total, straddle, pattern = _second_level_inputs([1e-8, 16e-8, 256e-8])
+    e = extrapolated[0].copy()
+    linked = fd._second_level(extrapolated, rounding, total, straddle, pattern)
+    assert extrapolated[0, 1] == pytest.approx((16 * e[1] - e[2]) / 15, rel=0, abs=1e-15)
+    assert total[0, 1] < 1e-6 and linked[0, 1]
+    assert extrapolated[0, 0] == e[0] and total[0, 0] == 1.0 and not linked[0, 0]
+    # Changes growing 2x: no order the bound could rest on; nothing replaced.
+    extrapolated, rounding, total, straddle, pattern = _second_level_inputs([1e-8, 2e-8, 4e-8])
+    before = extrapolated.copy()
+    fd._second_level(extrapolated, rounding, total, straddle, pattern)
+    assert np.array_equal(extrapolated, before) and np.all(total == 1.0)
+    # Sixteenfold, but the pairs do not follow their own pattern: nothing replaced.
+    extrapolated, rounding, total, straddle, pattern = _second_level_inputs([1e-8, 16e-8, 256e-8])
+    pattern[:] = False
+    fd._second_level(extrapolated, rounding, total, straddle, pattern)
+    assert np.all(total == 1.0)
+
+
+def _logistic_near_optimum():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 3))
+    y = (rng.random(50) < 1.0 / (1.0 + np.exp(-(X @ np.array([1.0, -2.0, 0.5]))))).astype(float)
+
+    def cost(w):
+        z = X @ w[:3] + w[3]
+        return np.mean(np.logaddexp(0.0, z) - y * z)
+
+    def grad(w):
+        z = X @ w[:3] + w[3]
+        r = (1.0 / (1.0 + np.exp(-z)) - y) / y.size
+        return np.concatenate([X.T @ r, [r.sum()]])
+
+    from scipy.optimize import minimize
+
+    w = minimize(cost, np.zeros(4), jac=grad, method="BFGS", options=dict(gtol=1e-5)).x
+    return cost, grad(w), w
+
+
+def test_near_an_optimum_a_small_relative_bug_fails():
+    """|g| ~ 4e-6: the first level's bound alone allowed 2e-5; the second level tells 1e-5."""
+    cost, g, w = _logistic_near_optimum()
+    assert np.linalg.norm(g) < 1e-5
+    assert fastgrad.gradcheck(cost, g, w, progress=False).verdict == "pass"
+    assert fastgrad.gradcheck(cost, g * (1 + 1e-5), w, progress=False).verdict == "fail"
+
+
+def test_a_block_that_passes_only_by_widened_errors_is_inconclusive():
+    """Undecided values (off by 1 to 8 times their error) never pass a block by their widened error."""
+    from fastgrad.report import judge
+
+    n = 50
+    grad = np.full(n, 1.0)
+    value = grad * (1.0 - 5e-6)
+    error = np.full(n, 2e-6)
+    state = np.full(n, fd.UNDECIDED, dtype=np.int8)
+    widened = fd.WRONG_FACTOR * error
+    plain = judge(grad, value, widened, state, 1e-7, rounding=np.zeros(n), plain_error=error)
+    assert plain.verdict == "inconclusive"
+    assert "too little to call them wrong" in plain.reasons[0]
+    # The same values, decided (agreeing within their error): pass.
+    agreed = judge(grad, value, widened, np.full(n, fd.AGREE, dtype=np.int8), 1e-7, rounding=np.zeros(n),
+                   plain_error=widened)
+    assert agreed.verdict == "pass"
+    # Beyond even the widened error: fail.
+    failed = judge(grad, grad * (1.0 - 1e-4), widened, state, 1e-7, rounding=np.zeros(n), plain_error=error)
+    assert failed.verdict == "fail"

@@ -623,11 +623,12 @@ KNOWN_VIOLATIONS: dict[str, str] = {
     # moves down), a value just outside its kink range (judged at its range), and
     # the float32 bugs within tolerance (inconclusive above MAX_ALLOWANCE = 1e-4,
     # or failed now that the steps reach the cap).
+    # The whole gradient off by 1e-5 under the same constant is inconclusive now:
+    # its components were undecided, and a block that passes only by their
+    # widened errors no longer passes.
     "mlp_off1e6/bug:rel1e-6": "cost + 1e6: whole gradient off by 1e-6 passes within its stated tolerance "
-                              "(diff 5.2e-7 < tol 1.24e-6): the rounding of 1e6 at steps capped at 1e-2 "
+                              "(diff 5.2e-7 < tol 1.15e-6): the rounding of 1e6 at steps capped at 1e-2 "
                               "bounds the error at about 1e-6",
-    "mlp_off1e6/bug:rel1e-5": "cost + 1e6: whole gradient off by 1e-5 passes within its stated tolerance "
-                              "(diff 5.0e-6 < tol 1.08e-5)",
 }
 # inconclusive verdicts judged avoidable (finite differences can tell; see the report)
 AVOIDABLE_INCONCLUSIVE = {
