@@ -1,6 +1,6 @@
 """The whole dense check against the naive course loop, interleaved in one process.
 
-    python bench/quick_ratio.py M        (or S, L; about a minute for M)
+    python bench/quick_ratio.py M        (or S, L, M-tanh, M-sigmoid; about a minute for M)
 
 A quick, fair ratio on a shared machine: each round times one whole
 ``DenseNet.gradcheck`` and the naive loop on 100 spread components (BLAS on one
@@ -25,9 +25,23 @@ from fastgrad._cases import get_case  # noqa: E402
 from fastgrad.naive import naive_numerical_gradient  # noqa: E402
 
 
-def main(name: str = "M", rounds: int = 5) -> None:
+def _case_and_problem(name: str):
+    """The case and its problem; ``M-tanh`` / ``M-sigmoid`` are M with smooth hidden layers (bench_smooth)."""
+    if name.startswith("M-"):
+        from dataclasses import replace
+
+        from bench_smooth import smooth_problem
+
+        hidden = name.split("-", 1)[1]
+        case = replace(get_case("M"), name=name, hidden=hidden)
+        return case, smooth_problem(case)
     case = get_case(name)
-    problem, net = case.problem(), case.net()
+    return case, case.problem()
+
+
+def main(name: str = "M", rounds: int = 5) -> None:
+    case, problem = _case_and_problem(name)
+    net = case.net()
     indices = spread_indices(problem.theta.size, 100)
     net.gradcheck(problem.params, problem.X, problem.Y, progress=False)  # compile or load the kernels
     checks, naives = [], []

@@ -16,6 +16,10 @@ far above ``eps_mach |J|``; a sum of many terms shows its real rounding. A line
 along which the cost does not move at all measures nothing: a cost computed in
 float32 is flat below its own resolution, so coarser spacings (``1e-5``,
 ``1e-3``, relative) are tried, and only noise that looks like noise there counts.
+Noise found at a spacing is checked at the finest one (``1e-11``): rounding does
+not depend on the spacing, structure does, so a ripple finer than any step
+(``1e-9 sin(1e7 theta)``), which looks like noise near its period, is not taken
+for it (it would send the steps up until they averaged it away).
 
 **Step.** Every component is first perturbed by ``h = rho^(1/3)`` for central
 differences, where ``rho = sigma / |J|`` is the cost's relative noise
@@ -162,6 +166,9 @@ NOISE_OFFSET = 1000.0
 #: their offset from theta in spacings (nearer: the line stays local).
 COARSE_NOISE_SPACINGS = (1e-5, 1e-3)
 COARSE_NOISE_OFFSET = 10.0
+#: A noise this many times larger at a spacing than at the finest one is
+#: structure of the cost at that scale (a fine ripple), not rounding.
+STRUCTURE_FACTOR = 16.0
 
 
 def noise_points(value: float, relative_spacing: float, offset: float = NOISE_OFFSET) -> np.ndarray:
@@ -636,10 +643,15 @@ def _one_sided(table: Table, s: np.ndarray, sigma: np.ndarray, central: np.ndarr
         third = np.minimum(finest + 2, LEVELS.size - 1)
         has_three = any_pair & (finest + 2 < LEVELS.size) & both[rows, third]
         stable = has_three.copy()
-        for values, offsets in ((table.plus, table.off_plus), (table.minus, table.off_minus)):
+        jump = np.abs(right - left)
+        for values, offsets, limit in ((table.plus, table.off_plus, right), (table.minus, table.off_minus, left)):
             slope = [values[rows, c] / offsets[rows, c] for c in (finest, finest + 1, third)]
             noise = ROUNDING_FACTOR * math.sqrt(2.0) * sigma * 2.0 / s[rows, finest]
             stable &= np.abs(slope[0] - slope[1]) <= 0.75 * np.abs(slope[1] - slope[2]) + 4.0 * noise
+            # Resolved: at the finest step each raw slope is already nearer its limit
+            # than the jump between the limits (steps far above the scale a smooth
+            # cost varies on extrapolate to two "limits" no finer step would give).
+            stable &= np.abs(slope[0] - limit) <= 0.5 * jump + 4.0 * noise
     right[~any_pair] = np.nan
     left[~any_pair] = np.nan
     side_error[~any_pair] = np.nan

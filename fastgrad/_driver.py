@@ -37,9 +37,10 @@ __all__ = ["run_check", "estimate", "CheckInterrupted", "NonFiniteCostError", "M
 #: progress bar, long enough to keep every thread busy.
 CHUNK_SECONDS = 0.2
 PROGRESS_AFTER_SECONDS = 1.0
-#: A wrong value's table is tried once more at its finest step times this (off
-#: the grid of powers of two the table's steps lie on; see _check_off_grid).
-OFF_GRID = 2.0 ** -0.5
+#: A value from the table is tried once more at its finest step times these
+#: (off the grid of powers of two the table's steps lie on, one just below the
+#: finest step and one far below it; see _Measurement._check_off_grid).
+OFF_GRID = (2.0 ** -0.5, 2.0 ** -4.5)
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -178,8 +179,8 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
     call the check makes; the largest noise found is the check's.
     """
     if engine.traits.complex_step:
-        # The complex step subtracts nothing: its error does not depend on the noise.
-        return 0.5 * fd.EPS_MACH * abs(engine.cost_value)
+        # The complex step subtracts nothing: the noise that matters is its derivative's.
+        return _complex_step_noise(engine, layout)
     everything = np.arange(engine.theta.size)
     levels = []
     for k in fd.noise_components(everything, _block_ids(layout, everything)[0]):
@@ -214,8 +215,67 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         # part shrinks with the spacing, the noise does not). A line flat at every
         # spacing measured nothing: the floor, half an ulp of J.
         floor = 0.5 * fd.EPS_MACH * abs(engine.cost_value)
-        levels.append(found[-1] if clean else (min(found) if found else floor))
+        level = found[-1] if clean else (min(found) if found else floor)
+        if clean and spacing != fd.NOISE_SPACINGS[-1]:
+            level = _finer_noise(engine, k, level)
+        levels.append(level)
     return float(max(levels))
+
+
+def _finer_noise(engine: Engine, k: int, level: float) -> float:
+    """The noise along component ``k`` at the finest spacing, when far below ``level`` (what a coarser one showed).
+
+    Rounding noise does not depend on the spacing; structure does. A ripple
+    far finer than any step (``1e-9 sin(1e7 theta)``) looks like noise at a
+    spacing near its period, and a noise that large would send the steps up
+    until they average it away, measuring a derivative the cost does not have.
+    At a spacing far below its period the ripple is smooth, and the noise
+    measured there is the cost's own: the steps then start small and the table
+    goes down to where the ripple is resolved, or leaves it unresolved.
+    """
+    points = fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1])[None, :]
+    try:
+        values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
+    except KeyboardInterrupt:
+        raise CheckInterrupted(None, "check interrupted before any component was done") from None
+    if np.any(status):
+        return level
+    finer, clean = fd.noise_level(values[0], engine.cost_value)
+    return finer if clean and finer * fd.STRUCTURE_FACTOR < level else level
+
+
+def _complex_step_noise(engine: Engine, layout: Layout | None) -> float:
+    """Rounding noise of the complex step's derivative, measured as the cost's noise is (ECnoise).
+
+    The complex step takes no difference, but the derivative is a sum the cost
+    computes, with its own rounding: at an optimum its terms cancel, and the
+    result is noise of the size of their rounding. Along a short line of a few
+    components the derivative's k-th differences are that noise.
+    """
+    everything = np.arange(engine.theta.size)
+    levels = []
+    for k in fd.noise_components(everything, _block_ids(layout, everything)[0]):
+        value = float(engine.theta[k])
+        step = float(fd.base_steps(np.array([value]), 0.0, "complex")[0])
+        found = []
+        for spacing in fd.NOISE_SPACINGS:
+            points = (fd.noise_points(value, spacing) + 1j * step)[None, :]
+            try:
+                values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
+            except KeyboardInterrupt:
+                raise CheckInterrupted(None, "check interrupted before any component was done") from None
+            derivative = values[0] / step
+            if np.any(status) or not np.all(np.isfinite(derivative)):
+                break
+            sigma, clean = fd.noise_level(derivative, float(np.max(np.abs(derivative))))
+            if math.isnan(sigma):
+                break
+            found.append(sigma)
+            if clean:
+                break
+        if found:
+            levels.append(found[-1] if clean else min(found))
+    return float(max(levels)) if levels else 0.0
 
 
 def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
@@ -272,6 +332,7 @@ class _Measurement:
         self.table = fd.Table.empty(0)
         self.low = np.full(n, np.nan)
         self.high = np.full(n, np.nan)
+        self.aliased = np.zeros(n, bool)  # tables their off-grid values contradicted (_check_off_grid)
 
     def plan(self) -> list:
         """The steps of this measurement, in the order the caller runs them."""
@@ -293,9 +354,11 @@ class _Measurement:
             _raise_non_finite(indices[bad])
         approx = values[:, 0] / steps
         # No difference is taken: the error is rounding relative to the derivative
-        # (and to its block, for components far below their block's size).
+        # (and to its block, for components far below their block's size), and at
+        # least the noise of the derivative as the cost computes it (cancellation
+        # at an optimum leaves a derivative far below its terms' rounding).
         rms = fd.block_rms(np.abs(approx), self.block_ids, self.n_blocks)
-        error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms)
+        error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms) + fd.ROUNDING_FACTOR * self.sigma
         state = np.full(indices.size, fd.AGREE, np.int8)
         if grad is not None:
             nan = np.full(approx.size, np.nan)
@@ -504,72 +567,81 @@ class _Measurement:
         self.state[todo[moved]] = fd.UNRESOLVED
 
     def _check_off_grid(self) -> None:
-        """Wrong values tried once more at a step off the table's grid of powers of two.
+        """Values from the table tried once more at steps off its grid of powers of two.
 
         A cost that oscillates with a period the steps are close to a multiple
-        of (``sin(1e6 theta)`` at steps of many periods) gives a table that
-        follows its pattern at every power of two, and a derivative that is not
-        the cost's. At ``s / sqrt(2)``, below the finest step tried, a smooth
-        cost's difference lies between the finest one and the estimate (its
-        truncation shrinks); an aliased one does not. A wrong value whose table
-        fails this is unresolved, never wrong; one just outside (within
-        ``WRONG_FACTOR`` times that range) has the disagreement added to its error
-        and is judged again. At a kink the same holds for each one-sided slope
-        (outside: unresolved).
+        of (``sin(1e6 theta)`` at steps of many periods), or with a ripple far
+        finer than the steps, gives a table that follows its pattern at every
+        power of two, and a derivative that is not the cost's. At the finest
+        step times ``OFF_GRID`` (below it, and between its powers of two) a
+        smooth cost's difference lies between the finest one and the estimate
+        (its truncation shrinks); an aliased one does not. A value whose table
+        fails this is unresolved, neither right nor wrong; one just outside
+        (within ``WRONG_FACTOR`` times that range) has the disagreement added to
+        its error and is judged again. At a kink the same holds for each
+        one-sided slope (outside: unresolved).
         """
         if self.nominal or not self.work.size:
             return
-        rows = np.flatnonzero(np.isin(self.state[self.work], (fd.WRONG, fd.KINK_WRONG)))
+        judged = (fd.WRONG, fd.KINK_WRONG, fd.AGREE, fd.KINK_AGREE, fd.SETTLED)
+        rows = np.flatnonzero(np.isin(self.state[self.work], judged))
         if rows.size == 0:
             return
         todo = self.work[rows]
-        table = self.table
-        both = table.both_sides()[rows]
-        finest = np.argmax(both, axis=1)
-        step = np.abs(table.off_plus[rows, finest]) * OFF_GRID
-        base = self.base[todo]
-        points = np.stack([base + step, base - step], axis=1)
-        offsets = points - base[:, None]
-        values, _, status = self.runner.evaluate(self.indices[todo], points, count=False)
-        if self.engine.traits.returns_differences:
-            values = values + self.engine.cost_value
-        sigma = fd.row_noise(self.sigma, self.engine.cost_value, values - self.engine.cost_value)
-        analysis = _rows(self.analysis, todo)
-        j0 = self.engine.cost_value
-        with np.errstate(invalid="ignore", divide="ignore"):
-            off_central = (values[:, 0] - values[:, 1]) / (offsets[:, 0] - offsets[:, 1])
-            grid_central = ((table.plus[rows, finest] - table.minus[rows, finest])
-                            / (table.off_plus[rows, finest] - table.off_minus[rows, finest]))
-            rounding = fd.ROUNDING_FACTOR * sigma / step
-            off_gap = np.abs(off_central - analysis.approx)
-            envelope = np.abs(grid_central - analysis.approx) + 2.0 * (analysis.error + rounding)
-            smooth_ok = off_gap <= envelope
-            # Just outside: rounding the grid's steps did not show (a cost computed
-            # on a grid of its own, such as float32 parameters, aligns with powers
-            # of two); the disagreement joins the error and the value is judged again.
-            widened = ~smooth_ok & (off_gap <= fd.WRONG_FACTOR * envelope) & (self.state[todo] == fd.WRONG)
-            sides_ok = np.ones(rows.size, bool)
-            side_rounding = fd.ROUNDING_FACTOR * np.sqrt(2.0) * sigma / step
-            for value, offset, grid, grid_offset, limit in (
-                (values[:, 0], offsets[:, 0], table.plus[rows, finest], table.off_plus[rows, finest], analysis.right),
-                (values[:, 1], offsets[:, 1], table.minus[rows, finest], table.off_minus[rows, finest], analysis.left),
-            ):
-                off_slope, grid_slope = (value - j0) / offset, grid / grid_offset
-                sides_ok &= (np.abs(off_slope - limit)
-                             <= np.abs(grid_slope - limit) + 2.0 * (analysis.side_error + side_rounding))
-        consistent = np.where(self.state[todo] == fd.KINK_WRONG, sides_ok, smooth_ok)
-        failed = status.astype(bool) | ~np.isfinite(values).all(axis=1)
-        widened &= ~failed
+        table, analysis, j0 = self.table, _rows(self.analysis, todo), self.engine.cost_value
+        finest = np.argmax(table.both_sides()[rows], axis=1)
+        grid_plus, grid_minus = table.plus[rows, finest], table.minus[rows, finest]
+        grid_off_plus, grid_off_minus = table.off_plus[rows, finest], table.off_minus[rows, finest]
+        kink = np.isin(self.state[todo], (fd.KINK_WRONG, fd.KINK_AGREE))
+        gap, inside, within_factor = np.zeros(rows.size), np.ones(rows.size, bool), np.ones(rows.size, bool)
+        no_answer = np.zeros(rows.size, bool)
+        for ratio in OFF_GRID:
+            step = np.abs(grid_off_plus) * ratio
+            base = self.base[todo]
+            points = np.stack([base + step, base - step], axis=1)
+            offsets = points - base[:, None]
+            values, kinks, status = self.runner.evaluate(self.indices[todo], points, count=False)
+            if not self.engine.traits.returns_differences:
+                values = values - j0
+            sigma = fd.row_noise(self.sigma, j0, values)
+            no_answer |= status.astype(bool) | ~np.isfinite(values).all(axis=1) | kinks.astype(bool).reshape(rows.size, -1).any(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                off_central = (values[:, 0] - values[:, 1]) / (offsets[:, 0] - offsets[:, 1])
+                grid_central = (grid_plus - grid_minus) / (grid_off_plus - grid_off_minus)
+                off_gap = np.abs(off_central - analysis.approx)
+                envelope = (np.abs(grid_central - analysis.approx)
+                            + 2.0 * (analysis.error + fd.ROUNDING_FACTOR * sigma / step))
+                sides = np.ones(rows.size, bool)
+                side_rounding = fd.ROUNDING_FACTOR * np.sqrt(2.0) * sigma / step
+                for value, offset, grid, grid_offset, limit in (
+                    (values[:, 0], offsets[:, 0], grid_plus, grid_off_plus, analysis.right),
+                    (values[:, 1], offsets[:, 1], grid_minus, grid_off_minus, analysis.left),
+                ):
+                    # A one-sided slope's truncation is first order: at ``ratio`` times the
+                    # step it is about ``ratio`` times the finest one's (half as much again allowed).
+                    sides &= (np.abs(value / offset - limit)
+                              <= 1.5 * ratio * np.abs(grid / grid_offset - limit)
+                              + 2.0 * (analysis.side_error + side_rounding))
+            inside &= np.where(kink, sides, off_gap <= envelope)
+            within_factor &= ~kink & (off_gap <= fd.WRONG_FACTOR * envelope)
+            gap = np.fmax(gap, off_gap)
+        wrong = np.isin(self.state[todo], (fd.WRONG, fd.KINK_WRONG))
+        # A value the engine could not give (or that crossed a kink it saw) says
+        # nothing: a wrong value stays unconfirmed, a right one as it was.
+        settled = np.where(no_answer, ~wrong, inside)
+        widened = ~settled & ~no_answer & within_factor
         if widened.any():
             again = todo[widened]
-            self.analysis.error[again] += off_gap[widened]
+            self.analysis.error[again] += gap[widened]
             self.state[again] = self._decide(again, _rows(self.analysis, again), final=True)
-        self.state[todo[(~consistent & ~widened) | failed]] = fd.UNRESOLVED
+        self.state[todo[~settled & ~widened]] = fd.UNRESOLVED
+        self.aliased[todo[~settled & ~widened]] = True
 
     def judge_kinks(self) -> None:
         """Values at a kink against the range of valid derivatives (per example where the engine can)."""
         analysis, state, engine = self.analysis, self.state, self.engine
-        kinked = analysis.kink & (state != fd.AGREE)
+        # (A table its off-grid values contradicted says nothing, at a kink or not.)
+        kinked = analysis.kink & (state != fd.AGREE) & ~self.aliased
         if engine.traits.exact_kinks and self.work.size:
             # The engine saw a kink at every step tried: too close to theta for
             # any step to avoid, so judge the value against the examples' ranges.
