@@ -576,10 +576,10 @@ class _Measurement:
         step times ``OFF_GRID`` (below it, and between its powers of two) a
         smooth cost's difference lies between the finest one and the estimate
         (its truncation shrinks); an aliased one does not. A value whose table
-        fails this is unresolved, neither right nor wrong; one just outside
-        (within ``WRONG_FACTOR`` times that range) has the disagreement added to
-        its error and is judged again. At a kink the same holds for each
-        one-sided slope (outside: unresolved).
+        fails this is unresolved, neither right nor wrong; a wrong one just
+        outside (within ``WRONG_FACTOR`` times that range) has the disagreement
+        added to its error and is judged again, a right one stands. At a kink
+        the same holds for each one-sided slope (outside: unresolved).
         """
         if self.nominal or not self.work.size:
             return
@@ -627,8 +627,10 @@ class _Measurement:
             gap = np.fmax(gap, off_gap)
         wrong = np.isin(self.state[todo], (fd.WRONG, fd.KINK_WRONG))
         # A value the engine could not give (or that crossed a kink it saw) says
-        # nothing: a wrong value stays unconfirmed, a right one as it was.
-        settled = np.where(no_answer, ~wrong, inside)
+        # nothing: a wrong value stays unconfirmed, a right one as it was. A right
+        # one is contradicted only far outside (noise the line did not show, at
+        # the smaller off-grid steps, is no aliasing).
+        settled = np.where(no_answer, ~wrong, inside | (~wrong & within_factor))
         widened = ~settled & ~no_answer & within_factor
         if widened.any():
             again = todo[widened]

@@ -436,3 +436,69 @@ def test_a_block_that_passes_only_by_widened_errors_is_inconclusive():
     # Beyond even the widened error: fail.
     failed = judge(grad, grad * (1.0 - 1e-4), widened, state, 1e-7, rounding=np.zeros(n), plain_error=error)
     assert failed.verdict == "fail"
+
+
+# --------------------------------------------------------------------------- #
+# Fourth red team: ripples finer than the steps, the complex step at an
+# optimum, smooth costs seen at steps far above their scale
+# --------------------------------------------------------------------------- #
+
+_RIPPLE_A = np.array([[1.5, .2, .1, 0, .3], [.2, 1.2, 0, .1, 0], [.1, 0, 1.8, .2, .1], [0, .1, .2, 1.1, 0],
+                      [.3, 0, .1, 0, 1.4]])
+
+
+def _fine_ripple(theta):
+    # A ripple of amplitude 1e-9 and period 6e-7: its slope (1e-2) is real, and
+    # near its period it looks like noise; averaged away by large steps it vanishes.
+    return float(0.5 * theta @ _RIPPLE_A @ theta + np.sum(np.exp(0.3 * theta))
+                 + 1e-9 * np.sum(np.sin(1e7 * theta[2:])))
+
+
+def test_a_ripple_finer_than_the_steps_is_not_taken_for_noise():
+    theta = np.array([0.3, -0.8, 1.1, 0.2, -0.5])
+    _, layout = fastgrad.pack({"a": theta[:2], "r": theta[2:]})
+    smooth = _RIPPLE_A @ theta + 0.3 * np.exp(0.3 * theta)
+    right = smooth.copy()
+    right[2:] += 1e-2 * np.cos(1e7 * theta[2:])
+    assert fastgrad.gradcheck(_fine_ripple, right, theta, layout=layout, progress=False).verdict != "fail"
+    assert fastgrad.gradcheck(_fine_ripple, smooth, theta, layout=layout, progress=False).verdict != "pass"
+
+
+def test_the_complex_step_at_an_optimum_counts_the_noise_of_its_derivative():
+    """At a least-squares optimum the gradient (~1e-14) is the rounding of cancelling terms."""
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(30, 4)), 10 * np.random.default_rng(8).normal(size=30)
+    theta = np.linalg.lstsq(X, y, rcond=None)[0]
+
+    def cost(t):
+        return 0.5 * np.sum((X @ t - y) ** 2)
+
+    grad = X.T @ (X @ theta - y)
+    report = fastgrad.gradcheck(cost, grad, theta, method="complex", progress=False)
+    assert report.verdict == "inconclusive" and report.reasons
+    # Away from the optimum the complex step keeps its precision.
+    moved = theta + 0.3
+    moved_grad = X.T @ (X @ moved - y)
+    assert fastgrad.gradcheck(cost, moved_grad, moved, method="complex", progress=False).verdict == "pass"
+    assert fastgrad.gradcheck(cost, moved_grad * (1 + 1e-6), moved, method="complex",
+                              progress=False).verdict == "fail"
+
+
+@pytest.mark.parametrize("scale, method", [(1e-8, "central"), (1e-6, "richardson"), (1e-8, "richardson")])
+def test_a_smooth_cost_of_tiny_parameters_is_never_failed_at_a_false_kink(scale, method):
+    """Parameters of size 1e-8 that the cost sees as theta / 1e-8: steps of hundreds of
+    its units extrapolate to two one-sided "limits"; a kink needs raw slopes near them."""
+    theta = np.r_[np.array([0.7, -1.3, 0.4]) * scale, 0.5, 1.5]
+    _, layout = fastgrad.pack({"t": theta[:3], "u": theta[3:]})
+
+    def cost(t):
+        return float(np.sum(np.sin(t[:3] / scale)) + 0.5 * np.sum((t[:3] / scale) ** 2) + np.sum(t[3:] ** 2)
+                     + (t[0] / scale) * t[3])
+
+    z = theta[:3] / scale
+    grad = np.r_[(np.cos(z) + z) / scale, 2 * theta[3:]]
+    grad[0] += theta[3] / scale
+    grad[3] += z[0]
+    report = fastgrad.gradcheck(cost, grad, theta, layout=layout, method=method, progress=False)
+    assert report.verdict != "fail", report
+    assert report.n_kinks == 0
