@@ -179,8 +179,9 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
     call the check makes; the largest noise found is the check's.
     """
     if engine.traits.complex_step:
-        # The complex step subtracts nothing: the noise that matters is its derivative's.
-        return _complex_step_noise(engine, layout)
+        # The complex step subtracts nothing: its error does not depend on the
+        # cost's noise (its derivative's own: complex_step_noise).
+        return 0.5 * fd.EPS_MACH * abs(engine.cost_value)
     everything = np.arange(engine.theta.size)
     levels = []
     for k in fd.noise_components(everything, _block_ids(layout, everything)[0]):
@@ -244,20 +245,27 @@ def _finer_noise(engine: Engine, k: int, level: float) -> float:
     return finer if clean and finer * fd.STRUCTURE_FACTOR < level else level
 
 
-def _complex_step_noise(engine: Engine, layout: Layout | None) -> float:
-    """Rounding noise of the complex step's derivative, measured as the cost's noise is (ECnoise).
+def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
+    """Rounding noise of the complex step's derivative for every component of theta (ECnoise).
 
     The complex step takes no difference, but the derivative is a sum the cost
     computes, with its own rounding: at an optimum its terms cancel, and the
-    result is noise of the size of their rounding. Along a short line of a few
-    components the derivative's k-th differences are that noise.
+    result is noise of the size of their rounding. Along a short line of one
+    component of each block (its middle one) the derivative's k-th differences
+    are that noise; each block has its own (a block of parameters of size 1e6
+    has derivatives, and noise, of another size). A line that measured nothing
+    leaves its block the largest noise found.
     """
     everything = np.arange(engine.theta.size)
-    levels = []
-    for k in fd.noise_components(everything, _block_ids(layout, everything)[0]):
+    block_ids = _block_ids(layout, everything)[0]
+    found_by_block: dict[int, float] = {}
+    blocks = np.unique(block_ids)
+    middles = [int(np.flatnonzero(block_ids == b)[np.count_nonzero(block_ids == b) // 2]) for b in blocks]
+    for k in middles:
         value = float(engine.theta[k])
         step = float(fd.base_steps(np.array([value]), 0.0, "complex")[0])
         found = []
+        clean = False
         for spacing in fd.NOISE_SPACINGS:
             points = (fd.noise_points(value, spacing) + 1j * step)[None, :]
             try:
@@ -274,8 +282,12 @@ def _complex_step_noise(engine: Engine, layout: Layout | None) -> float:
             if clean:
                 break
         if found:
-            levels.append(found[-1] if clean else min(found))
-    return float(max(levels)) if levels else 0.0
+            found_by_block[int(block_ids[k])] = found[-1] if clean else min(found)
+    largest = max(found_by_block.values(), default=0.0)
+    per_block = np.full(int(block_ids.max(initial=0)) + 1, largest)
+    for b, sigma in found_by_block.items():
+        per_block[b] = sigma
+    return per_block[block_ids]
 
 
 def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
@@ -333,6 +345,7 @@ class _Measurement:
         self.low = np.full(n, np.nan)
         self.high = np.full(n, np.nan)
         self.aliased = np.zeros(n, bool)  # tables their off-grid values contradicted (_check_off_grid)
+        self.derivative_noise = np.zeros(n)  # the complex step's own (complex_step_noise), set by the caller
 
     def plan(self) -> list:
         """The steps of this measurement, in the order the caller runs them."""
@@ -358,7 +371,7 @@ class _Measurement:
         # least the noise of the derivative as the cost computes it (cancellation
         # at an optimum leaves a derivative far below its terms' rounding).
         rms = fd.block_rms(np.abs(approx), self.block_ids, self.n_blocks)
-        error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms) + fd.ROUNDING_FACTOR * self.sigma
+        error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms) + fd.ROUNDING_FACTOR * self.derivative_noise
         state = np.full(indices.size, fd.AGREE, np.int8)
         if grad is not None:
             nan = np.full(approx.size, np.nan)
@@ -869,6 +882,8 @@ def run_check(
         sigma = measure_noise(engine, layout)
         work = _Measurement(runner, engine, indices, engine.theta[indices], grad_selected, opts, sigma,
                             block_ids, n_blocks)
+        if engine.traits.complex_step:
+            work.derivative_noise = complex_step_noise(engine, layout)[indices]
         try:
             # Each step in turn from here: the steps call the runner, the runner the engine.
             for step in work.plan():
