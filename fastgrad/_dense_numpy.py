@@ -3,12 +3,13 @@
 A new process that checks a small network (the course's 4-5-3-1 one) would
 spend most of its time loading Numba and its typing registries for the first
 compiled call, far longer than the check itself. ``DenseNet.gradcheck`` takes
-this path instead when the network is small (:func:`is_small`) and the
-compiled kernels are not loaded yet in the process; it evaluates the same
-cost, back-prop, per-example losses and kink crossings as the compiled
-kernels (``fastgrad._dense_kernels``, ``fastgrad._dense_engine``), with
-NumPy's own arithmetic: values agree with the compiled ones to rounding, not
-bit for bit.
+this path instead when the network is small (:func:`is_small`), the engine is
+``"auto"`` and the method real: a choice made from the call alone, so the same
+call gives the same bits in any process (and, with ``client=``, on the
+workers, which build this same engine). It evaluates the same cost, back-prop,
+per-example losses and kink crossings as the compiled kernels
+(``fastgrad._dense_kernels``, ``fastgrad._dense_engine``), with NumPy's own
+arithmetic: values agree with the compiled ones to rounding, not bit for bit.
 
 The forward pass and the back-prop are those of
 ``fastgrad._dense_subgradient`` (its per-example back-prop, over every example).
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastgrad._dense_spec import BINARY_CROSS_ENTROPY, LEAKY_RELU, RELU, SOFTMAX_CROSS_ENTROPY, STATUS_NON_FINITE
+from fastgrad._dense_spec import (BINARY_CROSS_ENTROPY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX_CROSS_ENTROPY,
+                                  STATUS_NON_FINITE, TANH)
 from fastgrad._dense_subgradient import _example_gradient, _forward, _output_delta, _unpack
 
 __all__ = ["is_small", "cost_and_gradient", "forward_cost", "example_losses", "perturbed_differences"]
@@ -49,13 +51,9 @@ def _losses(args: tuple, Z: list, A: list) -> np.ndarray:
     _, _, loss, _, _, Y, _ = args
     z = Z[-1]
     if loss == BINARY_CROSS_ENTROPY:
-        # softplus(z) - y z, with exp of a non-positive argument only.
-        soft = np.log1p(np.exp(-np.abs(z)))
-        return np.where(z > 0.0, (1.0 - Y) * z + soft, soft - Y * z).sum(axis=0)
+        return (_softplus(z) - Y * z).sum(axis=0)
     if loss == SOFTMAX_CROSS_ENTROPY:
-        shift = z.max(axis=0)
-        log_sum_exp = np.log(np.exp(z - shift).sum(axis=0)) + shift
-        return np.where(Y != 0.0, Y * (log_sum_exp - z), 0.0).sum(axis=0)
+        return np.where(Y != 0.0, Y * (_log_sum_exp(z) - z), 0.0).sum(axis=0)
     r = A[-1] - Y  # MSE
     return 0.5 * (r * r).sum(axis=0)
 
@@ -93,39 +91,119 @@ def cost_and_gradient(args: tuple, theta: np.ndarray) -> tuple[float, np.ndarray
     return cost, grad
 
 
+#: Largest |change| of a pre-activation (or logit) for which a unit's or a
+#: loss's change is taken in a cancellation-free form (tanh / expm1 / log1p of
+#: the change); larger changes are differences of the two values, which lose
+#: nothing there.
+STABLE_LIMIT = 1.0
+
+
+def _tanh_change(t: np.ndarray, z: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """tanh(z + d) - tanh(z) given t = tanh(z): tanh(d) sech(z)^2 / (1 + tanh(z) tanh(d)) where |d| is small."""
+    td = np.tanh(d)
+    c = np.cosh(z)
+    stable = td / (c * c) / (1.0 + t * td)
+    return np.where(np.abs(d) <= STABLE_LIMIT, stable, np.tanh(z + d) - t)
+
+
+def _unit_change(code: int, z: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """g(z + d) - g(z) for the activation ``code``, without cancellation: a kinked unit
+    on one side of its kink moves by its slope times d exactly."""
+    if code in (RELU, LEAKY_RELU):
+        low = 0.0 if code == RELU else LEAKY_SLOPE
+        after = z + d
+        up, was_up = after > 0.0, z > 0.0
+        crossed = np.where(up, after, low * after) - np.where(was_up, z, low * z)
+        return np.where(up == was_up, np.where(was_up, d, low * d), crossed)
+    if code == TANH:
+        return _tanh_change(np.tanh(z), z, d)
+    if code == SIGMOID:  # sigmoid(z) = (1 + tanh(z / 2)) / 2
+        half = 0.5 * z
+        return 0.5 * _tanh_change(np.tanh(half), half, 0.5 * d)
+    return d
+
+
+def _loss_changes(args: tuple, Z_out: np.ndarray, A_out: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    """Each example's loss change ``(..., m)`` when the output pre-activations move by ``dz``."""
+    _, activations, loss, _, _, Y, _ = args
+    if loss == BINARY_CROSS_ENTROPY:
+        # softplus(z + d) - softplus(z) = log1p(sigmoid(z) expm1(d)); the loss adds - y d.
+        p = 0.5 * (1.0 + np.tanh(0.5 * Z_out))
+        stable = np.log1p(p * np.expm1(dz))
+        direct = _softplus(Z_out + dz) - _softplus(Z_out)
+        return (np.where(np.abs(dz) <= STABLE_LIMIT, stable, direct) - Y * dz).sum(axis=-2)
+    if loss == SOFTMAX_CROSS_ENTROPY:
+        # LSE(z + d) - LSE(z) = log1p(sum_c p_c expm1(d_c)); the loss is sum_c y_c (LSE - z_c).
+        shifted = np.exp(Z_out - Z_out.max(axis=0))
+        p = shifted / shifted.sum(axis=0)
+        stable = np.log1p((p * np.expm1(dz)).sum(axis=-2))
+        direct = _log_sum_exp(Z_out + dz) - _log_sum_exp(Z_out)
+        change = np.where(np.abs(dz).max(axis=-2) <= STABLE_LIMIT, stable, direct)
+        return np.where(Y != 0.0, Y * (change[..., None, :] - dz), 0.0).sum(axis=-2)
+    r = A_out - Y  # MSE: (r + a)^2 / 2 - r^2 / 2 = a (r + a / 2)
+    a = _unit_change(int(activations[-1]), Z_out, dz)
+    return (a * (r + 0.5 * a)).sum(axis=-2)
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + e^z), with exp of a non-positive argument only."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _log_sum_exp(z: np.ndarray) -> np.ndarray:
+    """log sum_c exp(z_c) over the classes (axis -2), shifted by the largest."""
+    shift = z.max(axis=-2)
+    return np.log(np.exp(z - shift[..., None, :]).sum(axis=-2)) + shift
+
+
 def perturbed_differences(args: tuple, theta: np.ndarray, indices: np.ndarray, points: np.ndarray):
     """``J(theta with theta[k] = p) - J(theta)`` for each ``k`` of ``indices`` and ``p`` of its row of ``points``.
 
     The dense engine's protocol (``fastgrad.engines.Engine``): the differences
     ``(n, p)``, whether a ReLU / leaky ReLU pre-activation changed sign at any
-    point of a row (the kink flag), and a status per row. The loss changes are
-    summed per example, and the L2 penalty's change is ``l2/(2m) (p - w)(p + w)``.
+    point of a row (the kink flag), and a status per row.
+
+    As the compiled engine does, the change itself is carried down the
+    network rather than the perturbed network evaluated and the base
+    subtracted: the perturbed unit's pre-activation moves by ``(p - w) a_j``
+    (or ``p - b``), each later layer by ``W`` times its inputs' changes, every
+    unit's and the loss's change taken without cancellation where the change
+    is small (:func:`_unit_change`, :func:`_loss_changes`). The per-example
+    loss changes are summed, and the L2 penalty's change is
+    ``l2/(2m) (p - w)(p + w)``. A row's values depend on that row alone.
     """
-    _, activations, _, l2, X, _, _ = args
+    layer_sizes, activations, _, l2, X, _, _ = args
     m = X.shape[1]
-    weights, offsets, Z, A, _ = _layers(args, theta)
-    base_losses = _losses(args, Z, A)
+    weights, offsets, Z, A, drops = _layers(args, theta)
+    n_layers = len(weights)
     kinked = [int(code) in (RELU, LEAKY_RELU) for code in activations]
-    base_sides = [z > 0.0 for z in Z]
-    is_weight = np.zeros(theta.size, bool)
-    for W, start in zip(weights, offsets):
-        is_weight[start:start + W.size] = True
+    points = np.asarray(points, dtype=np.float64)
     values = np.empty(points.shape, dtype=np.float64)
     kinks = np.zeros(indices.size, np.uint8)
-    local = theta.copy()
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for r, k in enumerate(indices):
-            for j in range(points.shape[1]):
-                local[k] = points[r, j]
-                _, _, Z_p, A_p, drops = _layers(args, local)
-                d = float((_losses(args, Z_p, A_p) - base_losses).sum() / m)
-                if is_weight[k] and l2 != 0.0:
-                    d += (l2 / (2.0 * m)) * ((points[r, j] - theta[k]) * (points[r, j] + theta[k]))
-                values[r, j] = d
-                # A crossing counts where the unit's activation is passed on (not dropped).
-                if any(flag and np.any(((z > 0.0) != side) & (drop != 0.0))
-                       for flag, z, side, drop in zip(kinked, Z_p, base_sides, drops)):
-                    kinks[r] = 1
-            local[k] = theta[k]
+            layer = int(np.searchsorted(offsets, k, side="right")) - 1
+            W, start = weights[layer], offsets[layer]
+            steps = points[r] - theta[k]  # exact for points near theta[k]
+            dz = np.zeros((steps.size,) + Z[layer].shape)
+            if k < start + W.size:  # a weight W[i, j]
+                i, j = divmod(int(k) - start, W.shape[1])
+                dz[:, i, :] = steps[:, None] * A[layer][j]
+            else:  # a bias b[i]
+                i = int(k) - start - W.size
+                dz[:, i, :] = steps[:, None]
+            crossed = False
+            for l in range(layer, n_layers):
+                if l > layer:
+                    dz = np.matmul(weights[l], da)
+                if kinked[l]:
+                    crossed |= bool(np.any(((Z[l] + dz > 0.0) != (Z[l] > 0.0)) & (drops[l] != 0.0)))
+                if l < n_layers - 1:
+                    da = _unit_change(int(activations[l]), Z[l], dz) * drops[l]
+            d = _loss_changes(args, Z[-1], A[-1], dz).sum(axis=-1) / m
+            if k < start + W.size and l2 != 0.0:
+                d = d + (l2 / (2.0 * m)) * (steps * (points[r] + theta[k]))
+            values[r] = d
+            kinks[r] = crossed
     status = np.where(np.isfinite(values).all(axis=1), 0, STATUS_NON_FINITE).astype(np.uint8)
     return values, kinks, status

@@ -735,8 +735,11 @@ class DenseNet:
         engine : {"auto", "dense", "generic"}
             ``"dense"``: the structure-exploiting kernel of
             ``fastgrad._dense_engine``; ``"generic"``: a full forward pass per
-            perturbed point; ``"auto"``: the dense engine where it applies.
-            Both give the same numbers within rounding.
+            perturbed point; ``"auto"``: the dense engine where it applies, run
+            in NumPy (``fastgrad._dense_numpy``, no Numba to load) for a small
+            network (``n_params * m * sum(layer_sizes[1:]) <= 20,000``) with a
+            real method. All give the same numbers within rounding; the choice
+            depends on these arguments alone.
         client : distributed.Client, optional
             Evaluate on this Dask cluster (needs ``fastgrad[distributed]``);
             the report is bit-identical to the in-process one.
@@ -755,10 +758,11 @@ class DenseNet:
         """
         theta = self.pack(params)
         X, Y = self._data(X, Y)
-        # A small check in a process that has run no compiled kernel yet runs in
-        # NumPy: loading Numba would take far longer than the check (issue 13).
-        in_numpy = (engine == "auto" and method != "complex" and client is None
-                    and not _kernels_loaded()
+        # A small check runs in NumPy, whatever ran before in the process: loading
+        # Numba would take far longer than the check (issue 13). The choice depends
+        # on the call alone (network, data size, engine, method), so the same call
+        # gives the same numbers in any process, and on a cluster's workers too.
+        in_numpy = (engine == "auto" and method != "complex"
                     and _dense_numpy.is_small(self.layer_sizes, theta.size, X.shape[1]))
         require_memory(dense_check_bytes(self.layer_sizes, X.shape[1], 1 if in_numpy else compute_threads()),
                        f"a gradient check of {self!r} on {X.shape[1]} examples")
@@ -792,7 +796,7 @@ class DenseNet:
                                                   complex_step=opts.method == "complex")
             terms = None if self.l2 == 0.0 else (lambda est, g: self._l2_terms(theta, X.shape[1], g, est, opts))
             recipe = functools.partial(dense_recipe, args, theta, cost_value, self._layout, forward=not use_dense,
-                                       complex_step=opts.method == "complex")
+                                       complex_step=opts.method == "complex", numpy=in_numpy)
             with on_cluster(client, check_engine, recipe, opts.progress) as check_engine:
                 real = (lambda: DenseForwardEngine(args, theta, cost_value, self._layout)) if opts.method == "complex" \
                     else None
@@ -921,11 +925,6 @@ def _check_training(steps: object, learning_rate: object) -> None:
         or not 0 < learning_rate < math.inf
     ):
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}.")
-
-
-def _kernels_loaded() -> bool:
-    """Whether this process has loaded the compiled dense kernels (and with them Numba)."""
-    return "fastgrad._dense_kernels" in sys.modules
 
 
 def _choose_engine(engine: str, method: str) -> bool:
