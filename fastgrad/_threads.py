@@ -29,8 +29,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from threadpoolctl import ThreadpoolController
-
 __all__ = ["blas_on_one_thread", "parallel_region", "single_threaded_blas", "threads_for"]
 
 #: Work (roughly, floating-point operations) below which a kernel call runs on
@@ -106,10 +104,21 @@ def _controller() -> Any:
     controller costs tens of microseconds.
     """
     global _blas_controller, _blas_controller_key
-    key = (ThreadpoolController, len(sys.modules))
+    controller = globals().get("ThreadpoolController") or __getattr__("ThreadpoolController")
+    key = (controller, len(sys.modules))
     if _blas_controller is None or key != _blas_controller_key:
-        _blas_controller, _blas_controller_key = ThreadpoolController(), key
+        _blas_controller, _blas_controller_key = controller(), key
     return _blas_controller
+
+
+def __getattr__(name: str) -> Any:
+    # threadpoolctl is imported at the first limit, not with this module (start-up, issue 13).
+    if name == "ThreadpoolController":
+        from threadpoolctl import ThreadpoolController
+
+        globals()[name] = ThreadpoolController
+        return ThreadpoolController
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _enter_blas() -> None:

@@ -12,6 +12,7 @@ exploiting perturbation kernel). The caller's arrays are never modified.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -22,11 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numba
 import numpy as np
-from numba.core import event as numba_event
 
-from fastgrad import _dense_kernels
+from fastgrad import _dense_numpy
 from fastgrad._dense_spec import ACTIVATIONS, LOSSES
 from fastgrad._layout import Layout, unpack
 from fastgrad._memory import dense_check_bytes, require_memory
@@ -36,7 +35,7 @@ from fastgrad._driver import run_check
 from fastgrad._validation import check_seed
 from fastgrad.check import prepare_check
 from fastgrad.distributed import check_client, dense_recipe, on_cluster
-from fastgrad.engines import DenseEngine, DenseForwardEngine
+from fastgrad.engines import DenseEngine, DenseForwardEngine, NumpyDenseEngine, compute_threads
 from fastgrad.report import Report, TermResult, judge
 
 __all__ = ["DenseNet", "TrainingCheck"]
@@ -68,7 +67,7 @@ _notice_depth = 0
 _notice = None
 
 
-class _CompileNotice(numba_event.Listener):
+class _CompileNoticeBase:
     """Announces, on one line of stderr, the kernels Numba compiles while it is installed.
 
     Numba fires ``numba:compile`` only after a cache miss, just before it
@@ -82,7 +81,7 @@ class _CompileNotice(numba_event.Listener):
         self.estimate = estimate
         self.started: float | None = None
 
-    def on_start(self, event: numba_event.Event) -> None:
+    def on_start(self, event) -> None:
         dispatcher = (event.data or {}).get("dispatcher")
         module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
         if not module.startswith("fastgrad"):
@@ -95,7 +94,7 @@ class _CompileNotice(numba_event.Listener):
         else:
             self._write(".")
 
-    def on_end(self, event: numba_event.Event) -> None:
+    def on_end(self, event) -> None:
         pass
 
     def finish(self) -> None:
@@ -110,6 +109,14 @@ class _CompileNotice(numba_event.Listener):
             sys.stderr.flush()
         except (OSError, ValueError, AttributeError):  # a closed or missing stderr: say nothing
             pass
+
+
+@functools.cache
+def _notice_class() -> type:
+    """The notice as a Numba event listener (Numba is imported here, when compiled code is about to run)."""
+    from numba.core import event as numba_event
+
+    return type("_CompileNotice", (_CompileNoticeBase, numba_event.Listener), {})
 
 
 def _quiet() -> bool:
@@ -144,10 +151,12 @@ def _announce_compilation(net: "DenseNet | None" = None):
                 else:
                     what = "/".join(dict.fromkeys(net.activations)) + "/" + net.loss
                     estimate = _COMPILE_ESTIMATE[any(a in ("tanh", "sigmoid") for a in net.activations[:-1])]
-                _notice = _CompileNotice(what, estimate)
+                _notice = _notice_class()(what, estimate)
             notice = _notice
         try:
             if outermost:
+                from numba.core import event as numba_event
+
                 with numba_event.install_listener("numba:compile", notice):
                     yield
             else:
@@ -606,6 +615,8 @@ class DenseNet:
         """
         theta = self.pack(params)
         X, Y = self._data(X, Y)
+        from fastgrad import _dense_kernels
+
         with _announce_compilation(self):
             return float(_dense_kernels.forward_cost(theta, *self._kernel_args(X, Y)))
 
@@ -617,6 +628,8 @@ class DenseNet:
         return {"d" + name: block for name, block in unpack(grad, self._layout).items()}
 
     def _cost_and_gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        from fastgrad import _dense_kernels
+
         with _announce_compilation(self):
             cost, grad = _dense_kernels.cost_and_gradient(theta, *self._kernel_args(X, Y))
         return float(cost), grad
@@ -722,8 +735,11 @@ class DenseNet:
         engine : {"auto", "dense", "generic"}
             ``"dense"``: the structure-exploiting kernel of
             ``fastgrad._dense_engine``; ``"generic"``: a full forward pass per
-            perturbed point; ``"auto"``: the dense engine where it applies.
-            Both give the same numbers within rounding.
+            perturbed point; ``"auto"``: the dense engine where it applies, run
+            in NumPy (``fastgrad._dense_numpy``, no Numba to load) for a small
+            network (``n_params * m * sum(layer_sizes[1:]) <= 20,000``) with a
+            real method. All give the same numbers within rounding; the choice
+            depends on these arguments alone.
         client : distributed.Client, optional
             Evaluate on this Dask cluster (needs ``fastgrad[distributed]``);
             the report is bit-identical to the in-process one.
@@ -742,7 +758,13 @@ class DenseNet:
         """
         theta = self.pack(params)
         X, Y = self._data(X, Y)
-        require_memory(dense_check_bytes(self.layer_sizes, X.shape[1], numba.get_num_threads()),
+        # A small check runs in NumPy, whatever ran before in the process: loading
+        # Numba would take far longer than the check (issue 13). The choice depends
+        # on the call alone (network, data size, engine, method), so the same call
+        # gives the same numbers in any process, and on a cluster's workers too.
+        in_numpy = (engine == "auto" and method != "complex"
+                    and _dense_numpy.is_small(self.layer_sizes, theta.size, X.shape[1]))
+        require_memory(dense_check_bytes(self.layer_sizes, X.shape[1], 1 if in_numpy else compute_threads()),
                        f"a gradient check of {self!r} on {X.shape[1]} examples")
         grad, _, opts = prepare_check(
             theta, grads, self._layout, grad_optional=True, method=method, mode=mode, eps=eps,
@@ -750,25 +772,31 @@ class DenseNet:
             progress=progress,
         )
         use_dense = _choose_engine(engine, opts.method)
+        in_numpy = in_numpy and use_dense
         if client is not None:
             check_client(client)
-        with _announce_compilation(self):  # one notice for every kernel the check compiles
-            # One compiled kernel gives the cost and fastgrad's own back-prop.
-            cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
+        with contextlib.nullcontext() if in_numpy else _announce_compilation(self):  # one notice for every kernel compiled
+            args = self._kernel_args(X, Y)
+            # One pass gives the cost and fastgrad's own back-prop.
+            if in_numpy:
+                cost_value, own_grad = _dense_numpy.cost_and_gradient(args, theta)
+            else:
+                cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
             if not math.isfinite(cost_value):
                 raise ValueError(
                     f"The cost is {cost_value} at these parameters; it must be finite to be differentiated."
                 )
             grad = own_grad if grad is None else grad
-            args = self._kernel_args(X, Y)
-            if use_dense:
+            if in_numpy:
+                check_engine = NumpyDenseEngine(args, theta, cost_value, self._layout)
+            elif use_dense:
                 check_engine = DenseEngine(args, theta, cost_value, self._layout)
             else:
                 check_engine = DenseForwardEngine(args, theta, cost_value, self._layout,
                                                   complex_step=opts.method == "complex")
             terms = None if self.l2 == 0.0 else (lambda est, g: self._l2_terms(theta, X.shape[1], g, est, opts))
             recipe = functools.partial(dense_recipe, args, theta, cost_value, self._layout, forward=not use_dense,
-                                       complex_step=opts.method == "complex")
+                                       complex_step=opts.method == "complex", numpy=in_numpy)
             with on_cluster(client, check_engine, recipe, opts.progress) as check_engine:
                 real = (lambda: DenseForwardEngine(args, theta, cost_value, self._layout)) if opts.method == "complex" \
                     else None

@@ -196,19 +196,22 @@ def generic_recipe(cost: Cost, theta: np.ndarray, complex_step: bool) -> EngineR
 
 
 def _build_dense(args: tuple, theta: np.ndarray, cost_value: float, layout, forward: bool,
-                 complex_step: bool) -> Engine:
-    from fastgrad.engines import DenseEngine, DenseForwardEngine
+                 complex_step: bool, numpy: bool = False) -> Engine:
+    from fastgrad.engines import DenseEngine, DenseForwardEngine, NumpyDenseEngine
 
+    if numpy:
+        return NumpyDenseEngine(args, theta, cost_value, layout)
     if forward:
         return DenseForwardEngine(args, theta, cost_value, layout, complex_step=complex_step)
     return DenseEngine(args, theta, cost_value, layout)
 
 
 def dense_recipe(args: tuple, theta: np.ndarray, cost_value: float, layout, *, forward: bool,
-                 complex_step: bool = False) -> EngineRecipe:
-    """The recipe of a dense network's engine (the structured kernel, or a forward pass per point)."""
+                 complex_step: bool = False, numpy: bool = False) -> EngineRecipe:
+    """The recipe of a dense network's engine (the structured kernel, a forward pass per point, or,
+    for a small network, ``fastgrad._dense_numpy``: the workers then run the client's NumPy engine)."""
     return EngineRecipe(_build_dense, {"args": args, "theta": theta, "cost_value": cost_value, "layout": layout,
-                                       "forward": forward, "complex_step": complex_step})
+                                       "forward": forward, "complex_step": complex_step, "numpy": numpy})
 
 
 # --------------------------------------------------------------------------- #

@@ -21,17 +21,43 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import numba
 import numpy as np
-from numba.extending import is_jitted
 
 from fastgrad._validation import check_args
 
-__all__ = ["EngineTraits", "Engine", "GenericEngine", "DirectionalEngine", "DenseEngine", "DenseForwardEngine", "prepare_cost", "Cost"]
+__all__ = ["EngineTraits", "Engine", "GenericEngine", "DirectionalEngine", "DenseEngine", "DenseForwardEngine",
+           "NumpyDenseEngine", "prepare_cost", "Cost", "is_compiled", "compute_threads"]
+
+
+def is_compiled(function: object) -> bool:
+    """Whether ``function`` is a Numba dispatcher, without importing Numba for anything else.
+
+    A Numba dispatcher's class (or a base of it) lives in a ``numba`` module,
+    and Numba is then loaded already: a plain Python cost never makes this
+    import Numba.
+    """
+    if "numba" not in sys.modules or not any(
+        (getattr(c, "__module__", None) or "").startswith("numba") for c in type(function).__mro__
+    ):
+        return False
+    from numba.extending import is_jitted
+
+    return is_jitted(function)
+
+
+def compute_threads() -> int:
+    """Numba's thread count where Numba is loaded; else the CPUs (no compiled code has run)."""
+    if "numba" in sys.modules:
+        import numba
+
+        return numba.get_num_threads()
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -142,7 +168,7 @@ def prepare_cost(cost: object, args: object, per_example: object = None) -> Cost
             f"per_example must be None, 'mean' or 'sum' (how the cost reduces the per-example losses "
             f"it returns), got {per_example!r}."
         )
-    return Cost(function=cost, args=check_args(args), compiled=is_jitted(cost), per_example=per_example)
+    return Cost(function=cost, args=check_args(args), compiled=is_compiled(cost), per_example=per_example)
 
 
 def cost_at(cost: Cost, theta: np.ndarray, what: str = "theta") -> float:
@@ -218,12 +244,14 @@ class GenericEngine:
         self._work_per_point = 10.0 * theta.size
         self.traits = EngineTraits(
             name="compiled" if compiled else "python",
-            first_chunk=max(2, 2 * numba.get_num_threads()) if compiled else 2,
+            first_chunk=max(2, 2 * compute_threads()) if compiled else 2,
             per_example=cost.per_example is not None,
             complex_step=complex_step,
         )
 
     def _evaluate_compiled(self, indices, points):
+        import numba
+
         from fastgrad._threads import parallel_region, threads_for
 
         base = self.theta.astype(np.complex128) if self._complex else self.theta
@@ -324,6 +352,8 @@ def _part(value, complex_step: bool, k: int) -> float:
 
 
 def _numba_arg_types(args: tuple) -> tuple:
+    import numba
+
     try:
         return tuple(numba.typeof(a) for a in args)
     except Exception as exc:
@@ -331,6 +361,8 @@ def _numba_arg_types(args: tuple) -> tuple:
 
 
 def _compiled_kernel(cost: Cost, complex_step: bool):
+    import numba
+
     from fastgrad._generic_kernels import kernel_for
 
     parameters = inspect.signature(cost.function.py_func).parameters.values()
@@ -429,20 +461,27 @@ class _DenseCosts:
         self.layout = layout
         self._range = None
 
-    def costs(self, points: np.ndarray) -> np.ndarray:
+    def _cost(self, point: np.ndarray) -> float:
         from fastgrad._dense_kernels import forward_cost
 
-        return np.array([forward_cost(np.ascontiguousarray(p), *self.args) for p in points], dtype=np.float64)
+        return forward_cost(point, *self.args)
+
+    def _example_losses(self, point: np.ndarray) -> np.ndarray:
+        from fastgrad._dense_kernels import per_example_losses
+
+        layer_sizes, activations, loss, _, X, Y, dropout = self.args
+        return per_example_losses(point, layer_sizes, activations, loss, X, Y, dropout)
+
+    def costs(self, points: np.ndarray) -> np.ndarray:
+        return np.array([self._cost(np.ascontiguousarray(p)) for p in points], dtype=np.float64)
 
     def example_terms(self, point: np.ndarray) -> np.ndarray:
         """Each example's share of the cost (loss / m), then the L2 penalty as one more term."""
-        from fastgrad._dense_kernels import per_example_losses
-
-        layer_sizes, activations, loss, l2, X, Y, dropout = self.args
+        l2, X = self.args[3], self.args[4]
         point = np.ascontiguousarray(point)
         m = X.shape[1]
         terms = np.empty(m + 1)
-        terms[:m] = per_example_losses(point, layer_sizes, activations, loss, X, Y, dropout) / m
+        terms[:m] = self._example_losses(point) / m
         penalty = 0.0
         if l2 > 0.0:
             for name in self.layout.names:
@@ -486,10 +525,10 @@ class DenseEngine(_DenseCosts):
         self._base = _dense_engine.DenseBase(layer_sizes, activations, int(loss), float(l2), theta, Y, dropout, *arrays)
 
     def evaluate(self, indices: np.ndarray, points: np.ndarray):
-        from fastgrad import _dense_engine
-        from fastgrad._threads import parallel_region
+        import numba
 
-        from fastgrad._threads import threads_for
+        from fastgrad import _dense_engine
+        from fastgrad._threads import parallel_region, threads_for
 
         layer_sizes, _, _, _, X, _, _ = self.args
         # Each perturbed row changes at most its layer's downstream work, on m examples.
@@ -510,15 +549,18 @@ class DenseForwardEngine(_DenseCosts):
     def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout, *, complex_step: bool = False):
         super().__init__(args, theta, cost_value, layout)
         self._complex = complex_step
+        import numba
+
         self.traits = EngineTraits(name="dense forward", first_chunk=2 * max(1, numba.get_num_threads()),
                                    per_example=True, complex_step=complex_step)
 
     def evaluate(self, indices: np.ndarray, points: np.ndarray):
+        import numba
+
         from fastgrad import _dense_kernels
-        from fastgrad._threads import parallel_region
+        from fastgrad._threads import parallel_region, threads_for
 
         layer_sizes, activations, loss, l2, X, Y, dropout = self.args
-        from fastgrad._threads import threads_for
 
         # Every component costs the same full forward pass: one chunk per thread.
         n_chunks = max(1, min(indices.size, numba.get_num_threads()))
@@ -528,3 +570,31 @@ class DenseForwardEngine(_DenseCosts):
                 layer_sizes, activations, loss, l2, self.theta, X, Y, dropout,
                 np.ascontiguousarray(indices), np.ascontiguousarray(points), self._complex, n_chunks,
             )
+
+
+class NumpyDenseEngine(_DenseCosts):
+    """A small dense network in plain NumPy (``fastgrad._dense_numpy``): no compiled code at all.
+
+    The dense engine's protocol and traits (cost differences, exact kinks,
+    per-example terms); its values agree with the compiled engine's to rounding.
+    """
+
+    def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout) -> None:
+        super().__init__(args, theta, cost_value, layout)
+        self.traits = EngineTraits(name="dense (NumPy)", returns_differences=True, exact_kinks=True, first_chunk=256,
+                                   per_example=True)
+
+    def _cost(self, point: np.ndarray) -> float:
+        from fastgrad._dense_numpy import forward_cost
+
+        return forward_cost(self.args, point)
+
+    def _example_losses(self, point: np.ndarray) -> np.ndarray:
+        from fastgrad._dense_numpy import example_losses
+
+        return example_losses(self.args, point)
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray):
+        from fastgrad._dense_numpy import perturbed_differences
+
+        return perturbed_differences(self.args, self.theta, np.asarray(indices), np.asarray(points, dtype=np.float64))

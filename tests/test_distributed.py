@@ -145,6 +145,39 @@ def test_dense_network_identical(client, method, engine):
     same_report(local, remote)
 
 
+@pytest.mark.parametrize("sizes,activation,loss,extra", [
+    ([4, 5, 3, 1], "relu", "binary_cross_entropy", {}),
+    ([3, 4, 3], "leaky_relu", "softmax_cross_entropy", {"l2": 0.05, "dropout": 0.2}),
+    ([3, 4, 2], "tanh", "mse", {"output": "sigmoid"}),
+])
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_small_network_runs_the_same_numpy_engine_on_the_workers(monkeypatch, client, sizes, activation, loss, extra,
+                                                                 method):
+    """engine='auto' on a small network: NumPy on the client and on the workers, the same bits."""
+    net = fastgrad.DenseNet(sizes, activation, loss, **extra)
+    params = net.init(seed=1)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((sizes[0], 9))
+    Y = np.eye(sizes[-1])[:, rng.integers(0, sizes[-1], 9)] if loss == "softmax_cross_entropy" \
+        else (rng.random((sizes[-1], 9)) > 0.5).astype(float)
+    grads = net.gradients(params, X, Y)
+    grads["dW1"] = 1.01 * grads["dW1"]
+    engines, built = [], []
+    original = fd_dist.DaskEngine.__init__
+
+    def spy(self, client, recipe, *args, **kwargs):
+        engines.append(self)
+        built.append(type(recipe.build()).__name__)
+        original(self, client, recipe, *args, **kwargs)
+
+    local = net.gradcheck(params, X, Y, grads, method=method, progress=False)
+    monkeypatch.setattr(fd_dist.DaskEngine, "__init__", spy)
+    remote = net.gradcheck(params, X, Y, grads, method=method, progress=False, client=client)
+    assert built == ["NumpyDenseEngine"] and engines[0].tasks > 0  # the workers evaluated rows
+    assert local.verdict == "fail"
+    same_report(local, remote)
+
+
 # --------------------------------------------------------------------------- #
 # Faults
 # --------------------------------------------------------------------------- #

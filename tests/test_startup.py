@@ -127,3 +127,47 @@ def test_only_the_command_skips_the_final_garbage_collection(monkeypatch, capsys
         status = cli.main(["--version"])  # called from a program, which lives on: nothing frozen
     assert status == 0
     assert frozen == ([1] if as_command else [])
+
+
+def test_a_plain_python_cost_loads_neither_numba_nor_scipy_linalg():
+    outcome = _run(
+        """
+        import json, sys
+        import numpy as np
+        import fastgrad
+
+        theta = np.linspace(-1.0, 1.0, 6)
+        report = fastgrad.gradcheck(lambda t: float(np.sum(t ** 3)), 3.0 * theta ** 2, theta, progress=False)
+        estimate = fastgrad.estimate_gradient(lambda t: float(t @ t), theta)
+        print(json.dumps({
+            "passed": bool(report.passed),
+            "loaded": sorted(m for m in ("numba", "llvmlite", "scipy.linalg") if m in sys.modules),
+        }))
+        """
+    )
+    assert outcome == {"passed": True, "loaded": []}
+
+
+def test_the_demo_and_a_small_dense_check_load_no_numba():
+    outcome = _run(
+        """
+        import contextlib, io, json, sys
+        import fastgrad
+        from fastgrad.cli import main
+        from fastgrad.naive import course_backward, course_case
+
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            status = main(["demo", "--json"])
+        X, Y, params = course_case()
+        net = fastgrad.DenseNet([4, 5, 3, 1], "relu", "binary_cross_entropy")
+        report = net.gradcheck(params, X, Y, course_backward(X, Y, params), progress=False)
+        print(json.dumps({
+            "status": status,
+            "as_expected": json.loads(out.getvalue())["as_expected"],
+            "passed": bool(report.passed),
+            "loaded": sorted(m for m in ("numba", "llvmlite", "scipy.linalg", "fastgrad._dense_kernels")
+                             if m in sys.modules),
+        }))
+        """
+    )
+    assert outcome == {"status": 0, "as_expected": True, "passed": True, "loaded": []}
