@@ -70,14 +70,17 @@ follows its pattern over four steps (``scale``
 is ``|g| + |a|``, or the block's root-mean-square of it when larger, so the
 rounding of a tiny component cannot make it wrong); ``settled`` when its error is
 already far below its share of the threshold (more steps would change nothing);
-otherwise more steps, up to twenty-four rounds. A value about to be called
-wrong is tried once more at its finest step times ``1/sqrt(2)``, off the
-table's grid of powers of two: a smooth cost's difference there lies between
-the finest one and the estimate, while a cost oscillating with a period the
-steps are nearly a multiple of (aliased) does not, and stays unresolved (just
-outside, within eight times that range, the disagreement joins its error and
-it is judged again: a cost computed on a grid of its own, such as float32
-parameters, aligns with powers of two and hides its rounding there).
+otherwise more steps, up to twenty-four rounds. Every value judged from a
+table is tried once more at its finest step times ``2^-0.5`` and ``2^-4.5``,
+off the table's grid of powers of two: a smooth cost's difference there
+differs from the estimate by its truncation, which shrinks as the step
+squared (a one-sided slope's as the step), within the errors; a cost
+oscillating with a period the steps nearly divide (aliased), or a ripple
+finer than the steps, does not, and the value is unresolved. A wrong value
+just outside (within eight times that range) has the disagreement joined to
+its error and is judged again (a cost computed on a grid of its own, such as
+float32 parameters, aligns with powers of two and hides its rounding there);
+a right one is contradicted only beyond that.
 At a kink the analytic value must lie between
 the one-sided derivatives (the sum of each example's, when the cost gives
 per-example losses), widened by their errors, once their errors are small

@@ -587,8 +587,9 @@ class _Measurement:
         finer than the steps, gives a table that follows its pattern at every
         power of two, and a derivative that is not the cost's. At the finest
         step times ``OFF_GRID`` (below it, and between its powers of two) a
-        smooth cost's difference lies between the finest one and the estimate
-        (its truncation shrinks); an aliased one does not. A value whose table
+        smooth cost's difference differs from the estimate by about ``ratio**2``
+        times the finest one's truncation (a one-sided slope's by ``ratio``
+        times), within the errors; an aliased one does not. A value whose table
         fails this is unresolved, neither right nor wrong; a wrong one just
         outside (within ``WRONG_FACTOR`` times that range) has the disagreement
         added to its error and is judged again, a right one stands. At a kink
@@ -622,7 +623,9 @@ class _Measurement:
                 off_central = (values[:, 0] - values[:, 1]) / (offsets[:, 0] - offsets[:, 1])
                 grid_central = (grid_plus - grid_minus) / (grid_off_plus - grid_off_minus)
                 off_gap = np.abs(off_central - analysis.approx)
-                envelope = (np.abs(grid_central - analysis.approx)
+                # Central truncation is second order: at ``ratio`` times the finest step it
+                # is about ``ratio**2`` times the finest one's (half as much again allowed).
+                envelope = (1.5 * ratio**2 * np.abs(grid_central - analysis.approx)
                             + 2.0 * (analysis.error + fd.ROUNDING_FACTOR * sigma / step))
                 sides = np.ones(rows.size, bool)
                 side_rounding = fd.ROUNDING_FACTOR * np.sqrt(2.0) * sigma / step
