@@ -323,7 +323,8 @@ def row_noise(sigma: float, cost_value: float, values: np.ndarray) -> np.ndarray
     ``J(theta)`` (a tiny J at a minimum) rounds on its own scale.
     """
     with np.errstate(invalid="ignore"):
-        largest = np.nanmax(np.abs(cost_value + values), axis=1, initial=abs(cost_value))
+        # fmax skips NaN: nanmax's result, without its copy of the array.
+        largest = np.fmax.reduce(np.abs(cost_value + values), axis=1, initial=abs(cost_value))
     return np.maximum(sigma, 0.5 * EPS_MACH * largest)
 
 
