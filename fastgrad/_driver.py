@@ -344,7 +344,9 @@ class _Measurement:
                 part[...], kinks[rows], status = engine.evaluate(self.indices[rows], points)
                 if not engine.traits.returns_differences:
                     part -= cost_value
-                b = status.astype(bool) | ~np.isfinite(part).all(axis=1)
+                b = status.astype(bool)
+                for column in part.T:  # (not .all(axis=1): NumPy reduces along a short axis slowly)
+                    b |= ~np.isfinite(column)
             else:  # not evaluated (Ctrl-C)
                 part[...] = np.nan
                 kinks[rows] = 0
@@ -420,9 +422,10 @@ class _Measurement:
         """
         grad, block_ids, n_blocks = self.grad, self.block_ids, self.n_blocks
         self.grad_error = _grad_rounding(grad, self.opts)
-        magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(grad) + np.abs(self.analysis.approx), 0.0)
+        magnitude = self._magnitude()
         self.scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
-        self._update_precision()
+        self._update_precision(magnitude)
+        del magnitude
         # Row by row (decide is elementwise): its temporaries stay chunk-sized.
         self.state = np.empty(grad.size, np.int8)
         for start in range(0, grad.size, _DECIDE_ROWS):
@@ -436,12 +439,20 @@ class _Measurement:
                              values[self.work], self._first_offsets(self.work), kinks[self.work])
         self.first = None  # the table holds what the refinement needs
 
-    def _update_precision(self) -> None:
+    def _magnitude(self) -> np.ndarray:
+        """``|g| + |a|`` per component (0 where ``a`` is not finite)."""
+        approx = self.analysis.approx
+        magnitude = np.abs(self.grad)
+        magnitude += np.abs(approx)
+        magnitude[~np.isfinite(approx)] = 0.0
+        return magnitude
+
+    def _update_precision(self, magnitude: np.ndarray | None = None) -> None:
         """Each component's error target, from the errors measured so far (see precision_targets)."""
-        magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(self.grad) + np.abs(self.analysis.approx), 0.0)
-        self.precision = fd.precision_targets(self.analysis.error + self.grad_error,
+        magnitude = self._magnitude() if magnitude is None else magnitude
+        self.precision = _compact(fd.precision_targets(self.analysis.error + self.grad_error,
                                               self.analysis.rounding + self.grad_error, magnitude,
-                                              self.scale_floor, self.block_ids, self.n_blocks, self.opts.threshold)
+                                              self.scale_floor, self.block_ids, self.n_blocks, self.opts.threshold))
 
     def _decide(self, rows, analysis, **options) -> np.ndarray:
         return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.scale_floor[rows],
