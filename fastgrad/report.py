@@ -152,21 +152,38 @@ class _Judgement:
     kinks: int
 
 
-def compared_values(grad, estimate: Estimate, grad_dtype: str):
+def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = False):
     """The numerical value each component is compared with, and its error.
 
     At a kink the comparison value is the point of the subgradient range nearest
-    to grad (so ``|grad - value|`` is how far grad lies outside it).
+    to grad (so ``|grad - value|`` is how far grad lies outside it). The value
+    is ``estimate.approx`` itself (not a copy) where no component is at a kink.
+    ``owned``: the estimate's error and rounding are not used elsewhere and may
+    be overwritten.
     """
     state = estimate.state
     kink = np.isin(state, _KINK_STATES)
-    value = estimate.approx.copy()
+    value = estimate.approx
     if kink.any():
+        value = value.copy()
         value[kink] = np.clip(grad[kink], estimate.low[kink], estimate.high[kink])
-    error = estimate.error.copy()
-    error[state == fd.UNDECIDED] *= fd.WRONG_FACTOR
-    grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype] * np.abs(grad)
-    return value, error + grad_rounding, estimate.rounding + grad_rounding
+    grad_rounding = np.abs(grad)
+    grad_rounding *= fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]
+    error = _own(estimate.error, owned)
+    undecided = state == fd.UNDECIDED
+    if undecided.any():
+        error[undecided] *= fd.WRONG_FACTOR
+    error += grad_rounding
+    rounding = _own(estimate.rounding, owned)
+    rounding += grad_rounding
+    return value, error, rounding
+
+
+def _own(array: np.ndarray, owned: bool) -> np.ndarray:
+    """``array`` itself when it is ours to overwrite, else a writable copy."""
+    if owned and array.flags.writeable and array.flags.owndata:
+        return array
+    return np.array(array, dtype=np.float64)
 
 
 def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
@@ -178,14 +195,18 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     ``rounding`` is the rounding part of ``error`` (see
     :func:`fastgrad._differences.block_error`; None counts every error in full).
     """
-    unresolved = int(np.count_nonzero(state == fd.UNRESOLVED))
+    compared = state != fd.UNRESOLVED
+    unresolved = compared.size - int(np.count_nonzero(compared))
     wrong = int(np.count_nonzero(np.isin(state, _WRONG_STATES)))
     kink = np.isin(state, _KINK_STATES)
-    compared = state != fd.UNRESOLVED
-    g, a, e = grad[compared], value[compared], error[compared]
+    if unresolved:
+        g, a, e = grad[compared], value[compared], error[compared]
+        r = None if rounding is None else rounding[compared]
+    else:  # every component compared: the arrays themselves
+        g, a, e, r = grad, value, error, rounding
     scale = fd.scaled_norm(g) + fd.scaled_norm(a)
     gap = fd.scaled_norm(g - a)
-    spread = fd.scaled_norm(e) if rounding is None else fd.block_error(e, rounding[compared])
+    spread = fd.scaled_norm(e) if rounding is None else fd.block_error(e, r)
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
@@ -249,21 +270,22 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
 
 def _blocks(grad, value, error, rounding, estimate: Estimate, threshold, layout, size,
             reference) -> tuple[BlockResult, ...]:
+    # The indices are ascending (Report.build sorts them): each block is one run of them.
+    n = estimate.indices.size
     if layout is None:
-        names, shapes = ("theta",), ((size,),)
-        block_ids = np.zeros(estimate.indices.size, dtype=np.int64)
+        names, shapes, bounds = ("theta",), ((size,),), (0, n)
     else:
         names, shapes = layout.names, layout.shapes
-        block_ids = layout.block_of(estimate.indices)
+        bounds = (0, *np.searchsorted(estimate.indices, layout._ends, side="left").tolist())
     results = []
     for b, (name, shape) in enumerate(zip(names, shapes)):
-        members = block_ids == b
-        if not members.any():
+        members = slice(bounds[b], bounds[b + 1])
+        if bounds[b + 1] <= bounds[b]:
             continue
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
                   estimate.low[members], estimate.high[members], reference, rounding[members])
-        results.append(BlockResult(name, tuple(shape), int(members.sum()), j.difference, j.tolerance, j.verdict,
-                                   j.kinks, j.wrong, j.unresolved, j.reasons))
+        results.append(BlockResult(name, tuple(shape), bounds[b + 1] - bounds[b], j.difference, j.tolerance,
+                                   j.verdict, j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
     results.sort(key=lambda r: (order[r.verdict], -r.difference if math.isfinite(r.difference) else -math.inf))
     return tuple(results)
@@ -341,15 +363,24 @@ class Report:
     def build(
         cls, grad: np.ndarray, estimate: Estimate, threshold: float, layout: Layout | None, size: int, *,
         grad_dtype: str = "float64", mode: str = "full", terms: Sequence[TermResult] = (),
-        notes: Sequence[str] = (), interrupted: bool = False,
+        notes: Sequence[str] = (), interrupted: bool = False, owned: bool = False,
     ) -> "Report":
-        """Compare ``grad`` (the estimate's components, in its order) with ``estimate``."""
+        """Compare ``grad`` (the estimate's components, in its order) with ``estimate``.
+
+        ``owned`` (the driver's own call): ``grad`` and the estimate's arrays
+        other than ``indices`` are used nowhere else, so the report keeps them
+        (read-only) or overwrites them instead of copying.
+        """
         terms, notes = tuple(terms), tuple(notes)
-        order = np.argsort(estimate.indices, kind="stable")
-        if np.any(order != np.arange(order.size)):
+        indices = estimate.indices
+        if indices.size > 1 and not bool(np.all(indices[1:] > indices[:-1])):
+            order = np.argsort(indices, kind="stable")
             estimate = estimate.subset(order)
             grad = grad[order]
-        value, error, rounding = compared_values(grad, estimate, grad_dtype)
+            owned = True  # fresh copies
+        value, error, rounding = compared_values(grad, estimate, grad_dtype, owned)
+        if rounding is not error and np.array_equal(rounding.view(np.int64), error.view(np.int64)):
+            rounding = error  # the same values (every error is rounding): one array
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding)
         reference = fd.scaled_norm(grad) + fd.scaled_norm(value)
         blocks = _blocks(grad, value, error, rounding, estimate, threshold, layout, size, reference)
@@ -370,13 +401,15 @@ class Report:
             verdict = "inconclusive"
         else:
             verdict = "pass"
+        keep = _frozen if owned else _readonly
+        shared = _frozen if owned else _frozen_or_copy
         return cls(
             verdict=verdict, difference=whole.difference, threshold=float(threshold), tolerance=whole.tolerance,
-            eps=estimate.eps, grad=_readonly(grad), approx=_readonly(estimate.approx),
+            eps=estimate.eps, grad=keep(grad), approx=keep(estimate.approx),
             indices=_readonly(estimate.indices), blocks=blocks, layout=layout, method=estimate.method, mode=mode,
-            size=int(size), cost_value=estimate.cost_value, error=_readonly(error), rounding=_readonly(rounding),
-            steps=_readonly(estimate.steps),
-            state=_readonly(estimate.state), low=_readonly(estimate.low), high=_readonly(estimate.high),
+            size=int(size), cost_value=estimate.cost_value, error=_frozen(error),
+            rounding=error if rounding is error else _frozen(rounding), steps=shared(estimate.steps),
+            state=keep(estimate.state), low=shared(estimate.low), high=shared(estimate.high),
             noise_level=estimate.noise_level, grad_dtype=grad_dtype, reasons=tuple(reasons), terms=terms,
             notes=tuple(notes), interrupted=interrupted,
         )
@@ -552,6 +585,22 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.array(array, copy=True)
     array.setflags(write=False)
     return array
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` itself, made read-only (an array no one else holds)."""
+    array = np.asarray(array)
+    if array.flags.writeable:
+        array.setflags(write=False)
+    return array
+
+
+def _frozen_or_copy(array: np.ndarray) -> np.ndarray:
+    """A repeated value (a read-only zero-stride array: steps, or no range) as it is; else a read-only copy."""
+    array = np.asarray(array)
+    if array.ndim == 1 and array.size > 1 and array.strides[0] == 0 and not array.flags.writeable:
+        return array
+    return _readonly(array)
 
 
 def merge_reports(*reports: Report) -> Report:
