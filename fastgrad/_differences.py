@@ -633,7 +633,7 @@ def decide(
     return state
 
 
-def block_error(error: np.ndarray, rounding: np.ndarray) -> float:
+def block_error(error: np.ndarray, rounding: np.ndarray, overwrite: bool = False) -> float:
     """The error norm of a block: systematic parts in full, rounding as its root-mean-square.
 
     Per-component rounding bounds are about four standard deviations, and the
@@ -641,11 +641,13 @@ def block_error(error: np.ndarray, rounding: np.ndarray) -> float:
     square: a block of n components is allowed ``(1 + 3 / sqrt(n)) / 3`` of their
     norm (the full bound for one component). Truncation estimates and the
     widths of kink ranges are not independent: they count in full.
+    ``overwrite``: ``error`` and ``rounding`` are the caller's scratch copies,
+    used (and overwritten) in place of new temporaries.
     """
-    rounding = np.minimum(rounding, error)
+    rounding = np.minimum(rounding, error, out=rounding if overwrite else None)
     share = min(1.0, (1.0 + 3.0 / math.sqrt(max(error.size, 1))) / ROUNDING_FACTOR)
     # error - rounding + share * rounding, in place (the same operations, fewer temporaries)
-    combined = error - rounding
+    combined = np.subtract(error, rounding, out=error if overwrite else None)
     rounding *= share
     combined += rounding
     biggest = float(np.max(combined)) if combined.size else 0.0

@@ -305,6 +305,9 @@ class _Measurement:
         self.table = fd.Table.empty(0)
         self.low = _repeated(np.float64(np.nan), n)
         self.high = _repeated(np.float64(np.nan), n)
+        # The refined rows' values of analysis fields that hold one repeated value
+        # for every other row (see _put_analysis).
+        self.overlay: _Overlay | None = None
 
     def plan(self) -> list:
         """The steps of this measurement, in the order the caller runs them."""
@@ -357,6 +360,12 @@ class _Measurement:
         cost_value = engine.cost_value
 
         def chunk(start: int, stop: int, evaluate: bool = True) -> None:
+            # The runner's chunk (sized by time) in pieces of bounded size: the
+            # temporaries of evaluating and analysing a piece stay small.
+            for first in range(start, stop, _FIRST_PASS_ROWS):
+                piece(first, min(stop, first + _FIRST_PASS_ROWS), evaluate)
+
+        def piece(start: int, stop: int, evaluate: bool) -> None:
             rows = slice(start, stop)
             points, offsets = fd.level_points(base[rows], steps[rows], np.zeros(stop - start, np.int64), nominal,
                                               sides)
@@ -386,7 +395,8 @@ class _Measurement:
             chunk(done, n, evaluate=False)
         if bad[:done].any() and self.grad is None:
             _raise_non_finite(self.indices[:done][bad[:done]])
-        self.first = (values, kinks, bad)
+        del bad
+        self.first = (values, kinks)
         if n == 0:
             self.analysis = fd.first_pass(values, values.copy(), steps, sigma, nominal, cost_value)
         else:
@@ -402,7 +412,7 @@ class _Measurement:
 
     def second_level(self) -> None:
         """Richardson: every component gets the table, with ``s/2`` evaluated now."""
-        values, kinks, _ = self.first
+        values, kinks = self.first
         n = self.indices.size
         offsets = self._first_offsets(slice(None))
         self.work = np.arange(n)
@@ -427,7 +437,7 @@ class _Measurement:
             # Judged on the first pair alone: what needed more steps stays unresolved.
             grad, rows = self.grad, np.arange(done)
             magnitude = np.abs(grad[rows]) + np.abs(self.analysis.approx[rows])
-            self.state[rows] = fd.decide(grad[rows], _rows(self.analysis, rows), self.opts.threshold,
+            self.state[rows] = fd.decide(grad[rows], self._analysis_at(rows), self.opts.threshold,
                                          fd.block_rms(magnitude, self.block_ids[rows], self.n_blocks),
                                          extra_error=_grad_rounding(grad[rows], self.opts))
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
@@ -441,43 +451,66 @@ class _Measurement:
         refined too (larger steps where rounding dominates, smaller where
         truncation does), until the table can do no better.
         """
-        grad, block_ids, n_blocks = self.grad, self.block_ids, self.n_blocks
-        self.grad_error = _grad_rounding(grad, self.opts)
-        magnitude = self._magnitude()
-        self.scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
-        self._update_precision(magnitude)
-        del magnitude
+        grad = self.grad
+        # Per block, not per component: each block's floor on the scale (its
+        # root-mean-square of |g| + |a|, as fd.block_rms), and the rounding of
+        # grad computed where it is needed; their per-component arrays are not kept.
+        self.block_scale = np.zeros(self.n_blocks)
+        for b, members in _each_block(self.block_ids, self.n_blocks):
+            if fd._count(members):
+                self.block_scale[b] = fd.scaled_norm(self._magnitude(members)) / math.sqrt(fd._count(members))
+        self._update_precision()
         # Row by row (decide is elementwise): its temporaries stay chunk-sized.
         self.state = np.empty(grad.size, np.int8)
         for start in range(0, grad.size, _DECIDE_ROWS):
             rows = slice(start, start + _DECIDE_ROWS)
             self.state[rows] = self._decide(rows, _view(self.analysis, rows))
         if not self.work.size:
-            values, kinks, _ = self.first
+            values, kinks = self.first
             self.work = np.flatnonzero(self.state == fd.UNDECIDED)
             self.table = fd.Table.empty(self.work.size)
             self.table.store(np.arange(self.work.size), np.full(self.work.size, fd.ZERO_LEVEL),
                              values[self.work], self._first_offsets(self.work), kinks[self.work])
         self.first = None  # the table holds what the refinement needs
 
-    def _magnitude(self) -> np.ndarray:
-        """``|g| + |a|`` per component (0 where ``a`` is not finite)."""
-        approx = self.analysis.approx
-        magnitude = np.abs(self.grad)
+    def _magnitude(self, rows) -> np.ndarray:
+        """``|g| + |a|`` at ``rows`` (0 where ``a`` is not finite)."""
+        approx = self.analysis.approx[rows]
+        magnitude = np.abs(self.grad[rows])
         magnitude += np.abs(approx)
         magnitude[~np.isfinite(approx)] = 0.0
         return magnitude
 
-    def _update_precision(self, magnitude: np.ndarray | None = None) -> None:
-        """Each component's error target, from the errors measured so far (see precision_targets)."""
-        magnitude = self._magnitude() if magnitude is None else magnitude
-        self.precision = _compact(fd.precision_targets(self.analysis.error + self.grad_error,
-                                              self.analysis.rounding + self.grad_error, magnitude,
-                                              self.scale_floor, self.block_ids, self.n_blocks, self.opts.threshold))
+    def _grad_error(self, rows) -> np.ndarray:
+        return _grad_rounding(self.grad[rows], self.opts)
+
+    def _update_precision(self) -> None:
+        """Each component's error target, from the errors measured so far.
+
+        ``fd.precision_targets`` of the errors plus grad's rounding, one block at
+        a time: the temporaries are one block's, and a target of infinity
+        everywhere (every block verified) is stored as one value.
+        """
+        threshold, target = self.opts.threshold, None
+        error_all, rounding_all = self.analysis.error, self.analysis.rounding
+        for b, members in _each_block(self.block_ids, self.n_blocks):
+            if fd._count(members) == 0:
+                continue
+            scale = fd.scaled_norm(self._magnitude(members))
+            error = self._grad_error(members)
+            rounding = error + rounding_all[members]
+            error += error_all[members]
+            spread = fd.block_error(error, rounding, overwrite=True)
+            del error, rounding
+            if not (spread <= threshold * scale):
+                if target is None:
+                    target = np.full(self.grad.size, np.inf)
+                target[members] = threshold * np.maximum(self._magnitude(members), self.block_scale[b])
+        self.precision = _repeated(np.float64(np.inf), self.grad.size) if target is None else _compact(target)
 
     def _decide(self, rows, analysis, **options) -> np.ndarray:
-        return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.scale_floor[rows],
-                         extra_error=self.grad_error[rows], precision=self.precision[rows], **options)
+        return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.block_scale[self.block_ids[rows]],
+                         extra_error=self._grad_error(rows), precision=self.precision[rows], **options)
 
     def _level_points(self, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Points and offsets of components ``rows`` at step levels ``columns`` (both sides)."""
@@ -540,13 +573,13 @@ class _Measurement:
                 points, offsets = self._level_points(todo, target)
                 self._store(local, target, offsets, *self.runner.evaluate(self.indices[todo], points, count=False))
                 sub = self.table.subset(local)
-                _update(self.analysis, fd.analyse(sub, self.table_steps[todo], self.sigma, self.nominal,
-                                                  cost_value=self.engine.cost_value), todo)
+                self._put_analysis(fd.analyse(sub, self.table_steps[todo], self.sigma, self.nominal,
+                                              cost_value=self.engine.cost_value), todo)
                 # A block's truncation shows only now: its error targets follow what was measured.
                 self._update_precision()
-                state[todo] = self._decide(todo, _rows(self.analysis, todo))
+                state[todo] = self._decide(todo, self._analysis_at(todo))
             todo = work[state[work] == fd.UNDECIDED]
-            state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
+            state[todo] = self._decide(todo, self._analysis_at(todo), final=True)
             self._unresolve_staircases()
         except _Stop:
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
@@ -612,10 +645,10 @@ class _Measurement:
             low, high = np.minimum(low, found[0]), np.maximum(high, found[1])
         _writable(self, "low")[kinked] = low
         _writable(self, "high")[kinked] = high
-        sub = _rows(analysis, kinked)
+        sub = self._analysis_at(kinked)
         sub.side_error = width
         state[kinked] = self._decide(kinked, sub, bracket=(low, high), at_range=True)
-        _writable(analysis, "side_error")[kinked] = width
+        self._put_field("side_error", kinked, width)
 
     def _hidden_kinks(self, rows: np.ndarray) -> np.ndarray:
         """Rows (of all) where some example has a kink at theta although the total looks smooth (bool, all rows)."""
@@ -639,7 +672,37 @@ class _Measurement:
         if self.measured is not None:
             return self.measured
         done = self.indices.size if done is None else done
-        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done)
+        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at)
+
+    def _analysis_at(self, rows: np.ndarray) -> fd.Analysis:
+        """The analysis of components ``rows`` (copies), the overlay's values included."""
+        part = _rows(self.analysis, rows)
+        if self.overlay is not None:
+            self.overlay.read(part, rows)
+        return part
+
+    def _put_analysis(self, part: fd.Analysis, rows: np.ndarray) -> None:
+        """Write the analysis of components ``rows`` (ascending or not, each once)."""
+        for name in fd.Analysis.__dataclass_fields__:
+            self._put_field(name, rows, getattr(part, name))
+
+    def _put_field(self, name: str, rows: np.ndarray, value: np.ndarray) -> None:
+        """Write one field at ``rows``.
+
+        A field that holds one repeated value (a read-only zero-stride array) is
+        not made a full array when a few rows change: those rows' values go to
+        the overlay. The fields read for every row (_READ_IN_FULL) are made full.
+        """
+        target = getattr(self.analysis, name)
+        if target.flags.writeable:
+            target[rows] = value
+            return
+        if self.overlay is None:
+            self.overlay = _Overlay(self.work, self.analysis)
+        if name in self.overlay.values:
+            self.overlay.write(name, rows, value, self.analysis)
+        elif not _same_bits(value, target[:1]):  # (the same value written again changes nothing)
+            _writable(self.analysis, name)[rows] = value
 
 
 def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:
@@ -663,16 +726,65 @@ def _rows(analysis: fd.Analysis, rows: np.ndarray) -> fd.Analysis:
     return fd.Analysis(*(getattr(analysis, f)[rows].copy() for f in fd.Analysis.__dataclass_fields__))
 
 
-def _update(analysis: fd.Analysis, part: fd.Analysis, rows: np.ndarray) -> fd.Analysis:
-    for name in fd.Analysis.__dataclass_fields__:
-        value = getattr(part, name)
-        target = getattr(analysis, name)
-        if not target.flags.writeable:
-            if _same_bits(value, target[:1]):
-                continue  # a repeated value written again
-            target = _writable(analysis, name)
-        target[rows] = value
-    return analysis
+#: Analysis fields read at every row (precision targets, kinks, the result): never in an overlay.
+_READ_IN_FULL = ("approx", "error", "rounding", "kink")
+
+
+class _Overlay:
+    """Values of some analysis fields at a few rows, over a field that repeats one value elsewhere.
+
+    The fields are those of ``analysis`` that are read-only (zero-stride) when
+    the overlay is made, except those read for every row (_READ_IN_FULL); ``rows`` (sorted)
+    starts as the components refinement may write, and grows when others are
+    written. Reading a field at any rows: the repeated value, then these.
+    """
+
+    def __init__(self, rows: np.ndarray, analysis: fd.Analysis) -> None:
+        self.rows = np.unique(rows)
+        self.values = {name: np.array(getattr(analysis, name)[self.rows])
+                       for name in fd.Analysis.__dataclass_fields__
+                       if name not in _READ_IN_FULL and not getattr(analysis, name).flags.writeable}
+
+    def _find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``rows`` lie in ``self.rows``, and which of them are there."""
+        place = np.searchsorted(self.rows, rows)
+        place = np.minimum(place, max(self.rows.size - 1, 0))
+        found = self.rows[place] == rows if self.rows.size else np.zeros(np.size(rows), bool)
+        return place, found
+
+    def read(self, part: fd.Analysis, rows: np.ndarray) -> None:
+        if not self.values:
+            return
+        place, found = self._find(rows)
+        if found.any():
+            for name, values in self.values.items():
+                getattr(part, name)[found] = values[place[found]]
+
+    def write(self, name: str, rows: np.ndarray, value, analysis: fd.Analysis) -> None:
+        place, found = self._find(rows)
+        if not found.all():
+            # Rows not yet held: held from now on, with the values they have now.
+            grown = np.union1d(self.rows, rows)
+            for field, values in self.values.items():
+                now = np.array(getattr(analysis, field)[grown])
+                where, held = self._find(grown)
+                now[held] = values[where[held]]
+                self.values[field] = now
+            self.rows = grown
+            place, found = self._find(rows)
+        self.values[name][place] = value
+
+
+def _each_block(block_ids: np.ndarray, n_blocks: int):
+    """``(b, positions of block b)`` for every block: slices when ``block_ids`` is sorted, else ``fd._members``'s."""
+    n = block_ids.size
+    if n < 2 or bool(np.all(block_ids[1:] >= block_ids[:-1])):
+        bounds = np.searchsorted(block_ids, np.arange(n_blocks + 1), side="left").tolist()
+        for b in range(n_blocks):
+            yield b, slice(bounds[b], bounds[b + 1])
+    else:
+        for b in range(n_blocks):
+            yield b, fd._members(block_ids, b)
 
 
 def _view(analysis: fd.Analysis, rows: slice) -> fd.Analysis:
@@ -682,6 +794,8 @@ def _view(analysis: fd.Analysis, rows: slice) -> fd.Analysis:
 
 #: Rows per call of ``decide`` over every component (bounds its temporaries).
 _DECIDE_ROWS = 1 << 16
+#: Rows per piece of the first pass (bounds the temporaries of a time-sized chunk).
+_FIRST_PASS_ROWS = 1 << 16
 
 
 def _repeated(value: np.generic, n: int) -> np.ndarray:
@@ -748,8 +862,11 @@ class _Columns:
                               for name in fd.Analysis.__dataclass_fields__})
 
 
-def _finish(analysis, state, steps, low, high, done) -> Measured:
-    """The measured values; their arrays may share memory with ``analysis`` (read, never written)."""
+def _finish(analysis, state, steps, low, high, done, at=None) -> Measured:
+    """The measured values; their arrays may share memory with ``analysis`` (read, never written).
+
+    ``at(rows)``: the analysis of ``rows`` (default: ``analysis``'s own rows).
+    """
     n = state.size
     low = _repeated(np.float64(np.nan), n) if low is None else low
     high = _repeated(np.float64(np.nan), n) if high is None else high
@@ -759,15 +876,17 @@ def _finish(analysis, state, steps, low, high, done) -> Measured:
         error = analysis.error
         rounding = np.minimum(analysis.rounding, error)
         return Measured(analysis.approx, _compact(error), _compact(rounding), state, steps, low, high, done)
-    no_bracket = kink & np.isnan(low)
+    kinked = np.flatnonzero(kink)
+    sub = _rows(analysis, kinked) if at is None else at(kinked)
+    no_bracket = np.isnan(low[kinked])
     if no_bracket.any():
         low, high = np.array(low), np.array(high)
-        low[no_bracket] = np.minimum(analysis.left, analysis.right)[no_bracket]
-        high[no_bracket] = np.maximum(analysis.left, analysis.right)[no_bracket]
+        low[kinked[no_bracket]] = np.minimum(sub.left, sub.right)[no_bracket]
+        high[kinked[no_bracket]] = np.maximum(sub.left, sub.right)[no_bracket]
     error = np.array(analysis.error)
-    error[kink] = analysis.side_error[kink]
+    error[kinked] = sub.side_error
     rounding = np.minimum(analysis.rounding, error)
-    rounding[kink] = 0.0  # a range's width is not noise
+    rounding[kinked] = 0.0  # a range's width is not noise
     return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
 
 
@@ -878,6 +997,7 @@ def _head(measured: Measured, count: int) -> Measured:
 def run_check(
     engine: Engine, grad: np.ndarray, opts: CheckOptions, layout: Layout | None, *,
     description: str = "gradcheck", terms=None, notes: tuple[str, ...] = (), real_engine=None,
+    grad_owned: bool = False,
 ):
     """Check ``grad`` (the full analytic gradient, float64) against ``engine``; returns a Report.
 
@@ -887,6 +1007,9 @@ def run_check(
     builds an engine of the same cost at real points: components where the
     complex step disagrees with the gradient are measured again with central
     differences there (the complex step sees one side of a kink only).
+    ``grad_owned``: ``grad`` is the caller's own working array, used nowhere
+    else afterwards (fastgrad's back-prop): a full check keeps it in the report
+    (read-only) instead of a copy.
     """
     from fastgrad.numerical import Estimate
     from fastgrad.report import Report
@@ -902,9 +1025,10 @@ def run_check(
     # the report (about 24 float64s); the table of further steps is for a few.
     require_memory(24 * 8 * indices.size, f"a gradient check of {indices.size:,} components")
     block_ids, n_blocks = _block_ids(layout, indices)
-    grad_selected = grad[indices]
+    everything = _everything(indices, engine.theta.size)
+    grad_selected = grad if everything and grad_owned else grad[indices]
     # theta itself when every component is checked (only read).
-    base = engine.theta if _everything(indices, engine.theta.size) else engine.theta[indices]
+    base = engine.theta if everything else engine.theta[indices]
     # Ctrl-C is deferred from here on: it stops the check between chunks, with the partial report.
     # BLAS stays on one thread: its own threads would take the cores Numba's need.
     with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
@@ -914,6 +1038,7 @@ def run_check(
             # Each step in turn from here: the steps call the runner, the runner the engine.
             for step in work.plan():
                 step()
+            del step  # a bound method of the measurement: it would keep its arrays alive
         except _Stop as stop:
             partial = stop.args[0]
             if partial.done == 0:

@@ -61,3 +61,100 @@ def test_columns_assemble_the_analysis_of_every_row():
         a, b = getattr(whole, name), getattr(assembled, name)
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(np.ascontiguousarray(b).view(f"u{a.itemsize}"), a.view(f"u{a.itemsize}"))
+
+
+def _random_analysis(rng, n, repeated=()):
+    fields = {}
+    for name, kind in (("approx", float), ("error", float), ("rounding", float), ("kink", bool), ("right", float),
+                       ("left", float), ("side_error", float), ("best_level", np.int64),
+                       ("kink_possible", bool), ("confirmed", bool), ("established", bool)):
+        if kind is float:
+            values = rng.standard_normal(n)
+        elif kind is bool:
+            values = rng.random(n) < 0.5
+        else:
+            values = rng.integers(0, 25, n)
+        if name in repeated:
+            values = _driver._repeated(values[:1].copy()[0], n)
+        fields[name] = values
+    return fd.Analysis(**fields)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fields_written_at_a_few_rows_read_back_as_full_arrays_would(seed):
+    # The measurement keeps a repeated field's few refined rows in an overlay
+    # instead of a full array: every read must see what a full array would hold.
+    rng = np.random.default_rng(seed)
+    n = 200
+    repeated = ("kink", "right", "left", "side_error", "best_level", "confirmed", "established")
+    work = np.sort(rng.choice(n, 30, replace=False))
+    measurement = _driver._Measurement.__new__(_driver._Measurement)
+    measurement.analysis = _random_analysis(rng, n, repeated)
+    measurement.work, measurement.overlay = work, None
+    reference = fd.Analysis(**{name: np.array(getattr(measurement.analysis, name))
+                               for name in fd.Analysis.__dataclass_fields__})
+    for _ in range(6):
+        rows = rng.choice(work, 10, replace=False)
+        part = _random_analysis(rng, rows.size)
+        if rng.random() < 0.5:
+            part.kink[:] = reference.kink[0]  # the repeated value written again: stays repeated
+        measurement._put_analysis(part, rows)
+        for name in fd.Analysis.__dataclass_fields__:
+            getattr(reference, name)[rows] = getattr(part, name)
+    # ... and rows refinement never held (a kink's range width, written by judge_kinks).
+    outside = np.setdiff1d(np.arange(n), work)[:7]
+    for rows in (outside, np.r_[outside[:2], work[:3]]):
+        width = rng.random(rows.size)
+        measurement._put_field("side_error", rows, width)
+        reference.side_error[rows] = width
+    assert not measurement.analysis.right.flags.writeable  # never made a full array
+    for rows in (np.arange(n), rng.permutation(n)[:50], work, outside):
+        got = measurement._analysis_at(rows)
+        for name in fd.Analysis.__dataclass_fields__:
+            expected = getattr(reference, name)[rows]
+            np.testing.assert_array_equal(getattr(got, name).view(f"u{expected.itemsize}"),
+                                          expected.view(f"u{expected.itemsize}"), err_msg=name)
+    state = rng.choice([fd.AGREE, fd.KINK_AGREE, fd.KINK_WRONG, fd.WRONG], n).astype(np.int8)
+    low = np.where(rng.random(n) < 0.5, np.nan, rng.standard_normal(n))
+    steps = np.full(n, 1e-5)
+    got = _driver._finish(measurement.analysis, state, steps, low, low + 1.0, n, measurement._analysis_at)
+    expected = _driver._finish(reference, state, steps, low, low + 1.0, n)
+    for name in ("approx", "error", "rounding", "state", "low", "high"):
+        np.testing.assert_array_equal(np.asarray(getattr(got, name)).view(np.uint8),
+                                      np.asarray(getattr(expected, name)).view(np.uint8), err_msg=name)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_block_scales_and_precision_targets_match_the_per_component_rules(seed):
+    # judge keeps one scale per block and computes the targets block by block:
+    # the same bits as fd.block_rms and fd.precision_targets on full arrays.
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    n, n_blocks = 300, int(rng.integers(1, 6))
+    block_ids = np.sort(rng.integers(0, n_blocks, n)).astype(np.uint8)
+    if seed % 2:
+        block_ids = rng.permutation(block_ids)  # a check of unsorted indices
+    measurement = _driver._Measurement.__new__(_driver._Measurement)
+    measurement.analysis = _random_analysis(rng, n)
+    # Some blocks verified (tiny errors: infinite targets), others not.
+    measurement.analysis.error = np.abs(measurement.analysis.error) * 10.0 ** rng.uniform(-20, -4, n_blocks)[block_ids]
+    measurement.analysis.rounding = measurement.analysis.error * rng.random(n)
+    measurement.analysis.approx[rng.random(n) < 0.05] = np.nan
+    measurement.grad = rng.standard_normal(n)
+    measurement.opts = SimpleNamespace(threshold=1e-7, grad_dtype=("float64", "float32")[seed % 3 == 0])
+    measurement.block_ids, measurement.n_blocks = block_ids, n_blocks
+    magnitude = np.where(np.isfinite(measurement.analysis.approx),
+                         np.abs(measurement.grad) + np.abs(measurement.analysis.approx), 0.0)
+    scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
+    measurement.block_scale = np.zeros(n_blocks)
+    for b, members in _driver._each_block(block_ids, n_blocks):
+        if fd._count(members):
+            measurement.block_scale[b] = (fd.scaled_norm(measurement._magnitude(members))
+                                          / np.sqrt(fd._count(members)))
+    np.testing.assert_array_equal(measurement.block_scale[block_ids].view(np.uint64), scale_floor.view(np.uint64))
+    grad_error = _driver._grad_rounding(measurement.grad, measurement.opts)
+    expected = fd.precision_targets(measurement.analysis.error + grad_error, measurement.analysis.rounding + grad_error,
+                                    magnitude, scale_floor, block_ids, n_blocks, measurement.opts.threshold)
+    measurement._update_precision()
+    np.testing.assert_array_equal(np.asarray(measurement.precision).view(np.uint64), expected.view(np.uint64))
