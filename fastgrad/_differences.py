@@ -386,7 +386,14 @@ def row_noise(sigma: float, cost_value: float, values: np.ndarray) -> np.ndarray
     ``J(theta)`` (a tiny J at a minimum) rounds on its own scale.
     """
     with np.errstate(invalid="ignore"):
-        largest = np.nanmax(np.abs(cost_value + values), axis=1, initial=abs(cost_value))
+        # fmax skips NaN: nanmax's result, without its copy of the array.
+        moved = np.abs(cost_value + values)
+        if moved.shape[1] <= 4:  # NumPy reduces along a short axis slowly: column by column
+            largest = np.full(moved.shape[0], abs(cost_value))
+            for column in moved.T:
+                np.fmax(largest, column, out=largest)
+        else:
+            largest = np.fmax.reduce(moved, axis=1, initial=abs(cost_value))
     return np.maximum(sigma, 0.5 * EPS_MACH * largest)
 
 
@@ -722,7 +729,7 @@ def decide(
     return state
 
 
-def block_error(error: np.ndarray, rounding: np.ndarray) -> float:
+def block_error(error: np.ndarray, rounding: np.ndarray, overwrite: bool = False) -> float:
     """The error norm of a block: systematic parts in full, rounding as its root-mean-square.
 
     Per-component rounding bounds are about four standard deviations, and the
@@ -730,14 +737,20 @@ def block_error(error: np.ndarray, rounding: np.ndarray) -> float:
     square: a block of n components is allowed ``(1 + 3 / sqrt(n)) / 3`` of their
     norm (the full bound for one component). Truncation estimates and the
     widths of kink ranges are not independent: they count in full.
+    ``overwrite``: ``error`` and ``rounding`` are the caller's scratch copies,
+    used (and overwritten) in place of new temporaries.
     """
-    rounding = np.minimum(rounding, error)
+    rounding = np.minimum(rounding, error, out=rounding if overwrite else None)
     share = min(1.0, (1.0 + 3.0 / math.sqrt(max(error.size, 1))) / ROUNDING_FACTOR)
-    combined = error - rounding + share * rounding
+    # error - rounding + share * rounding, in place (the same operations, fewer temporaries)
+    combined = np.subtract(error, rounding, out=error if overwrite else None)
+    rounding *= share
+    combined += rounding
     biggest = float(np.max(combined)) if combined.size else 0.0
     if biggest == 0.0 or not math.isfinite(biggest):  # (scaled_norm, inline: overflow-safe)
         return biggest
-    return biggest * float(np.linalg.norm(combined / biggest))
+    combined /= biggest
+    return biggest * float(np.linalg.norm(combined))
 
 
 def precision_targets(error, rounding, magnitude, scale_floor, block_ids, n_blocks, threshold) -> np.ndarray:
@@ -750,8 +763,8 @@ def precision_targets(error, rounding, magnitude, scale_floor, block_ids, n_bloc
     """
     target = np.full(error.size, np.inf)
     for b in range(n_blocks):
-        members = np.flatnonzero(block_ids == b)
-        if members.size == 0:
+        members = _members(block_ids, b)
+        if _count(members) == 0:
             continue
         scale = scaled_norm(magnitude[members])
         spread = block_error(error[members], rounding[members])
@@ -876,17 +889,31 @@ def scaled_norm(x: np.ndarray) -> float:
     """``||x||_2`` without overflow or underflow (inf only when an entry is)."""
     if x.size == 0:
         return 0.0
-    biggest = float(np.max(np.abs(x)))
+    size = np.abs(x)
+    biggest = float(np.max(size))
     if biggest == 0.0 or not math.isfinite(biggest):
         return biggest
-    return biggest * float(np.linalg.norm(x / biggest))
+    size /= biggest  # |x| / biggest: the same squares as x / biggest, one temporary
+    return biggest * float(np.linalg.norm(size))
 
 
 def block_rms(magnitude: np.ndarray, block_ids: np.ndarray, n_blocks: int) -> np.ndarray:
     """Each component's block root-mean-square of ``magnitude`` (overflow-safe)."""
     result = np.zeros(magnitude.size)
     for b in range(n_blocks):
-        members = block_ids == b
-        if members.any():
-            result[members] = scaled_norm(magnitude[members]) / math.sqrt(int(members.sum()))
+        members = _members(block_ids, b)
+        if _count(members):
+            result[members] = scaled_norm(magnitude[members]) / math.sqrt(_count(members))
     return result
+
+
+def _members(block_ids: np.ndarray, b: int) -> slice | np.ndarray:
+    """The positions of block ``b``: a slice when they are one run (views, not copies), else an index array."""
+    where = np.flatnonzero(block_ids == b)
+    if where.size and int(where[-1]) - int(where[0]) + 1 == where.size:
+        return slice(int(where[0]), int(where[-1]) + 1)
+    return where
+
+
+def _count(members: slice | np.ndarray) -> int:
+    return members.stop - members.start if isinstance(members, slice) else int(members.size)

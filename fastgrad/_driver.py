@@ -103,27 +103,26 @@ class _Runner:
     def _handler(self, signum, frame) -> None:
         self.requested = True
 
-    def evaluate(self, indices: np.ndarray, points: np.ndarray, count: bool = True):
-        """``engine.evaluate`` over all rows, chunk by chunk."""
-        n = indices.size
-        values = np.empty(points.shape, dtype=np.float64)
-        kinks = np.zeros(n, dtype=np.uint8)
-        status = np.zeros(n, dtype=np.uint8)
+    def run(self, n: int, chunk, count: bool = True) -> None:
+        """Call ``chunk(start, stop)`` over ``range(n)`` in time-sized pieces.
+
+        Ctrl-C (flagged, or raised inside the cost) raises :class:`_Stop` with
+        the number of rows done; the rows of an interrupted chunk are lost.
+        """
         start = 0
         while start < n:
             if self.requested:
-                raise _Stop(start, values, kinks, status)
+                raise _Stop(start)
             stop = min(n, start + self.chunk)
             began = time.perf_counter()
             try:
-                v, k, s = self.engine.evaluate(indices[start:stop], np.ascontiguousarray(points[start:stop]))
+                chunk(start, stop)
             except KeyboardInterrupt:
                 # Raised inside the cost itself (a Python cost, or outside the main
                 # thread): the rows of this chunk are lost, the others kept.
                 self.requested = True
-                raise _Stop(start, values, kinks, status) from None
+                raise _Stop(start) from None
             elapsed = time.perf_counter() - began
-            values[start:stop], kinks[start:stop], status[start:stop] = v, k, s
             rate = (stop - start) / max(elapsed, 1e-9)
             traits = self.engine.traits
             self.chunk = int(min(max(1, rate * (traits.chunk_seconds or CHUNK_SECONDS)),
@@ -132,7 +131,23 @@ class _Runner:
                 self._advance(stop - start)
             start = stop
         if self.requested:
-            raise _Stop(n, values, kinks, status)
+            raise _Stop(n)
+
+    def evaluate(self, indices: np.ndarray, points: np.ndarray, count: bool = True):
+        """``engine.evaluate`` over all rows, chunk by chunk."""
+        n = indices.size
+        values = np.empty(points.shape, dtype=np.float64)
+        kinks = np.zeros(n, dtype=np.uint8)
+        status = np.zeros(n, dtype=np.uint8)
+
+        def chunk(start: int, stop: int) -> None:
+            v, k, s = self.engine.evaluate(indices[start:stop], np.ascontiguousarray(points[start:stop]))
+            values[start:stop], kinks[start:stop], status[start:stop] = v, k, s
+
+        try:
+            self.run(n, chunk, count)
+        except _Stop as stop:
+            raise _Stop(stop.args[0], values, kinks, status) from None
         return values, kinks, status
 
     def _advance(self, step: int) -> None:
@@ -182,9 +197,8 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         # The complex step subtracts nothing: its error does not depend on the
         # cost's noise (its derivative's own: complex_step_noise).
         return 0.5 * fd.EPS_MACH * abs(engine.cost_value)
-    everything = np.arange(engine.theta.size)
     levels = []
-    for k in fd.noise_components(everything, _block_ids(layout, everything)[0]):
+    for k in _noise_components(layout, engine.theta.size):
         found = []
         spacings = [(spacing, fd.NOISE_OFFSET) for spacing in fd.NOISE_SPACINGS]
         while spacings:
@@ -291,6 +305,27 @@ def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
     return per_block[block_ids]
 
 
+def _noise_components(layout: Layout | None, size: int) -> np.ndarray:
+    """``fd.noise_components`` of every component of theta, from the layout's blocks alone.
+
+    The same components as ``fd.noise_components(np.arange(size), block ids)``
+    (the middle of each of the largest blocks, then evenly spread ones),
+    without the per-component arrays that call needs.
+    """
+    if layout is None:
+        blocks = [(0, size)] if size else []
+    else:
+        blocks = [(offset, count) for offset, count in zip(layout.offsets, layout._sizes) if count]
+    chosen = []
+    for offset, count in sorted(blocks, key=lambda block: -block[1]):  # stable: ties in block order
+        chosen.append(offset + count // 2)
+        if len(chosen) == fd.NOISE_LINES:
+            break
+    while len(chosen) < min(fd.NOISE_LINES, size):
+        chosen.append((len(chosen) * size) // fd.NOISE_LINES)
+    return np.array(sorted(set(chosen)), dtype=np.int64)
+
+
 def _pass_one_layout(method: str) -> tuple[tuple[int, ...], int]:
     """Table levels evaluated for every component, and sides per level."""
     if method == "richardson":
@@ -330,23 +365,31 @@ class _Measurement:
         self.grad, self.block_ids, self.n_blocks = grad, block_ids, n_blocks
         n = indices.size
         self.measured = None  # the complex step's result, which needs no table
+        # The complex step's own derivative noise (complex_step_noise), set by the
+        # caller (run_check); none here (an estimate without a gradient to judge).
+        self.derivative_noise = _repeated(np.float64(0.0), n)
         if opts.method == "complex":
             return
         self.nominal = opts.eps is not None
         if self.nominal:
-            self.steps = np.full(n, opts.eps)
+            self.steps = _repeated(np.float64(opts.eps), n)
             _check_explicit_step(base, self.steps, indices)
         else:
-            self.steps = fd.base_steps(base, fd.relative_noise(sigma, engine.cost_value), opts.method)
+            self.steps = _compact(fd.base_steps(base, fd.relative_noise(sigma, engine.cost_value), opts.method))
         # The table's step base per component: the first step, moved up with the
-        # row's window when rounding keeps asking for larger steps.
-        self.table_steps = self.steps.copy()
+        # row's window when rounding keeps asking for larger steps (a copy of
+        # ``steps`` made on the first move: see _next_levels).
+        self.table_steps = self.steps
         self.work = np.zeros(0, np.int64)  # components with a table of more steps, in table-row order
         self.table = fd.Table.empty(0)
-        self.low = np.full(n, np.nan)
-        self.high = np.full(n, np.nan)
-        self.aliased = np.zeros(n, bool)  # tables their off-grid values contradicted (_check_off_grid)
-        self.derivative_noise = np.zeros(n)  # the complex step's own (complex_step_noise), set by the caller
+        self.low = _repeated(np.float64(np.nan), n)
+        self.high = _repeated(np.float64(np.nan), n)
+        # Tables their off-grid values contradicted (_check_off_grid): one repeated
+        # False until one is (then a full array, see _writable).
+        self.aliased = _repeated(np.False_, n)
+        # The refined rows' values of analysis fields that hold one repeated value
+        # for every other row (see _put_analysis).
+        self.overlay: _Overlay | None = None
 
     def plan(self) -> list:
         """The steps of this measurement, in the order the caller runs them."""
@@ -387,36 +430,75 @@ class _Measurement:
         """Evaluate the first level for every component.
 
         Without a gradient to judge, a non-finite cost is an error; with one,
-        those components are tried again at smaller steps.
+        those components are tried again at smaller steps. Each chunk's points
+        are made, evaluated and analysed (``fd.first_pass``, row by row) in
+        turn: only the values and the analysis of every row are kept.
         """
         n = self.indices.size
         _, sides = _pass_one_layout(self.opts.method)
-        points, offsets = fd.level_points(self.base, self.steps, np.zeros(n, np.int64), self.nominal, sides)
+        values = np.empty((n, sides))
+        kinks = np.zeros(n, np.uint8)
+        bad = np.zeros(n, bool)
+        columns = _Columns(n)
+        engine, base, steps, nominal, sigma = self.engine, self.base, self.steps, self.nominal, self.sigma
+        cost_value = engine.cost_value
+
+        def chunk(start: int, stop: int, evaluate: bool = True) -> None:
+            # The runner's chunk (sized by time) in pieces of bounded size: the
+            # temporaries of evaluating and analysing a piece stay small.
+            for first in range(start, stop, _FIRST_PASS_ROWS):
+                piece(first, min(stop, first + _FIRST_PASS_ROWS), evaluate)
+
+        def piece(start: int, stop: int, evaluate: bool) -> None:
+            rows = slice(start, stop)
+            points, offsets = fd.level_points(base[rows], steps[rows], np.zeros(stop - start, np.int64), nominal,
+                                              sides)
+            part = values[rows]
+            if evaluate:
+                part[...], kinks[rows], status = engine.evaluate(self.indices[rows], points)
+                if not engine.traits.returns_differences:
+                    part -= cost_value
+                b = status.astype(bool)
+                for column in part.T:  # (not .all(axis=1): NumPy reduces along a short axis slowly)
+                    b |= ~np.isfinite(column)
+            else:  # not evaluated (Ctrl-C)
+                part[...] = np.nan
+                kinks[rows] = 0
+                b = np.ones(stop - start, bool)
+            part[b] = np.nan
+            bad[rows] = b
+            columns.put(rows, fd.first_pass(part, offsets, steps[rows], sigma, nominal, cost_value))
+
         try:
-            values, kinks, status = self.runner.evaluate(self.indices, points)
+            self.runner.run(n, chunk)
             done, interrupted = n, False
         except _Stop as stop:
             # Ctrl-C: the rows done so far make the partial report (even all of them:
             # the refinement that would follow is not run, and the report says so).
-            done, values, kinks, status = stop.args
-            values = values.copy()
-            values[done:] = np.nan
-            interrupted = True
-        if not self.engine.traits.returns_differences:
-            values = values - self.engine.cost_value
-        bad = status.astype(bool) | ~np.isfinite(values).all(axis=1)
-        values[bad] = np.nan
+            done, interrupted = stop.args[0], True
+            chunk(done, n, evaluate=False)
         if bad[:done].any() and self.grad is None:
             _raise_non_finite(self.indices[:done][bad[:done]])
-        self.first = (values, offsets, kinks, bad)
-        self.analysis = fd.first_pass(values, offsets, self.steps, self.sigma, self.nominal, self.engine.cost_value)
+        del bad
+        self.first = (values, kinks)
+        if n == 0:
+            self.analysis = fd.first_pass(values, values.copy(), steps, sigma, nominal, cost_value)
+        else:
+            self.analysis = columns.analysis()
         if interrupted:
             raise _Stop(self._partial(done))
 
+    def _first_offsets(self, rows) -> np.ndarray:
+        """The offsets the first pass took at ``rows`` (recomputed: the same rounding)."""
+        _, sides = _pass_one_layout(self.opts.method)
+        base, steps = self.base[rows], self.steps[rows]
+        return fd.level_points(base, steps, np.zeros(base.size, np.int64), self.nominal, sides)[1]
+
     def second_level(self) -> None:
         """Richardson: every component gets the table, with ``s/2`` evaluated now."""
-        values, offsets, kinks, _ = self.first
+        values, kinks = self.first
         n = self.indices.size
+        offsets = self._first_offsets(slice(None))
         self.work = np.arange(n)
         self.table = fd.Table.empty(n)
         self.table.store(self.work, np.full(n, fd.ZERO_LEVEL), values, offsets, kinks)
@@ -439,7 +521,7 @@ class _Measurement:
             # Judged on the first pair alone: what needed more steps stays unresolved.
             grad, rows = self.grad, np.arange(done)
             magnitude = np.abs(grad[rows]) + np.abs(self.analysis.approx[rows])
-            self.state[rows] = fd.decide(grad[rows], _rows(self.analysis, rows), self.opts.threshold,
+            self.state[rows] = fd.decide(grad[rows], self._analysis_at(rows), self.opts.threshold,
                                          fd.block_rms(magnitude, self.block_ids[rows], self.n_blocks),
                                          extra_error=_grad_rounding(grad[rows], self.opts))
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
@@ -453,29 +535,66 @@ class _Measurement:
         refined too (larger steps where rounding dominates, smaller where
         truncation does), until the table can do no better.
         """
-        grad, block_ids, n_blocks = self.grad, self.block_ids, self.n_blocks
-        self.grad_error = _grad_rounding(grad, self.opts)
-        magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(grad) + np.abs(self.analysis.approx), 0.0)
-        self.scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
+        grad = self.grad
+        # Per block, not per component: each block's floor on the scale (its
+        # root-mean-square of |g| + |a|, as fd.block_rms), and the rounding of
+        # grad computed where it is needed; their per-component arrays are not kept.
+        self.block_scale = np.zeros(self.n_blocks)
+        for b, members in _each_block(self.block_ids, self.n_blocks):
+            if fd._count(members):
+                self.block_scale[b] = fd.scaled_norm(self._magnitude(members)) / math.sqrt(fd._count(members))
         self._update_precision()
-        self.state = self._decide(np.arange(grad.size), self.analysis)
+        # Row by row (decide is elementwise): its temporaries stay chunk-sized.
+        self.state = np.empty(grad.size, np.int8)
+        for start in range(0, grad.size, _DECIDE_ROWS):
+            rows = slice(start, start + _DECIDE_ROWS)
+            self.state[rows] = self._decide(rows, _view(self.analysis, rows))
         if not self.work.size:
-            values, offsets, kinks, _ = self.first
+            values, kinks = self.first
             self.work = np.flatnonzero(self.state == fd.UNDECIDED)
             self.table = fd.Table.empty(self.work.size)
             self.table.store(np.arange(self.work.size), np.full(self.work.size, fd.ZERO_LEVEL),
-                             values[self.work], offsets[self.work], kinks[self.work])
+                             values[self.work], self._first_offsets(self.work), kinks[self.work])
+        self.first = None  # the table holds what the refinement needs
+
+    def _magnitude(self, rows) -> np.ndarray:
+        """``|g| + |a|`` at ``rows`` (0 where ``a`` is not finite)."""
+        approx = self.analysis.approx[rows]
+        magnitude = np.abs(self.grad[rows])
+        magnitude += np.abs(approx)
+        magnitude[~np.isfinite(approx)] = 0.0
+        return magnitude
+
+    def _grad_error(self, rows) -> np.ndarray:
+        return _grad_rounding(self.grad[rows], self.opts)
 
     def _update_precision(self) -> None:
-        """Each component's error target, from the errors measured so far (see precision_targets)."""
-        magnitude = np.where(np.isfinite(self.analysis.approx), np.abs(self.grad) + np.abs(self.analysis.approx), 0.0)
-        self.precision = fd.precision_targets(self.analysis.error + self.grad_error,
-                                              self.analysis.rounding + self.grad_error, magnitude,
-                                              self.scale_floor, self.block_ids, self.n_blocks, self.opts.threshold)
+        """Each component's error target, from the errors measured so far.
+
+        ``fd.precision_targets`` of the errors plus grad's rounding, one block at
+        a time: the temporaries are one block's, and a target of infinity
+        everywhere (every block verified) is stored as one value.
+        """
+        threshold, target = self.opts.threshold, None
+        error_all, rounding_all = self.analysis.error, self.analysis.rounding
+        for b, members in _each_block(self.block_ids, self.n_blocks):
+            if fd._count(members) == 0:
+                continue
+            scale = fd.scaled_norm(self._magnitude(members))
+            error = self._grad_error(members)
+            rounding = error + rounding_all[members]
+            error += error_all[members]
+            spread = fd.block_error(error, rounding, overwrite=True)
+            del error, rounding
+            if not (spread <= threshold * scale):
+                if target is None:
+                    target = np.full(self.grad.size, np.inf)
+                target[members] = threshold * np.maximum(self._magnitude(members), self.block_scale[b])
+        self.precision = _repeated(np.float64(np.inf), self.grad.size) if target is None else _compact(target)
 
     def _decide(self, rows, analysis, **options) -> np.ndarray:
-        return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.scale_floor[rows],
-                         extra_error=self.grad_error[rows], precision=self.precision[rows], **options)
+        return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.block_scale[self.block_ids[rows]],
+                         extra_error=self._grad_error(rows), precision=self.precision[rows], **options)
 
     def _level_points(self, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Points and offsets of components ``rows`` at step levels ``columns`` (both sides)."""
@@ -510,6 +629,8 @@ class _Measurement:
                         + np.minimum(target, 0))
         moved = over != 0
         if moved.any():
+            if self.table_steps is self.steps or not self.table_steps.flags.writeable:
+                self.table_steps = np.array(self.table_steps)
             self.table.shift(local[moved], over[moved])
             self.table_steps[todo[moved]] *= np.exp2(over[moved].astype(np.float64))
             target = target - over
@@ -536,13 +657,13 @@ class _Measurement:
                 points, offsets = self._level_points(todo, target)
                 self._store(local, target, offsets, *self.runner.evaluate(self.indices[todo], points, count=False))
                 sub = self.table.subset(local)
-                _update(self.analysis, fd.analyse(sub, self.table_steps[todo], self.sigma, self.nominal,
-                                                  cost_value=self.engine.cost_value), todo)
+                self._put_analysis(fd.analyse(sub, self.table_steps[todo], self.sigma, self.nominal,
+                                              cost_value=self.engine.cost_value), todo)
                 # A block's truncation shows only now: its error targets follow what was measured.
                 self._update_precision()
-                state[todo] = self._decide(todo, _rows(self.analysis, todo))
+                state[todo] = self._decide(todo, self._analysis_at(todo))
             todo = work[state[work] == fd.UNDECIDED]
-            state[todo] = self._decide(todo, _rows(self.analysis, todo), final=True)
+            state[todo] = self._decide(todo, self._analysis_at(todo), final=True)
             self._unresolve_staircases()
             self._check_off_grid()
         except _Stop:
@@ -603,7 +724,7 @@ class _Measurement:
         if rows.size == 0:
             return
         todo = self.work[rows]
-        table, analysis, j0 = self.table, _rows(self.analysis, todo), self.engine.cost_value
+        table, analysis, j0 = self.table, self._analysis_at(todo), self.engine.cost_value
         finest = np.argmax(table.both_sides()[rows], axis=1)
         grid_plus, grid_minus = table.plus[rows, finest], table.minus[rows, finest]
         grid_off_plus, grid_off_minus = table.off_plus[rows, finest], table.off_minus[rows, finest]
@@ -651,10 +772,11 @@ class _Measurement:
         widened = ~settled & ~no_answer & within_factor
         if widened.any():
             again = todo[widened]
-            self.analysis.error[again] += gap[widened]
-            self.state[again] = self._decide(again, _rows(self.analysis, again), final=True)
+            _writable(self.analysis, "error")[again] += gap[widened]
+            self.state[again] = self._decide(again, self._analysis_at(again), final=True)
         self.state[todo[~settled & ~widened]] = fd.UNRESOLVED
-        self.aliased[todo[~settled & ~widened]] = True
+        if (~settled & ~widened).any():
+            _writable(self, "aliased")[todo[~settled & ~widened]] = True
 
     def judge_kinks(self) -> None:
         """Values at a kink against the range of valid derivatives (per example where the engine can)."""
@@ -677,18 +799,19 @@ class _Measurement:
         kinked = np.flatnonzero(kinked)
         if not (kinked.size and engine.traits.per_example):
             return
-        analysis.kink[kinked] = True
+        _writable(analysis, "kink")[kinked] = True
         low, high, width = _example_brackets(engine, self.indices[kinked], self.base[kinked], self.steps[kinked])
         exact = getattr(engine, "subgradient_range", None)
         found = None if exact is None else exact(self.indices[kinked])
         if found is not None:
             # Every choice of slope at the units exactly on a kink (a back-prop may make any).
             low, high = np.minimum(low, found[0]), np.maximum(high, found[1])
-        self.low[kinked], self.high[kinked] = low, high
-        sub = _rows(analysis, kinked)
+        _writable(self, "low")[kinked] = low
+        _writable(self, "high")[kinked] = high
+        sub = self._analysis_at(kinked)
         sub.side_error = width
         state[kinked] = self._decide(kinked, sub, bracket=(low, high), at_range=True)
-        analysis.side_error[kinked] = width
+        self._put_field("side_error", kinked, width)
 
     def _hidden_kinks(self, rows: np.ndarray) -> np.ndarray:
         """Rows (of all) where some example has a kink at theta although the total looks smooth (bool, all rows)."""
@@ -712,7 +835,37 @@ class _Measurement:
         if self.measured is not None:
             return self.measured
         done = self.indices.size if done is None else done
-        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done)
+        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at)
+
+    def _analysis_at(self, rows: np.ndarray) -> fd.Analysis:
+        """The analysis of components ``rows`` (copies), the overlay's values included."""
+        part = _rows(self.analysis, rows)
+        if self.overlay is not None:
+            self.overlay.read(part, rows)
+        return part
+
+    def _put_analysis(self, part: fd.Analysis, rows: np.ndarray) -> None:
+        """Write the analysis of components ``rows`` (ascending or not, each once)."""
+        for name in fd.Analysis.__dataclass_fields__:
+            self._put_field(name, rows, getattr(part, name))
+
+    def _put_field(self, name: str, rows: np.ndarray, value: np.ndarray) -> None:
+        """Write one field at ``rows``.
+
+        A field that holds one repeated value (a read-only zero-stride array) is
+        not made a full array when a few rows change: those rows' values go to
+        the overlay. The fields read for every row (_READ_IN_FULL) are made full.
+        """
+        target = getattr(self.analysis, name)
+        if target.flags.writeable:
+            target[rows] = value
+            return
+        if self.overlay is None:
+            self.overlay = _Overlay(self.work, self.analysis)
+        if name in self.overlay.values:
+            self.overlay.write(name, rows, value, self.analysis)
+        elif not _same_bits(value, target[:1]):  # (the same value written again changes nothing)
+            _writable(self.analysis, name)[rows] = value
 
 
 def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:
@@ -736,24 +889,167 @@ def _rows(analysis: fd.Analysis, rows: np.ndarray) -> fd.Analysis:
     return fd.Analysis(*(getattr(analysis, f)[rows].copy() for f in fd.Analysis.__dataclass_fields__))
 
 
-def _update(analysis: fd.Analysis, part: fd.Analysis, rows: np.ndarray) -> fd.Analysis:
-    for name in fd.Analysis.__dataclass_fields__:
-        getattr(analysis, name)[rows] = getattr(part, name)
-    return analysis
+#: Analysis fields read at every row (precision targets, kinks, the result): never in an overlay.
+_READ_IN_FULL = ("approx", "error", "rounding", "kink")
 
 
-def _finish(analysis, state, steps, low, high, done) -> Measured:
+class _Overlay:
+    """Values of some analysis fields at a few rows, over a field that repeats one value elsewhere.
+
+    The fields are those of ``analysis`` that are read-only (zero-stride) when
+    the overlay is made, except those read for every row (_READ_IN_FULL); ``rows`` (sorted)
+    starts as the components refinement may write, and grows when others are
+    written. Reading a field at any rows: the repeated value, then these.
+    """
+
+    def __init__(self, rows: np.ndarray, analysis: fd.Analysis) -> None:
+        self.rows = np.unique(rows)
+        self.values = {name: np.array(getattr(analysis, name)[self.rows])
+                       for name in fd.Analysis.__dataclass_fields__
+                       if name not in _READ_IN_FULL and not getattr(analysis, name).flags.writeable}
+
+    def _find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``rows`` lie in ``self.rows``, and which of them are there."""
+        place = np.searchsorted(self.rows, rows)
+        place = np.minimum(place, max(self.rows.size - 1, 0))
+        found = self.rows[place] == rows if self.rows.size else np.zeros(np.size(rows), bool)
+        return place, found
+
+    def read(self, part: fd.Analysis, rows: np.ndarray) -> None:
+        if not self.values:
+            return
+        place, found = self._find(rows)
+        if found.any():
+            for name, values in self.values.items():
+                getattr(part, name)[found] = values[place[found]]
+
+    def write(self, name: str, rows: np.ndarray, value, analysis: fd.Analysis) -> None:
+        place, found = self._find(rows)
+        if not found.all():
+            # Rows not yet held: held from now on, with the values they have now.
+            grown = np.union1d(self.rows, rows)
+            for field, values in self.values.items():
+                now = np.array(getattr(analysis, field)[grown])
+                where, held = self._find(grown)
+                now[held] = values[where[held]]
+                self.values[field] = now
+            self.rows = grown
+            place, found = self._find(rows)
+        self.values[name][place] = value
+
+
+def _each_block(block_ids: np.ndarray, n_blocks: int):
+    """``(b, positions of block b)`` for every block: slices when ``block_ids`` is sorted, else ``fd._members``'s."""
+    n = block_ids.size
+    if n < 2 or bool(np.all(block_ids[1:] >= block_ids[:-1])):
+        bounds = np.searchsorted(block_ids, np.arange(n_blocks + 1), side="left").tolist()
+        for b in range(n_blocks):
+            yield b, slice(bounds[b], bounds[b + 1])
+    else:
+        for b in range(n_blocks):
+            yield b, fd._members(block_ids, b)
+
+
+def _view(analysis: fd.Analysis, rows: slice) -> fd.Analysis:
+    """The rows ``rows`` (a slice) of every field, as views."""
+    return fd.Analysis(*(getattr(analysis, f)[rows] for f in fd.Analysis.__dataclass_fields__))
+
+
+#: Rows per call of ``decide`` over every component (bounds its temporaries).
+_DECIDE_ROWS = 1 << 16
+#: Rows per piece of the first pass (bounds the temporaries of a time-sized chunk).
+_FIRST_PASS_ROWS = 1 << 16
+
+
+def _repeated(value: np.generic, n: int) -> np.ndarray:
+    """``n`` copies of ``value`` as a read-only zero-stride array (no memory per row)."""
+    return np.broadcast_to(np.asarray(value).reshape(1), (n,))
+
+
+def _same_bits(values: np.ndarray, one: np.ndarray) -> bool:
+    """Every entry of ``values`` has the bits of ``one[0]`` (NaN included)."""
+    values = np.asarray(values)
+    if values.dtype != one.dtype:
+        return False
+    if values.size == 0:
+        return True
+    if values.ndim == 1 and values.strides[0] == 0:
+        values = values[:1]  # repeated already: one value to compare
+    kind = f"u{values.dtype.itemsize}"
+    return bool(np.all(values.view(kind) == one.view(kind)[0]))
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """``values``, or a zero-stride view of its one value when every entry has the same bits."""
+    if values.ndim == 1 and values.size > 1 and values.strides[0] != 0 and _same_bits(values, values[:1]):
+        return _repeated(values[0], values.size)
+    return values
+
+
+def _writable(owner: object, name: str) -> np.ndarray:
+    """``owner.name``, first replaced by a writable copy when it is a read-only (repeated) array."""
+    array = getattr(owner, name)
+    if not array.flags.writeable:
+        array = np.array(array)
+        setattr(owner, name, array)
+    return array
+
+
+class _Columns:
+    """An :class:`fd.Analysis` of ``n`` rows assembled from consecutive slices.
+
+    A field whose rows all have the same bits is kept as one value (a
+    zero-stride view); the others as full arrays.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n, self.full, self.one, self.filled = n, {}, {}, 0
+
+    def put(self, rows: slice, part: fd.Analysis) -> None:
+        for name in fd.Analysis.__dataclass_fields__:
+            value = np.asarray(getattr(part, name))
+            if name in self.full:
+                self.full[name][rows] = value
+                continue
+            if name not in self.one and value.size:
+                self.one[name] = value[:1].copy()
+            if name not in self.one or _same_bits(value, self.one[name]):
+                continue
+            full = np.empty(self.n, dtype=value.dtype)
+            full[: rows.start] = self.one.pop(name)
+            full[rows] = value
+            self.full[name] = full
+
+    def analysis(self) -> fd.Analysis:
+        return fd.Analysis(**{name: self.full[name] if name in self.full else _repeated(self.one[name][0], self.n)
+                              for name in fd.Analysis.__dataclass_fields__})
+
+
+def _finish(analysis, state, steps, low, high, done, at=None) -> Measured:
+    """The measured values; their arrays may share memory with ``analysis`` (read, never written).
+
+    ``at(rows)``: the analysis of ``rows`` (default: ``analysis``'s own rows).
+    """
     n = state.size
-    low = np.full(n, np.nan) if low is None else low
-    high = np.full(n, np.nan) if high is None else high
+    low = _repeated(np.float64(np.nan), n) if low is None else low
+    high = _repeated(np.float64(np.nan), n) if high is None else high
     kink = analysis.kink & np.isin(state, (fd.KINK_AGREE, fd.KINK_WRONG))
-    no_bracket = kink & np.isnan(low)
-    low[no_bracket] = np.minimum(analysis.left, analysis.right)[no_bracket]
-    high[no_bracket] = np.maximum(analysis.left, analysis.right)[no_bracket]
-    error = analysis.error.copy()
-    error[kink] = analysis.side_error[kink]
+    if not kink.any():
+        # Nothing at a kink: the errors stand as analysed.
+        error = analysis.error
+        rounding = np.minimum(analysis.rounding, error)
+        return Measured(analysis.approx, _compact(error), _compact(rounding), state, steps, low, high, done)
+    kinked = np.flatnonzero(kink)
+    sub = _rows(analysis, kinked) if at is None else at(kinked)
+    no_bracket = np.isnan(low[kinked])
+    if no_bracket.any():
+        low, high = np.array(low), np.array(high)
+        low[kinked[no_bracket]] = np.minimum(sub.left, sub.right)[no_bracket]
+        high[kinked[no_bracket]] = np.maximum(sub.left, sub.right)[no_bracket]
+    error = np.array(analysis.error)
+    error[kinked] = sub.side_error
     rounding = np.minimum(analysis.rounding, error)
-    rounding[kink] = 0.0  # a range's width is not noise
+    rounding[kinked] = 0.0  # a range's width is not noise
     return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
 
 
@@ -823,9 +1119,18 @@ def _example_brackets(engine, indices, base, steps):
 
 
 def _block_ids(layout: Layout | None, indices: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each component's block number, in the narrowest unsigned dtype that holds it, and the count."""
     if layout is None:
-        return np.zeros(indices.size, dtype=np.int64), 1
-    return layout.block_of(indices), len(layout.names)
+        return np.zeros(indices.size, dtype=np.uint8), 1
+    n_blocks = len(layout.names)
+    return layout.block_of(indices).astype(np.min_scalar_type(max(n_blocks - 1, 0))), n_blocks
+
+
+def _everything(indices: np.ndarray, size: int) -> bool:
+    """``indices`` is ``arange(size)`` (a full check)."""
+    n = indices.size
+    return n == size and (n == 0 or (indices[0] == 0 and indices[-1] == n - 1
+                                     and bool(np.all(indices[1:] > indices[:-1]))))
 
 
 def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical gradient"):
@@ -855,6 +1160,7 @@ def _head(measured: Measured, count: int) -> Measured:
 def run_check(
     engine: Engine, grad: np.ndarray, opts: CheckOptions, layout: Layout | None, *,
     description: str = "gradcheck", terms=None, notes: tuple[str, ...] = (), real_engine=None,
+    grad_owned: bool = False,
 ):
     """Check ``grad`` (the full analytic gradient, float64) against ``engine``; returns a Report.
 
@@ -864,6 +1170,9 @@ def run_check(
     builds an engine of the same cost at real points: components where the
     complex step disagrees with the gradient are measured again with central
     differences there (the complex step sees one side of a kink only).
+    ``grad_owned``: ``grad`` is the caller's own working array, used nowhere
+    else afterwards (fastgrad's back-prop): a full check keeps it in the report
+    (read-only) instead of a copy.
     """
     from fastgrad.numerical import Estimate
     from fastgrad.report import Report
@@ -879,19 +1188,22 @@ def run_check(
     # the report (about 24 float64s); the table of further steps is for a few.
     require_memory(24 * 8 * indices.size, f"a gradient check of {indices.size:,} components")
     block_ids, n_blocks = _block_ids(layout, indices)
-    grad_selected = grad[indices]
+    everything = _everything(indices, engine.theta.size)
+    grad_selected = grad if everything and grad_owned else grad[indices]
+    # theta itself when every component is checked (only read).
+    base = engine.theta if everything else engine.theta[indices]
     # Ctrl-C is deferred from here on: it stops the check between chunks, with the partial report.
     # BLAS stays on one thread: its own threads would take the cores Numba's need.
     with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
         sigma = measure_noise(engine, layout)
-        work = _Measurement(runner, engine, indices, engine.theta[indices], grad_selected, opts, sigma,
-                            block_ids, n_blocks)
+        work = _Measurement(runner, engine, indices, base, grad_selected, opts, sigma, block_ids, n_blocks)
         if engine.traits.complex_step:
             work.derivative_noise = complex_step_noise(engine, layout)[indices]
         try:
             # Each step in turn from here: the steps call the runner, the runner the engine.
             for step in work.plan():
                 step()
+            del step  # a bound method of the measurement: it would keep its arrays alive
         except _Stop as stop:
             partial = stop.args[0]
             if partial.done == 0:
@@ -906,13 +1218,17 @@ def run_check(
             )
             raise CheckInterrupted(report, f"check interrupted after {partial.done} of {indices.size} components") from None
     measured = work.result()
+    del work, base  # the measurement's own arrays go before the report's are made
     if opts.method == "complex" and real_engine is not None:
         measured, notes = _recheck_complex(measured, real_engine, grad, opts, layout, indices, block_ids, n_blocks,
                                            description, notes)
+    del block_ids
     est = Estimate.from_measured(indices, measured, opts, engine, sigma)
+    del measured
     extra = () if terms is None else tuple(terms(est, grad_selected))
+    # The estimate's arrays and grad_selected are this check's own: the report takes them as they are.
     return Report.build(grad_selected, est, opts.threshold, layout, engine.theta.size, grad_dtype=opts.grad_dtype,
-                        mode=opts.mode, terms=extra, notes=notes)
+                        mode=opts.mode, terms=extra, notes=notes, owned=True)
 
 
 def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indices, block_ids, n_blocks,
@@ -951,7 +1267,7 @@ def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indice
     if not kinked.any():
         return measured, notes
     for name in ("approx", "error", "rounding", "state", "steps", "low", "high"):
-        getattr(measured, name)[again[kinked]] = getattr(redone, name)[kinked]
+        _writable(measured, name)[again[kinked]] = getattr(redone, name)[kinked]
     note = (f"{int(kinked.sum())} component(s) where the complex step disagreed were measured again by central "
             "differences, which contradict it there (a kink: the complex step sees one side of it only)")
     return measured, notes + (note,)
@@ -1008,14 +1324,14 @@ def _directional_measure(engine, grad, opts, sigma, rng, mask, layout):
             take = ~keep & clean
             old_analytic[take] = analytic[take]
             for name in ("approx", "error", "rounding", "state", "steps"):
-                getattr(old, name)[take] = getattr(measured, name)[take]
+                _writable(old, name)[take] = getattr(measured, name)[take]
         keep |= clean
         if keep.all():
             break
         redraw = _draw_directions(rng, weights, opts.directions, mask)
         directions = np.where(keep[:, None], directions, redraw)
     analytic, measured = results
-    measured.state[~keep] = fd.UNRESOLVED
+    _writable(measured, "state")[~keep] = fd.UNRESOLVED
     return analytic, measured, int(keep.sum())
 
 

@@ -801,7 +801,8 @@ class DenseNet:
                 real = (lambda: DenseForwardEngine(args, theta, cost_value, self._layout)) if opts.method == "complex" \
                     else None
                 return run_check(check_engine, grad, opts, self._layout, terms=terms, real_engine=real,
-                                 description="gradcheck " + "-".join(map(str, self.layer_sizes)))
+                                 description="gradcheck " + "-".join(map(str, self.layer_sizes)),
+                                 grad_owned=grad is own_grad)
 
     def _l2_terms(self, theta, m, grad, estimate, opts) -> tuple[TermResult, ...]:
         """The data term and the L2 penalty checked on their own.

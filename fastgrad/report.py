@@ -152,7 +152,7 @@ class _Judgement:
     kinks: int
 
 
-def compared_values(grad, estimate: Estimate, grad_dtype: str):
+def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = False):
     """The numerical value each component is compared with, its error, its rounding, and the plain error.
 
     At a kink the comparison value is the point of the subgradient range nearest
@@ -160,17 +160,38 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str):
     undecided component (neither within its error nor clearly wrong) may be off
     by up to ``WRONG_FACTOR`` times its error without being called wrong: its
     error is widened that much, so that no correct gradient fails on it; the
-    plain error is returned as well, so that no gradient passes only by it.
+    plain error is returned as well, so that no gradient passes only by it (the
+    error array itself where no component is undecided: the same values).
+    The value is ``estimate.approx`` itself (not a copy) where no component is
+    at a kink. ``owned``: the estimate's error and rounding are not used
+    elsewhere and may be overwritten.
     """
     state = estimate.state
     kink = np.isin(state, _KINK_STATES)
-    value = estimate.approx.copy()
+    value = estimate.approx
     if kink.any():
+        value = value.copy()
         value[kink] = np.clip(grad[kink], estimate.low[kink], estimate.high[kink])
-    error = estimate.error.copy()
-    error[state == fd.UNDECIDED] *= fd.WRONG_FACTOR
-    grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype] * np.abs(grad)
-    return value, error + grad_rounding, estimate.rounding + grad_rounding, estimate.error + grad_rounding
+    grad_rounding = np.abs(grad)
+    grad_rounding *= fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]
+    undecided = state == fd.UNDECIDED
+    widened = bool(undecided.any())
+    # The plain error before any is widened (a new array only where one is).
+    plain_error = estimate.error + grad_rounding if widened else None
+    error = _own(estimate.error, owned)
+    if widened:
+        error[undecided] *= fd.WRONG_FACTOR
+    error += grad_rounding
+    rounding = _own(estimate.rounding, owned)
+    rounding += grad_rounding
+    return value, error, rounding, (error if plain_error is None else plain_error)
+
+
+def _own(array: np.ndarray, owned: bool) -> np.ndarray:
+    """``array`` itself when it is ours to overwrite, else a writable copy."""
+    if owned and array.flags.writeable and array.flags.owndata:
+        return array
+    return np.array(array, dtype=np.float64)
 
 
 def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
@@ -185,14 +206,18 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     widened (see :func:`compared_values`): a set that passes only with the
     widening is inconclusive, never passed.
     """
-    unresolved = int(np.count_nonzero(state == fd.UNRESOLVED))
+    compared = state != fd.UNRESOLVED
+    unresolved = compared.size - int(np.count_nonzero(compared))
     wrong = int(np.count_nonzero(np.isin(state, _WRONG_STATES)))
     kink = np.isin(state, _KINK_STATES)
-    compared = state != fd.UNRESOLVED
-    g, a, e = grad[compared], value[compared], error[compared]
+    if unresolved:
+        g, a, e = grad[compared], value[compared], error[compared]
+        r = None if rounding is None else rounding[compared]
+    else:  # every component compared: the arrays themselves
+        g, a, e, r = grad, value, error, rounding
     scale = fd.scaled_norm(g) + fd.scaled_norm(a)
     gap = fd.scaled_norm(g - a)
-    spread = fd.scaled_norm(e) if rounding is None else fd.block_error(e, rounding[compared])
+    spread = fd.scaled_norm(e) if rounding is None else fd.block_error(e, r)
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
@@ -212,15 +237,17 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     reasons = _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high)
     if not reasons and plain_error is not None and scale > 0.0:
         undecided = state[compared] == fd.UNDECIDED
-        plain = plain_error[compared]
-        plain_spread = fd.scaled_norm(plain) if rounding is None else fd.block_error(plain, rounding[compared])
-        if undecided.any() and difference > threshold + plain_spread / scale:
-            reasons.append(
-                f"{int(undecided.sum())} component(s) differ from their numerical values by more than the measured "
-                f"error, too little to call them wrong (less than {fd.WRONG_FACTOR:g} times it); the difference "
-                f"{difference:.3g} is within the tolerance only with their errors taken {fd.WRONG_FACTOR:g} times "
-                "larger, so a small bug could pass: check at another point, or with the cost computed more precisely"
-            )
+        if undecided.any():  # (the plain error differs only there: its norm is needed only then)
+            plain = plain_error[compared]
+            plain_spread = fd.scaled_norm(plain) if rounding is None else fd.block_error(plain, rounding[compared])
+            if difference > threshold + plain_spread / scale:
+                reasons.append(
+                    f"{int(undecided.sum())} component(s) differ from their numerical values by more than the "
+                    f"measured error, too little to call them wrong (less than {fd.WRONG_FACTOR:g} times it); "
+                    f"the difference {difference:.3g} is within the tolerance only with their errors taken "
+                    f"{fd.WRONG_FACTOR:g} times larger, so a small bug could pass: check at another point, or with "
+                    "the cost computed more precisely"
+                )
     verdict = "inconclusive" if reasons else "pass"
     return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
 
@@ -267,21 +294,22 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
 
 def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, threshold, layout, size,
             reference) -> tuple[BlockResult, ...]:
+    # The indices are ascending (Report.build sorts them): each block is one run of them.
+    n = estimate.indices.size
     if layout is None:
-        names, shapes = ("theta",), ((size,),)
-        block_ids = np.zeros(estimate.indices.size, dtype=np.int64)
+        names, shapes, bounds = ("theta",), ((size,),), (0, n)
     else:
         names, shapes = layout.names, layout.shapes
-        block_ids = layout.block_of(estimate.indices)
+        bounds = (0, *np.searchsorted(estimate.indices, layout._ends, side="left").tolist())
     results = []
     for b, (name, shape) in enumerate(zip(names, shapes)):
-        members = block_ids == b
-        if not members.any():
+        members = slice(bounds[b], bounds[b + 1])
+        if bounds[b + 1] <= bounds[b]:
             continue
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
                   estimate.low[members], estimate.high[members], reference, rounding[members], plain_error[members])
-        results.append(BlockResult(name, tuple(shape), int(members.sum()), j.difference, j.tolerance, j.verdict,
-                                   j.kinks, j.wrong, j.unresolved, j.reasons))
+        results.append(BlockResult(name, tuple(shape), bounds[b + 1] - bounds[b], j.difference, j.tolerance,
+                                   j.verdict, j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
     results.sort(key=lambda r: (order[r.verdict], -r.difference if math.isfinite(r.difference) else -math.inf))
     return tuple(results)
@@ -359,15 +387,24 @@ class Report:
     def build(
         cls, grad: np.ndarray, estimate: Estimate, threshold: float, layout: Layout | None, size: int, *,
         grad_dtype: str = "float64", mode: str = "full", terms: Sequence[TermResult] = (),
-        notes: Sequence[str] = (), interrupted: bool = False,
+        notes: Sequence[str] = (), interrupted: bool = False, owned: bool = False,
     ) -> "Report":
-        """Compare ``grad`` (the estimate's components, in its order) with ``estimate``."""
+        """Compare ``grad`` (the estimate's components, in its order) with ``estimate``.
+
+        ``owned`` (the driver's own call): ``grad`` and the estimate's arrays
+        other than ``indices`` are used nowhere else, so the report keeps them
+        (read-only) or overwrites them instead of copying.
+        """
         terms, notes = tuple(terms), tuple(notes)
-        order = np.argsort(estimate.indices, kind="stable")
-        if np.any(order != np.arange(order.size)):
+        indices = estimate.indices
+        if indices.size > 1 and not bool(np.all(indices[1:] > indices[:-1])):
+            order = np.argsort(indices, kind="stable")
             estimate = estimate.subset(order)
             grad = grad[order]
-        value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype)
+            owned = True  # fresh copies
+        value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype, owned)
+        if rounding is not error and np.array_equal(rounding.view(np.int64), error.view(np.int64)):
+            rounding = error  # the same values (every error is rounding): one array
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding,
                       plain_error=plain_error)
         reference = fd.scaled_norm(grad) + fd.scaled_norm(value)
@@ -389,13 +426,15 @@ class Report:
             verdict = "inconclusive"
         else:
             verdict = "pass"
+        keep = _frozen if owned else _readonly
+        shared = _frozen if owned else _frozen_or_copy
         return cls(
             verdict=verdict, difference=whole.difference, threshold=float(threshold), tolerance=whole.tolerance,
-            eps=estimate.eps, grad=_readonly(grad), approx=_readonly(estimate.approx),
+            eps=estimate.eps, grad=keep(grad), approx=keep(estimate.approx),
             indices=_readonly(estimate.indices), blocks=blocks, layout=layout, method=estimate.method, mode=mode,
-            size=int(size), cost_value=estimate.cost_value, error=_readonly(error), rounding=_readonly(rounding),
-            steps=_readonly(estimate.steps),
-            state=_readonly(estimate.state), low=_readonly(estimate.low), high=_readonly(estimate.high),
+            size=int(size), cost_value=estimate.cost_value, error=_frozen(error),
+            rounding=error if rounding is error else _frozen(rounding), steps=shared(estimate.steps),
+            state=keep(estimate.state), low=shared(estimate.low), high=shared(estimate.high),
             noise_level=estimate.noise_level, grad_dtype=grad_dtype, reasons=tuple(reasons), terms=terms,
             notes=tuple(notes), interrupted=interrupted,
         )
@@ -571,6 +610,22 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.array(array, copy=True)
     array.setflags(write=False)
     return array
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` itself, made read-only (an array no one else holds)."""
+    array = np.asarray(array)
+    if array.flags.writeable:
+        array.setflags(write=False)
+    return array
+
+
+def _frozen_or_copy(array: np.ndarray) -> np.ndarray:
+    """A repeated value (a read-only zero-stride array: steps, or no range) as it is; else a read-only copy."""
+    array = np.asarray(array)
+    if array.ndim == 1 and array.size > 1 and array.strides[0] == 0 and not array.flags.writeable:
+        return array
+    return _readonly(array)
 
 
 def merge_reports(*reports: Report) -> Report:

@@ -1,0 +1,160 @@
+"""The driver's compact storage gives the same components and values as the plain arrays."""
+
+import numpy as np
+import pytest
+
+from fastgrad import _differences as fd
+from fastgrad import _driver
+from fastgrad._layout import Layout
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_noise_components_from_the_layout_match_the_per_component_rule(seed):
+    rng = np.random.default_rng(seed)
+    n_blocks = int(rng.integers(1, 8))
+    shapes = [tuple(int(d) for d in rng.integers(0, 6, size=rng.integers(1, 3))) for _ in range(n_blocks)]
+    layout = Layout(tuple(f"B{b}" for b in range(n_blocks)), tuple(shapes))
+    everything = np.arange(layout.size)
+    expected = fd.noise_components(everything, layout.block_of(everything))
+    np.testing.assert_array_equal(_driver._noise_components(layout, layout.size), expected)
+    for size in (0, 1, 3, 17):
+        expected = fd.noise_components(np.arange(size), np.zeros(size, np.int64))
+        np.testing.assert_array_equal(_driver._noise_components(None, size), expected)
+
+
+def test_repeated_values_are_stored_once_and_copied_on_write():
+    values = np.full(1000, 0.25)
+    compact = _driver._compact(values)
+    assert compact.strides == (0,) and not compact.flags.writeable
+    np.testing.assert_array_equal(compact, values)
+    varied = values.copy()
+    varied[3] = 0.5
+    assert _driver._compact(varied) is varied
+    # -0.0 and 0.0 compare equal but are not the same bits: kept apart.
+    signed = np.zeros(4)
+    signed[2] = -0.0
+    assert _driver._compact(signed) is signed
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.a = compact
+    _driver._writable(holder, "a")[5] = 1.0
+    assert holder.a.flags.writeable and holder.a[5] == 1.0 and holder.a[4] == 0.25
+
+
+def test_columns_assemble_the_analysis_of_every_row():
+    rng = np.random.default_rng(1)
+    n = 257
+    values = rng.standard_normal((n, 2)) * 1e-6
+    values[[3, 100]] = np.nan
+    steps = np.full(n, 1e-5)
+    offsets = np.stack([steps, -steps], axis=1)
+    whole = fd.first_pass(values, offsets, steps, 1e-15, False, 2.0)
+    columns = _driver._Columns(n)
+    for start in range(0, n, 50):
+        rows = slice(start, min(n, start + 50))
+        columns.put(rows, fd.first_pass(values[rows], offsets[rows], steps[rows], 1e-15, False, 2.0))
+    assembled = columns.analysis()
+    for name in fd.Analysis.__dataclass_fields__:
+        a, b = getattr(whole, name), getattr(assembled, name)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.ascontiguousarray(b).view(f"u{a.itemsize}"), a.view(f"u{a.itemsize}"))
+
+
+def _random_analysis(rng, n, repeated=()):
+    fields = {}
+    for name, kind in (("approx", float), ("error", float), ("rounding", float), ("kink", bool), ("right", float),
+                       ("left", float), ("side_error", float), ("best_level", np.int64),
+                       ("kink_possible", bool), ("confirmed", bool), ("established", bool)):
+        if kind is float:
+            values = rng.standard_normal(n)
+        elif kind is bool:
+            values = rng.random(n) < 0.5
+        else:
+            values = rng.integers(0, 25, n)
+        if name in repeated:
+            values = _driver._repeated(values[:1].copy()[0], n)
+        fields[name] = values
+    return fd.Analysis(**fields)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fields_written_at_a_few_rows_read_back_as_full_arrays_would(seed):
+    # The measurement keeps a repeated field's few refined rows in an overlay
+    # instead of a full array: every read must see what a full array would hold.
+    rng = np.random.default_rng(seed)
+    n = 200
+    repeated = ("kink", "right", "left", "side_error", "best_level", "confirmed", "established")
+    work = np.sort(rng.choice(n, 30, replace=False))
+    measurement = _driver._Measurement.__new__(_driver._Measurement)
+    measurement.analysis = _random_analysis(rng, n, repeated)
+    measurement.work, measurement.overlay = work, None
+    reference = fd.Analysis(**{name: np.array(getattr(measurement.analysis, name))
+                               for name in fd.Analysis.__dataclass_fields__})
+    for _ in range(6):
+        rows = rng.choice(work, 10, replace=False)
+        part = _random_analysis(rng, rows.size)
+        if rng.random() < 0.5:
+            part.kink[:] = reference.kink[0]  # the repeated value written again: stays repeated
+        measurement._put_analysis(part, rows)
+        for name in fd.Analysis.__dataclass_fields__:
+            getattr(reference, name)[rows] = getattr(part, name)
+    # ... and rows refinement never held (a kink's range width, written by judge_kinks).
+    outside = np.setdiff1d(np.arange(n), work)[:7]
+    for rows in (outside, np.r_[outside[:2], work[:3]]):
+        width = rng.random(rows.size)
+        measurement._put_field("side_error", rows, width)
+        reference.side_error[rows] = width
+    assert not measurement.analysis.right.flags.writeable  # never made a full array
+    for rows in (np.arange(n), rng.permutation(n)[:50], work, outside):
+        got = measurement._analysis_at(rows)
+        for name in fd.Analysis.__dataclass_fields__:
+            expected = getattr(reference, name)[rows]
+            np.testing.assert_array_equal(getattr(got, name).view(f"u{expected.itemsize}"),
+                                          expected.view(f"u{expected.itemsize}"), err_msg=name)
+    state = rng.choice([fd.AGREE, fd.KINK_AGREE, fd.KINK_WRONG, fd.WRONG], n).astype(np.int8)
+    low = np.where(rng.random(n) < 0.5, np.nan, rng.standard_normal(n))
+    steps = np.full(n, 1e-5)
+    got = _driver._finish(measurement.analysis, state, steps, low, low + 1.0, n, measurement._analysis_at)
+    expected = _driver._finish(reference, state, steps, low, low + 1.0, n)
+    for name in ("approx", "error", "rounding", "state", "low", "high"):
+        np.testing.assert_array_equal(np.asarray(getattr(got, name)).view(np.uint8),
+                                      np.asarray(getattr(expected, name)).view(np.uint8), err_msg=name)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_block_scales_and_precision_targets_match_the_per_component_rules(seed):
+    # judge keeps one scale per block and computes the targets block by block:
+    # the same bits as fd.block_rms and fd.precision_targets on full arrays.
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    n, n_blocks = 300, int(rng.integers(1, 6))
+    block_ids = np.sort(rng.integers(0, n_blocks, n)).astype(np.uint8)
+    if seed % 2:
+        block_ids = rng.permutation(block_ids)  # a check of unsorted indices
+    measurement = _driver._Measurement.__new__(_driver._Measurement)
+    measurement.analysis = _random_analysis(rng, n)
+    # Some blocks verified (tiny errors: infinite targets), others not.
+    measurement.analysis.error = np.abs(measurement.analysis.error) * 10.0 ** rng.uniform(-20, -4, n_blocks)[block_ids]
+    measurement.analysis.rounding = measurement.analysis.error * rng.random(n)
+    measurement.analysis.approx[rng.random(n) < 0.05] = np.nan
+    measurement.grad = rng.standard_normal(n)
+    measurement.opts = SimpleNamespace(threshold=1e-7, grad_dtype=("float64", "float32")[seed % 3 == 0])
+    measurement.block_ids, measurement.n_blocks = block_ids, n_blocks
+    magnitude = np.where(np.isfinite(measurement.analysis.approx),
+                         np.abs(measurement.grad) + np.abs(measurement.analysis.approx), 0.0)
+    scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
+    measurement.block_scale = np.zeros(n_blocks)
+    for b, members in _driver._each_block(block_ids, n_blocks):
+        if fd._count(members):
+            measurement.block_scale[b] = (fd.scaled_norm(measurement._magnitude(members))
+                                          / np.sqrt(fd._count(members)))
+    np.testing.assert_array_equal(measurement.block_scale[block_ids].view(np.uint64), scale_floor.view(np.uint64))
+    grad_error = _driver._grad_rounding(measurement.grad, measurement.opts)
+    expected = fd.precision_targets(measurement.analysis.error + grad_error, measurement.analysis.rounding + grad_error,
+                                    magnitude, scale_floor, block_ids, n_blocks, measurement.opts.threshold)
+    measurement._update_precision()
+    np.testing.assert_array_equal(np.asarray(measurement.precision).view(np.uint64), expected.view(np.uint64))
