@@ -231,8 +231,7 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         # spacing measured nothing: the floor, half an ulp of J.
         floor = 0.5 * fd.EPS_MACH * abs(engine.cost_value)
         level = found[-1] if clean else (min(found) if found else floor)
-        if clean and spacing != fd.NOISE_SPACINGS[-1] and level > fd.STRUCTURE_FACTOR**2 * floor:
-            # (Far above J's own rounding only: a long sum's rounding is not structure.)
+        if clean and spacing != fd.NOISE_SPACINGS[-1]:
             level = _finer_noise(engine, k, level)
         levels.append(level)
     return float(max(levels))
