@@ -189,20 +189,6 @@ def noise_points(value: float, relative_spacing: float, offset: float = NOISE_OF
     return value + (offset + offsets) * spacing
 
 
-def noise_components(indices: np.ndarray, block_ids: np.ndarray) -> np.ndarray:
-    """Up to NOISE_LINES components to measure the noise along: one from each of the largest blocks."""
-    chosen = []
-    blocks, counts = np.unique(block_ids, return_counts=True)
-    for b in blocks[np.argsort(-counts, kind="stable")]:
-        members = indices[block_ids == b]
-        chosen.append(int(members[members.size // 2]))
-        if len(chosen) == NOISE_LINES:
-            break
-    while len(chosen) < min(NOISE_LINES, indices.size):
-        chosen.append(int(indices[(len(chosen) * indices.size) // NOISE_LINES]))
-    return np.array(sorted(set(chosen)), dtype=np.int64)
-
-
 def noise_level(values: np.ndarray, cost_value: float) -> tuple[float, bool]:
     """Standard deviation of the cost's rounding noise from values along a line (ECnoise).
 

@@ -203,12 +203,8 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         spacings = [(spacing, fd.NOISE_OFFSET) for spacing in fd.NOISE_SPACINGS]
         while spacings:
             spacing, offset = spacings.pop(0)
-            points = fd.noise_points(float(engine.theta[k]), spacing, offset)[None, :]
-            try:
-                values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
-            except KeyboardInterrupt:
-                raise CheckInterrupted(None, "check interrupted before any component was done") from None
-            sigma, clean = fd.noise_level(values[0], engine.cost_value)
+            values, _ = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), spacing, offset))
+            sigma, clean = fd.noise_level(values, engine.cost_value)
             coarse = offset == fd.COARSE_NOISE_OFFSET
             if math.isnan(sigma):
                 # The line did not move: smaller spacings show nothing more. At the
@@ -248,19 +244,15 @@ def _finer_noise(engine: Engine, k: int, level: float) -> float:
     measured there is the cost's own: the steps then start small and the table
     goes down to where the ripple is resolved, or leaves it unresolved.
     """
-    points = fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1])[None, :]
-    try:
-        values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
-    except KeyboardInterrupt:
-        raise CheckInterrupted(None, "check interrupted before any component was done") from None
-    if np.any(status):
+    values, failed = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1]))
+    if failed:
         return level
-    finer, clean = fd.noise_level(values[0], engine.cost_value)
+    finer, clean = fd.noise_level(values, engine.cost_value)
     return finer if clean and finer * fd.STRUCTURE_FACTOR < level else level
 
 
 def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
-    """Rounding noise of the complex step's derivative for every component of theta (ECnoise).
+    """Rounding noise of the complex step's derivative in each block of theta (ECnoise).
 
     The complex step takes no difference, but the derivative is a sum the cost
     computes, with its own rounding: at an optimum its terms cancel, and the
@@ -268,26 +260,22 @@ def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
     component of each block (its middle one) the derivative's k-th differences
     are that noise; each block has its own (a block of parameters of size 1e6
     has derivatives, and noise, of another size). A line that measured nothing
-    leaves its block the largest noise found.
+    leaves its block the largest noise found. Returns one value per block.
     """
-    everything = np.arange(engine.theta.size)
-    block_ids = _block_ids(layout, everything)[0]
+    spans = _block_spans(layout, engine.theta.size)
     found_by_block: dict[int, float] = {}
-    blocks = np.unique(block_ids)
-    middles = [int(np.flatnonzero(block_ids == b)[np.count_nonzero(block_ids == b) // 2]) for b in blocks]
-    for k in middles:
+    for b, (offset, count) in enumerate(spans):
+        if count == 0:
+            continue
+        k = offset + count // 2
         value = float(engine.theta[k])
         step = float(fd.base_steps(np.array([value]), 0.0, "complex")[0])
         found = []
         clean = False
         for spacing in fd.NOISE_SPACINGS:
-            points = (fd.noise_points(value, spacing) + 1j * step)[None, :]
-            try:
-                values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points)
-            except KeyboardInterrupt:
-                raise CheckInterrupted(None, "check interrupted before any component was done") from None
-            derivative = values[0] / step
-            if np.any(status) or not np.all(np.isfinite(derivative)):
+            values, failed = _noise_line(engine, k, fd.noise_points(value, spacing) + 1j * step)
+            derivative = values / step
+            if failed or not np.all(np.isfinite(derivative)):
                 break
             sigma, clean = fd.noise_level(derivative, float(np.max(np.abs(derivative))))
             if math.isnan(sigma):
@@ -296,25 +284,35 @@ def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
             if clean:
                 break
         if found:
-            found_by_block[int(block_ids[k])] = found[-1] if clean else min(found)
+            found_by_block[b] = found[-1] if clean else min(found)
     largest = max(found_by_block.values(), default=0.0)
-    per_block = np.full(int(block_ids.max(initial=0)) + 1, largest)
-    for b, sigma in found_by_block.items():
-        per_block[b] = sigma
-    return per_block[block_ids]
+    return np.array([found_by_block.get(b, largest) for b in range(len(spans))])
+
+
+def _noise_line(engine: Engine, k: int, points: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The engine's values along one noise line of component ``k``, and whether any evaluation failed."""
+    try:
+        values, _, status = engine.evaluate(np.array([k], dtype=np.int64), points[None, :])
+    except KeyboardInterrupt:
+        raise CheckInterrupted(None, "check interrupted before any component was done") from None
+    return values[0], bool(np.any(status))
+
+
+def _block_spans(layout: Layout | None, size: int) -> list[tuple[int, int]]:
+    """``(offset, count)`` of each block of theta, in block order (one block without a layout)."""
+    if layout is None:
+        return [(0, size)]
+    return list(zip(layout.offsets, layout._sizes))
 
 
 def _noise_components(layout: Layout | None, size: int) -> np.ndarray:
-    """``fd.noise_components`` of every component of theta, from the layout's blocks alone.
+    """Up to NOISE_LINES components of theta to measure the noise along, from the layout's blocks alone.
 
-    The same components as ``fd.noise_components(np.arange(size), block ids)``
-    (the middle of each of the largest blocks, then evenly spread ones),
-    without the per-component arrays that call needs.
+    The middle of each of the largest blocks, then evenly spread ones, chosen
+    from all of theta (partial checks of one point measure the same noise),
+    without per-component arrays (the NumPy reference is in the tests).
     """
-    if layout is None:
-        blocks = [(0, size)] if size else []
-    else:
-        blocks = [(offset, count) for offset, count in zip(layout.offsets, layout._sizes) if count]
+    blocks = [(offset, count) for offset, count in _block_spans(layout, size) if count]
     chosen = []
     for offset, count in sorted(blocks, key=lambda block: -block[1]):  # stable: ties in block order
         chosen.append(offset + count // 2)
@@ -728,11 +726,14 @@ class _Measurement:
         grid_plus, grid_minus = table.plus[rows, finest], table.minus[rows, finest]
         grid_off_plus, grid_off_minus = table.off_plus[rows, finest], table.off_minus[rows, finest]
         kink = np.isin(self.state[todo], (fd.KINK_WRONG, fd.KINK_AGREE))
+        base = self.base[todo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grid_central = (grid_plus - grid_minus) / (grid_off_plus - grid_off_minus)
+            grid_slopes = (grid_plus / grid_off_plus, grid_minus / grid_off_minus)
         gap, inside, within_factor = np.zeros(rows.size), np.ones(rows.size, bool), np.ones(rows.size, bool)
         no_answer = np.zeros(rows.size, bool)
         for ratio in OFF_GRID:
             step = np.abs(grid_off_plus) * ratio
-            base = self.base[todo]
             points = np.stack([base + step, base - step], axis=1)
             offsets = points - base[:, None]
             values, kinks, status = self.runner.evaluate(self.indices[todo], points, count=False)
@@ -742,7 +743,6 @@ class _Measurement:
             no_answer |= status.astype(bool) | ~np.isfinite(values).all(axis=1) | kinks.astype(bool).reshape(rows.size, -1).any(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 off_central = (values[:, 0] - values[:, 1]) / (offsets[:, 0] - offsets[:, 1])
-                grid_central = (grid_plus - grid_minus) / (grid_off_plus - grid_off_minus)
                 off_gap = np.abs(off_central - analysis.approx)
                 # Central truncation is second order: at ``ratio`` times the finest step it
                 # is about ``ratio**2`` times the finest one's (half as much again allowed).
@@ -750,14 +750,11 @@ class _Measurement:
                             + 2.0 * (analysis.error + fd.ROUNDING_FACTOR * sigma / step))
                 sides = np.ones(rows.size, bool)
                 side_rounding = fd.ROUNDING_FACTOR * np.sqrt(2.0) * sigma / step
-                for value, offset, grid, grid_offset, limit in (
-                    (values[:, 0], offsets[:, 0], grid_plus, grid_off_plus, analysis.right),
-                    (values[:, 1], offsets[:, 1], grid_minus, grid_off_minus, analysis.left),
-                ):
+                for side, limit in ((0, analysis.right), (1, analysis.left)):
                     # A one-sided slope's truncation is first order: at ``ratio`` times the
                     # step it is about ``ratio`` times the finest one's (half as much again allowed).
-                    sides &= (np.abs(value / offset - limit)
-                              <= 1.5 * ratio * np.abs(grid / grid_offset - limit)
+                    sides &= (np.abs(values[:, side] / offsets[:, side] - limit)
+                              <= 1.5 * ratio * np.abs(grid_slopes[side] - limit)
                               + 2.0 * (analysis.side_error + side_rounding))
             inside &= np.where(kink, sides, off_gap <= envelope)
             within_factor &= ~kink & (off_gap <= fd.WRONG_FACTOR * envelope)
@@ -773,9 +770,10 @@ class _Measurement:
             again = todo[widened]
             _writable(self.analysis, "error")[again] += gap[widened]
             self.state[again] = self._decide(again, self._analysis_at(again), final=True)
-        self.state[todo[~settled & ~widened]] = fd.UNRESOLVED
-        if (~settled & ~widened).any():
-            _writable(self, "aliased")[todo[~settled & ~widened]] = True
+        aliased = todo[~settled & ~widened]
+        self.state[aliased] = fd.UNRESOLVED
+        if aliased.size:
+            _writable(self, "aliased")[aliased] = True
 
     def judge_kinks(self) -> None:
         """Values at a kink against the range of valid derivatives (per example where the engine can)."""
@@ -1197,7 +1195,7 @@ def run_check(
         sigma = measure_noise(engine, layout)
         work = _Measurement(runner, engine, indices, base, grad_selected, opts, sigma, block_ids, n_blocks)
         if engine.traits.complex_step:
-            work.derivative_noise = complex_step_noise(engine, layout)[indices]
+            work.derivative_noise = complex_step_noise(engine, layout)[block_ids]
         try:
             # Each step in turn from here: the steps call the runner, the runner the engine.
             for step in work.plan():
