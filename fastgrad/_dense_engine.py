@@ -230,6 +230,48 @@ def _tanh_small(x):
     return x * (1.0 + x2 * (_T3 + x2 * _T5))
 
 
+# Truncated power series in t, as 6-tuples of the coefficients of t^1 .. t^6
+# (no constant term): the loss change of one example, built once per unit and
+# example, then evaluated at every column (see _loss_series).
+_SERIES_ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_EXPM1_SERIES = (1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0)
+_LOG1P_SERIES = (1.0, -1.0 / 2.0, 1.0 / 3.0, -1.0 / 4.0, 1.0 / 5.0, -1.0 / 6.0)
+
+
+@njit(cache=True, inline="always")
+def _series_axpy(alpha, x, y):
+    """alpha x + y, term by term."""
+    return (alpha * x[0] + y[0], alpha * x[1] + y[1], alpha * x[2] + y[2],
+            alpha * x[3] + y[3], alpha * x[4] + y[4], alpha * x[5] + y[5])
+
+
+@njit(cache=True, inline="always")
+def _series_product(a, b):
+    """a b, truncated after t^6 (both without constant term, so it starts at t^2)."""
+    return (0.0,
+            a[0] * b[0],
+            a[0] * b[1] + a[1] * b[0],
+            a[0] * b[2] + a[1] * b[1] + a[2] * b[0],
+            a[0] * b[3] + a[1] * b[2] + a[2] * b[1] + a[3] * b[0],
+            a[0] * b[4] + a[1] * b[3] + a[2] * b[2] + a[3] * b[1] + a[4] * b[0])
+
+
+@njit(cache=True, inline="always")
+def _series_compose(g, x):
+    """sum_j g[j - 1] x^j, truncated after t^6 (x without constant term)."""
+    x2 = _series_product(x, x)
+    x3 = _series_product(x2, x)
+    x4 = _series_product(x2, x2)
+    x5 = _series_product(x4, x)
+    x6 = _series_product(x3, x3)
+    out = _series_axpy(g[0], x, _SERIES_ZERO)
+    out = _series_axpy(g[1], x2, out)
+    out = _series_axpy(g[2], x3, out)
+    out = _series_axpy(g[3], x4, out)
+    out = _series_axpy(g[4], x5, out)
+    return _series_axpy(g[5], x6, out)
+
+
 @njit(cache=True)
 def _softplus(x):
     """log(1 + e^x), without overflow."""
@@ -719,60 +761,55 @@ def _logit_direction(base, l, i, e, s):
 
 
 @njit(cache=True, inline="always")
-def _fast_softmax(base, e, n_q, s):
-    """contribution[q] = log1p(sum_c p_c expm1(x_c)) - sum_c y_c x_c, x = v a_change[q]."""
-    # the scratch arrays taken once, outside the loops over columns
-    expm1_sum = s.expm1_sum
-    label_dot = s.label_dot
-    direction = s.direction
-    a_change = s.a_change
-    contribution = s.contribution
-    for q in range(n_q):
-        expm1_sum[q] = 0.0
-        label_dot[q] = 0.0
-    for c in range(base.layer_sizes[base.layer_sizes.size - 1]):
-        vc = direction[c]
-        if vc == 0.0:
-            continue
-        pc = base.P[c, e]
+def _loss_series(base, e, n_terms, s):
+    """The change of example e's loss as a power series in t (coefficients of
+    t^1 .. t^6), when logit c moves by ``x_c = sum_k series[k - 1, c] t^k``
+    (k <= n_terms; the fast path's straight line has n_terms = 1).
+
+    Softmax: ``log1p(sum_c p_c expm1(x_c)) - sum_c y_c x_c``; binary
+    cross-entropy: ``sum_c log1p(s_c expm1(x_c)) - y_c x_c``; MSE on a linear
+    output: ``sum_c (a_c - y_c) x_c + x_c^2 / 2``. Composed once per unit and
+    example, so that a column costs one polynomial instead of an expm1 per
+    output. Every term dropped is of degree 7 or more in t: where the paths use
+    it, |x_c| <= POLY_LIMIT and each degree of the logits' series is below
+    2^-10 of the one before, so the dropped terms are below 2^-60 of the
+    first-order ones (exact to rounding, as the per-output polynomials were).
+    """
+    V = s.series
+    n_layers = base.layer_sizes.size - 1
+    total = _SERIES_ZERO
+    inner = _SERIES_ZERO  # softmax: sum_c p_c expm1(x_c)
+    for c in range(base.layer_sizes[n_layers]):
+        if n_terms == 1:
+            if V[0, c] == 0.0:
+                continue
+            v = (V[0, c], 0.0, 0.0, 0.0, 0.0, 0.0)
+        else:
+            v = (V[0, c], V[1, c], V[2, c], V[3, c], V[4, c], V[5, c])
         yc = base.Y[c, e]
-        for q in range(n_q):
-            x = vc * a_change[q]
-            expm1_sum[q] += pc * _expm1_small(x)
-        if yc != 0.0:
-            for q in range(n_q):
-                label_dot[q] += yc * (vc * a_change[q])
-    for q in range(n_q):
-        contribution[q] = _log1p_small(expm1_sum[q]) - label_dot[q]
+        if LOSS == SOFTMAX_CROSS_ENTROPY:
+            inner = _series_axpy(base.P[c, e], _series_compose(_EXPM1_SERIES, v), inner)
+            total = _series_axpy(-yc, v, total)
+        elif LOSS == BINARY_CROSS_ENTROPY:
+            moved = _series_axpy(base.P[c, e], _series_compose(_EXPM1_SERIES, v), _SERIES_ZERO)
+            total = _series_axpy(1.0, _series_compose(_LOG1P_SERIES, moved), total)
+            total = _series_axpy(-yc, v, total)
+        else:  # MSE on a linear output
+            rc = base.A[base.unit_offset[n_layers] + c, e] - yc
+            total = _series_axpy(rc, v, total)
+            total = _series_axpy(0.5, _series_product(v, v), total)
+    if LOSS == SOFTMAX_CROSS_ENTROPY:
+        total = _series_axpy(1.0, _series_compose(_LOG1P_SERIES, inner), total)
+    return total
 
 
 @njit(cache=True, inline="always")
-def _fast_other_losses(base, e, n_q, s):
-    """contribution[q] for binary cross-entropy (``sum_c log1p(s_c expm1(x_c)) -
-    y_c x_c``) and MSE on a linear output (``sum_c x_c (x_c + 2 (a_c - y_c)) / 2``)."""
-    # the scratch arrays taken once, outside the loops over columns
-    contribution = s.contribution
-    direction = s.direction
+def _column_losses(loss, n_q, s):
+    """contribution[q] = the loss series at t = a_change[q], every column."""
     a_change = s.a_change
-    n_layers = base.layer_sizes.size - 1
+    contribution = s.contribution
     for q in range(n_q):
-        contribution[q] = 0.0
-    for c in range(base.layer_sizes[n_layers]):
-        vc = direction[c]
-        if vc == 0.0:
-            continue
-        yc = base.Y[c, e]
-        if LOSS == BINARY_CROSS_ENTROPY:
-            sc = base.P[c, e]
-            for q in range(n_q):
-                x = vc * a_change[q]
-                t = sc * _expm1_small(x)
-                contribution[q] += _log1p_small(t) - yc * x
-        else:
-            rc = base.A[base.unit_offset[n_layers] + c, e] - yc
-            for q in range(n_q):
-                x = vc * a_change[q]
-                contribution[q] += 0.5 * x * (x + 2.0 * rc)
+        contribution[q] = _series_move(loss, a_change[q])
 
 
 @njit(cache=True, inline="always")
@@ -784,10 +821,10 @@ def _fast_path(base, l, i, e, n_q, n_crossed, s):
     crossed = s.crossed
     exact_columns = s.exact_columns
     limit = _logit_direction(base, l, i, e, s)
-    if LOSS == SOFTMAX_CROSS_ENTROPY:
-        _fast_softmax(base, e, n_q, s)
-    else:
-        _fast_other_losses(base, e, n_q, s)
+    n_out = base.layer_sizes[base.layer_sizes.size - 1]
+    for c in range(n_out):
+        s.series[0, c] = s.direction[c]  # the logits move on a straight line: degree 1 only
+    _column_losses(_loss_series(base, e, 1, s), n_q, s)
     n_far = 0
     for q in range(n_q):
         n_far += not (abs(a_change[q]) <= limit)
@@ -892,44 +929,6 @@ def _series_move(v, t):
 
 
 @njit(cache=True, inline="always")
-def _series_losses(base, e, n_q, s):
-    """contribution[q]: the fast path's loss formulas at the logits moved by
-    x_c = sum_k V_k,c a_change[q]^k."""
-    expm1_sum = s.expm1_sum
-    label_dot = s.label_dot
-    a_change = s.a_change
-    contribution = s.contribution
-    n_layers = base.layer_sizes.size - 1
-    for q in range(n_q):
-        expm1_sum[q] = 0.0
-        label_dot[q] = 0.0
-        contribution[q] = 0.0
-    for c in range(base.layer_sizes[n_layers]):
-        v = (s.series[0, c], s.series[1, c], s.series[2, c], s.series[3, c], s.series[4, c], s.series[5, c])
-        yc = base.Y[c, e]
-        if LOSS == SOFTMAX_CROSS_ENTROPY:
-            pc = base.P[c, e]
-            for q in range(n_q):
-                expm1_sum[q] += pc * _expm1_small(_series_move(v, a_change[q]))
-            if yc != 0.0:
-                for q in range(n_q):
-                    label_dot[q] += yc * _series_move(v, a_change[q])
-        elif LOSS == BINARY_CROSS_ENTROPY:
-            sc = base.P[c, e]
-            for q in range(n_q):
-                x = _series_move(v, a_change[q])
-                contribution[q] += _log1p_small(sc * _expm1_small(x)) - yc * x
-        else:  # MSE on a linear output
-            rc = base.A[base.unit_offset[n_layers] + c, e] - yc
-            for q in range(n_q):
-                x = _series_move(v, a_change[q])
-                contribution[q] += 0.5 * x * (x + 2.0 * rc)
-    if LOSS == SOFTMAX_CROSS_ENTROPY:
-        for q in range(n_q):
-            contribution[q] = _log1p_small(expm1_sum[q]) - label_dot[q]
-
-
-@njit(cache=True, inline="always")
 def _series_path(base, l, i, e, n_q, n_crossed, s):
     """contribution[q] of every column by the series path; returns how many
     columns it cannot serve (crossed here, or beyond its limit), listed in
@@ -938,7 +937,7 @@ def _series_path(base, l, i, e, n_q, n_crossed, s):
     crossed = s.crossed
     exact_columns = s.exact_columns
     limit = _series_direction(base, l, i, e, s)
-    _series_losses(base, e, n_q, s)
+    _column_losses(_loss_series(base, e, SERIES_TERMS, s), n_q, s)
     n_far = 0
     for q in range(n_q):
         n_far += not (abs(a_change[q]) <= limit)
