@@ -69,7 +69,8 @@ def main() -> None:
     if options.engine == "dense":
 
         def check():
-            return problem.net.gradcheck(problem.params, problem.X, problem.Y, indices=indices, progress=False)
+            return problem.net.gradcheck(problem.params, problem.X, problem.Y, indices=indices, progress=False,
+                                         engine="dense")
 
     elif options.engine == "generic":
 

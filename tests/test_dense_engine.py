@@ -624,3 +624,29 @@ def test_series_path_at_every_step_the_driver_uses(first, last, loss, output):
     small = np.abs(ref.astype(np.float64)) > 0
     error = np.abs(deltas - ref.astype(np.float64))[small] / np.abs(ref.astype(np.float64))[small]
     assert np.median(error) < 1e-12
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("loss,output", LOSS_OUTPUTS[:3])
+def test_loss_series_is_exact_to_rounding_with_large_output_weights(hidden, loss, output):
+    # The loss change of an example is one power series in the perturbed unit's
+    # change, composed once per unit and example (degrees 1..6). Output weights
+    # 40 times larger move the logits by up to POLY_LIMIT at the larger steps,
+    # where the dropped terms (degree >= 7) are largest; a wrong coefficient
+    # would leave errors of the order of the squared move (~1e-7), rounding ~1e-17.
+    case = make_case([5, 6, 4, 3], hidden, output, loss, m=6, seed=77)
+    theta = case["theta"]
+    n_out_weights = 3 * 4
+    last = theta.size - 3 - n_out_weights
+    # (x 8 under binary cross-entropy: the reference's log(1 - sigmoid) in
+    # extended precision loses digits of its own once the outputs saturate.)
+    theta[last:last + n_out_weights] *= 8.0 if loss == "binary_cross_entropy" else 40.0
+    indices = np.arange(theta.size, dtype=np.int64)
+    for h in (2e-5, 1e-4, 5e-4, 2e-3):
+        points = central_points(theta, indices, h * np.maximum(1.0, np.abs(theta)))
+        deltas, kinks, status = run_kernel(case, indices, points)
+        ref, ref_kinks = run_reference(case, indices, points)
+        assert not status.any()
+        assert np.abs(ref).max() > 1e-6  # the logits really move
+        assert_close_to_reference(case, deltas, ref, scale=10.0)
+        np.testing.assert_array_equal(kinks, ref_kinks)
