@@ -141,6 +141,10 @@ DenseBase = namedtuple(
         "inputs_t",         # flat: A_{l-1}^T of every layer (A_0 = X), for contiguous gathers
         "series",           # (m, n_units, SERIES_TERMS): g(Z + d) - g(Z) = sum_k series[e, unit, k - 1] d^k
                             # for tanh / sigmoid units (zeros for the others), |d| <= SERIES_LIMIT
+        # the fast and series paths, per unit and example (_fill_unit_losses, once per check)
+        "unit_loss",        # (n_units, m, SERIES_TERMS): example e's loss change = sum_k unit_loss[unit, e, k - 1] t^k
+                            # when A_l[i, e] changes by t (Z_L[i, e] for an output unit), |t| <= unit_limit
+        "unit_limit",       # (n_units, m): the largest |t| the series serves (0: the paths do not apply)
     ],
 )
 DenseBase.__doc__ = """What every call of ``cost_differences`` shares, from :func:`prepare`.
@@ -805,26 +809,26 @@ def _loss_series(base, e, n_terms, s):
 
 @njit(cache=True, inline="always")
 def _column_losses(loss, n_q, s):
-    """contribution[q] = the loss series at t = a_change[q], every column."""
+    """contribution[q] = the loss series (a row of ``unit_loss``) at t = a_change[q], every column."""
     a_change = s.a_change
     contribution = s.contribution
+    v = (loss[0], loss[1], loss[2], loss[3], loss[4], loss[5])
     for q in range(n_q):
-        contribution[q] = _series_move(loss, a_change[q])
+        contribution[q] = _series_move(v, a_change[q])
 
 
 @njit(cache=True, inline="always")
 def _fast_path(base, l, i, e, n_q, n_crossed, s):
-    """contribution[q] of every column by the fast path; returns how many
-    columns it cannot serve (crossed here, or beyond the margin or the
-    polynomials' range), listed in exact_columns."""
+    """contribution[q] of every column by the fast path (or the series path:
+    the unit's loss series, ``_fill_unit_losses``); returns how many columns
+    it cannot serve (crossed here, or beyond the margin or the polynomials'
+    range), listed in exact_columns."""
     a_change = s.a_change
     crossed = s.crossed
     exact_columns = s.exact_columns
-    limit = _logit_direction(base, l, i, e, s)
-    n_out = base.layer_sizes[base.layer_sizes.size - 1]
-    for c in range(n_out):
-        s.series[0, c] = s.direction[c]  # the logits move on a straight line: degree 1 only
-    _column_losses(_loss_series(base, e, 1, s), n_q, s)
+    unit = base.unit_offset[l] + i
+    limit = base.unit_limit[unit, e]
+    _column_losses(base.unit_loss[unit, e], n_q, s)
     n_far = 0
     for q in range(n_q):
         n_far += not (abs(a_change[q]) <= limit)
@@ -926,28 +930,6 @@ def _series_move(v, t):
     """sum_k v[k - 1] t^k (degree SERIES_TERMS = 6), by Estrin's scheme (see _expm1_small)."""
     t2 = t * t
     return t * ((v[0] + t * v[1]) + t2 * ((v[2] + t * v[3]) + t2 * (v[4] + t * v[5])))
-
-
-@njit(cache=True, inline="always")
-def _series_path(base, l, i, e, n_q, n_crossed, s):
-    """contribution[q] of every column by the series path; returns how many
-    columns it cannot serve (crossed here, or beyond its limit), listed in
-    exact_columns."""
-    a_change = s.a_change
-    crossed = s.crossed
-    exact_columns = s.exact_columns
-    limit = _series_direction(base, l, i, e, s)
-    _column_losses(_loss_series(base, e, SERIES_TERMS, s), n_q, s)
-    n_far = 0
-    for q in range(n_q):
-        n_far += not (abs(a_change[q]) <= limit)
-    n_exact = 0
-    if n_far > 0 or n_crossed > 0:
-        for q in range(n_q):
-            if crossed[q] or not (abs(a_change[q]) <= limit):
-                exact_columns[n_exact] = q
-                n_exact += 1
-    return n_exact
 
 
 # --------------------------------------------------------------------------- #
@@ -1346,7 +1328,7 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
         if fast and (factor != 0.0 or not piecewise_here):
             n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)
         elif SMOOTH and series and (factor != 0.0 or not piecewise_here):
-            n_exact = _series_path(base, l, i, e, n_q, n_crossed, s)
+            n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)
         else:
             n_exact = _list_moving_columns(n_q, s)
         _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s)
@@ -1357,6 +1339,54 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
         for q in range(n_q):
             total[q] += contribution[q]
     _write_piece(base, indices, points, plan, start, n_comp, base.layer_sizes[l - 1], deltas, kinks, status, s)
+
+
+# --------------------------------------------------------------------------- #
+# The loss series of every unit and example, once per check
+# --------------------------------------------------------------------------- #
+@njit(cache=True, nogil=True)
+def _fill_unit_losses(base, scratch, c, n_chunks):
+    """unit_loss and unit_limit of units c, c + n_chunks, ... (chunk c's share, in its scratch).
+
+    The direction of the logits (fast path) or their series (series path) and
+    the loss series composed from it depend on the unit and the example only:
+    computed here once, every call and piece of the check reads them (a bias
+    checked apart from its unit's weights used to pay for them again). Units
+    on the flat side of a ReLU, dropped, or served by neither path keep a
+    limit of 0.
+    """
+    s = _scratch_of_chunk(scratch, c)
+    n_layers = base.layer_sizes.size - 1
+    has_dropout = base.dropout_scale.shape[0] > 0
+    for unit in range(c, base.Z.shape[0], n_chunks):
+        l = base.layer_of_unit[unit]
+        i = unit - base.unit_offset[l]
+        is_output = l == n_layers
+        code = LINEAR if is_output else base.activations[l - 1]
+        fast = _downstream_is_fast(base, l)
+        series = SMOOTH and not fast and _downstream_is_series(base, l)
+        if not (fast or series):
+            continue
+        for e in range(base.Z.shape[1]):
+            drop = base.dropout_scale[unit, e] if has_dropout and not is_output else 1.0
+            if drop == 0.0 or (is_piecewise_linear(code) and activation_slope(code, base.Z[unit, e]) == 0.0):
+                continue  # no column of this unit and example reaches the paths
+            if fast:
+                limit = _logit_direction(base, l, i, e, s)
+                for o in range(base.layer_sizes[n_layers]):
+                    s.series[0, o] = s.direction[o]  # the logits move on a straight line: degree 1 only
+                loss = _loss_series(base, e, 1, s)
+            else:
+                limit = _series_direction(base, l, i, e, s)
+                loss = _loss_series(base, e, SERIES_TERMS, s)
+            base.unit_limit[unit, e] = limit
+            row = base.unit_loss[unit, e]
+            row[0] = loss[0]
+            row[1] = loss[1]
+            row[2] = loss[2]
+            row[3] = loss[3]
+            row[4] = loss[4]
+            row[5] = loss[5]
 
 
 # --------------------------------------------------------------------------- #
@@ -1508,6 +1538,32 @@ def _prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout_scale)
     return kernel(layer_sizes, activations, np.int64(loss), theta, X, dropout_scale)
 
 
+def _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, arrays) -> DenseBase:
+    """DenseBase of the prepared arrays, its per-unit loss series filled on the chunks' threads."""
+    Z = arrays[5]
+    n_units, m = Z.shape
+    base = DenseBase(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, *arrays,
+                     np.zeros((n_units, m, SERIES_TERMS)), np.zeros((n_units, m)))
+    n_chunks = max(1, min(int(numba.get_num_threads()), n_units))
+    widest = max(1, int(layer_sizes[1:].max()))
+    scratch = _allocate_scratch(np.int64(n_chunks), np.int64(1), np.int64(1), np.int64(widest),
+                                np.int64(layer_sizes[-1]))
+    kernel = _variant(loss, activations)["_fill_unit_losses"]
+    n = np.int64(n_chunks)
+    if n_chunks == 1:
+        kernel(base, scratch, np.int64(0), n)
+        return base
+    pool = _thread_pool()
+    futures = [pool.submit(kernel, base, scratch, np.int64(c), n) for c in range(1, n_chunks)]
+    try:
+        kernel(base, scratch, np.int64(0), n)
+    finally:
+        wait(futures)
+    for future in futures:
+        future.result()
+    return base
+
+
 def _as_int_vector(value, name):
     array = np.ascontiguousarray(value, dtype=np.int64)
     if array.ndim != 1:
@@ -1596,7 +1652,7 @@ def prepare(
         )
     loss, l2 = int(loss), float(l2)
     arrays = _prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout_scale)
-    return DenseBase(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, *arrays)
+    return _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, arrays)
 
 
 def cost_differences(
@@ -1676,7 +1732,8 @@ def _example_base() -> DenseBase:
     """A DenseBase of the kernels' one specialisation, for cache look-ups."""
     sizes = np.array([1, 1], dtype=np.int64)
     tables = [np.zeros(3, dtype=np.int64)] * 4 + [np.zeros(1, dtype=np.int64)]
-    arrays = [np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros(1), np.zeros((1, 1, 1))]
+    arrays = [np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros(1), np.zeros((1, 1, 1)),
+              np.zeros((1, 1, 1)), np.zeros((1, 1))]
     return DenseBase(
         sizes, np.zeros(1, dtype=np.int64), 0, 0.0, np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)),
         *tables, *arrays,

@@ -522,7 +522,8 @@ class DenseEngine(_DenseCosts):
         # DenseNet's validated ones: the compiled set-up directly (prepare()
         # validates them for other callers).
         arrays = _dense_engine._prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout)
-        self._base = _dense_engine.DenseBase(layer_sizes, activations, int(loss), float(l2), theta, Y, dropout, *arrays)
+        self._base = _dense_engine._base_with_unit_losses(layer_sizes, activations, int(loss), float(l2), theta, Y,
+                                                          dropout, arrays)
 
     def evaluate(self, indices: np.ndarray, points: np.ndarray):
         import numba
