@@ -724,12 +724,17 @@ def _carry_direction(base, k, e, margin, s):
             margin = min(margin, 0.5 * abs(z) / abs(wu))
         s.scaled[u] = activation_slope(code, z) * drop * wu
     n_here = base.layer_sizes[k]
+    n_next = base.layer_sizes[k + 1]
     W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, k + 1)
-    for o in range(base.layer_sizes[k + 1]):
-        t = 0.0
-        for u in range(n_here):
-            t += W[o, u] * s.scaled[u]
-        s.carried[o] = t
+    # carried[o] = sum_u W[o, u] scaled[u], each sum in the order of u, with the
+    # outputs as the inner loop: independent sums, not one chain of additions.
+    carried, scaled = s.carried, s.scaled
+    for o in range(n_next):
+        carried[o] = 0.0
+    for u in range(n_here):
+        su = scaled[u]
+        for o in range(n_next):
+            carried[o] += W[o, u] * su
     return margin
 
 
@@ -900,12 +905,17 @@ def _series_direction(base, l, i, e, s):
             power *= w
             scaled[k, u] = coefficients[unit, k] * power
     W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, n_layers)
+    # series[k, c] = sum_u W[c, u] scaled[k, u], each sum in the order of u, with
+    # the terms and outputs as the inner loops: independent sums, not chains.
+    series = s.series
     for k in range(SERIES_TERMS):
         for c in range(n_out):
-            t = 0.0
-            for u in range(n_last):
-                t += W[c, u] * scaled[k, u]
-            s.series[k, c] = t
+            series[k, c] = 0.0
+    for u in range(n_last):
+        for k in range(SERIES_TERMS):
+            sku = scaled[k, u]
+            for c in range(n_out):
+                series[k, c] += W[c, u] * sku
     if biggest == 0.0:
         return np.inf  # nothing reaches the logits: every change is exactly zero
     limit = min(margin, SERIES_LIMIT / biggest)
