@@ -160,8 +160,6 @@ ChunkScratch = namedtuple(
         "step",            # p - theta_k
         "z_change",        # change of Z_l[i, e]
         "a_change",        # change of A_l[i, e] (after dropout)
-        "expm1_sum",       # softmax fast path: sum_c p_c expm1(x_c)
-        "label_dot",       # softmax fast path: sum_c y_c x_c
         "contribution",    # change of example e's loss
         "total",           # sum of the loss changes over the examples so far
         "crossed",         # uint8: Z_l[i, e] changes sign (ReLU / leaky ReLU)
@@ -1409,8 +1407,7 @@ def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out):
     n_q = capacity * n_pts
     return ChunkScratch(
         np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)),
-        np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)),
-        np.empty((n_chunks, n_q)),
+        np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)),
         np.zeros((n_chunks, n_q), dtype=np.uint8), np.empty((n_chunks, n_q), dtype=np.int64),
         np.empty((n_chunks, capacity), dtype=np.int64), np.empty((n_chunks, capacity), dtype=np.uint8),
         np.empty((n_chunks, EXACT_BLOCK)), np.empty((n_chunks, EXACT_BLOCK)), np.empty((n_chunks, EXACT_BLOCK)),
@@ -1426,8 +1423,8 @@ def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out):
 def _scratch_of_chunk(scratch, c):
     """Chunk c's views of the scratch arrays."""
     return ChunkScratch(
-        scratch.step[c], scratch.z_change[c], scratch.a_change[c], scratch.expm1_sum[c],
-        scratch.label_dot[c], scratch.contribution[c], scratch.total[c], scratch.crossed[c],
+        scratch.step[c], scratch.z_change[c], scratch.a_change[c],
+        scratch.contribution[c], scratch.total[c], scratch.crossed[c],
         scratch.exact_columns[c], scratch.input_column[c], scratch.component_kink[c],
         scratch.block_a_change[c], scratch.block_loss[c], scratch.block_label_dot[c],
         scratch.block_kink[c], scratch.block_far[c], scratch.z_changes[c], scratch.a_changes[c],
