@@ -1784,7 +1784,7 @@ def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEA
     one = np.int64(1)
     index, vector, matrix, flags = np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros((1, 1)), np.zeros(1, np.uint8)
     plan = Plan(*[index] * 7, 1)
-    scratch_types = [vector] * 7 + [flags, index, index, flags, vector, vector, vector, flags, flags,
+    scratch_types = [vector] * 5 + [flags, index, index, flags, vector, vector, vector, flags, flags,
                                      matrix, matrix, vector, vector, vector, vector, matrix, matrix]
     scratch = ChunkScratch(*[np.zeros((1, *a.shape), a.dtype) for a in scratch_types])
     return (
@@ -1792,4 +1792,5 @@ def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEA
         and _is_cached(kernels["_plan"], (base, index, one, one))
         and _is_cached(_allocate_scratch, (one,) * 5)
         and _is_cached(kernels["_run_chunk"], (base, index, matrix, plan, matrix, flags, flags, scratch, one))
+        and _is_cached(kernels["_fill_unit_losses"], (base, scratch, one, one))
     )
