@@ -739,6 +739,41 @@ def block_error(error: np.ndarray, rounding: np.ndarray, overwrite: bool = False
     return biggest * float(np.linalg.norm(combined))
 
 
+def block_error_in_parts(parts, n: int) -> float:
+    """``block_error`` of a block of ``n`` components given in parts, without its whole temporaries.
+
+    ``parts()`` yields ``(error, rounding)`` scratch arrays (overwritten here)
+    that together make the block, the same each time it is called (it is
+    called twice: the largest combined error first, then the norm scaled by
+    it). One part gives ``block_error``'s bits; several, the same norm summed
+    part by part.
+    """
+    share = min(1.0, (1.0 + 3.0 / math.sqrt(max(n, 1))) / ROUNDING_FACTOR)
+
+    def combined_parts():
+        for error, rounding in parts():
+            np.minimum(rounding, error, out=rounding)
+            combined = np.subtract(error, rounding, out=error)
+            rounding *= share
+            combined += rounding
+            yield combined
+
+    biggest = 0.0
+    for combined in combined_parts():
+        if combined.size:
+            largest = float(np.max(combined))
+            if not math.isfinite(largest):
+                return largest
+            biggest = max(biggest, largest)
+    if biggest == 0.0:
+        return biggest
+    total = 0.0
+    for combined in combined_parts():
+        combined /= biggest
+        total += float(np.dot(combined, combined))
+    return biggest * math.sqrt(total)
+
+
 def precision_targets(error, rounding, magnitude, scale_floor, block_ids, n_blocks, threshold) -> np.ndarray:
     """The error each component should reach before its agreement counts.
 
@@ -881,6 +916,26 @@ def scaled_norm(x: np.ndarray) -> float:
         return biggest
     size /= biggest  # |x| / biggest: the same squares as x / biggest, one temporary
     return biggest * float(np.linalg.norm(size))
+
+
+def scaled_norm_in_parts(parts) -> float:
+    """``scaled_norm`` of the concatenation of what ``parts()`` yields (arrays of
+    non-negative values, overwritten here; called twice). One part gives
+    ``scaled_norm``'s bits; several, the same norm summed part by part."""
+    biggest = 0.0
+    for x in parts():
+        if x.size:
+            largest = float(np.max(x))
+            if not math.isfinite(largest):
+                return largest
+            biggest = max(biggest, largest)
+    if biggest == 0.0:
+        return biggest
+    total = 0.0
+    for x in parts():
+        x /= biggest
+        total += float(np.dot(x, x))
+    return biggest * math.sqrt(total)
 
 
 def block_rms(magnitude: np.ndarray, block_ids: np.ndarray, n_blocks: int) -> np.ndarray:

@@ -539,7 +539,7 @@ class _Measurement:
         self.block_scale = np.zeros(self.n_blocks)
         for b, members in _each_block(self.block_ids, self.n_blocks):
             if fd._count(members):
-                self.block_scale[b] = fd.scaled_norm(self._magnitude(members)) / math.sqrt(fd._count(members))
+                self.block_scale[b] = self._magnitude_norm(members) / math.sqrt(fd._count(members))
         self._update_precision()
         # Row by row (decide is elementwise): its temporaries stay chunk-sized.
         self.state = np.empty(grad.size, np.int8)
@@ -562,6 +562,10 @@ class _Measurement:
         magnitude[~np.isfinite(approx)] = 0.0
         return magnitude
 
+    def _magnitude_norm(self, members) -> float:
+        """``scaled_norm(self._magnitude(members))``, computed in row slices (slice-sized temporaries)."""
+        return fd.scaled_norm_in_parts(lambda: (self._magnitude(rows) for rows in _slices(members, _DECIDE_ROWS)))
+
     def _grad_error(self, rows) -> np.ndarray:
         return _grad_rounding(self.grad[rows], self.opts)
 
@@ -577,12 +581,17 @@ class _Measurement:
         for b, members in _each_block(self.block_ids, self.n_blocks):
             if fd._count(members) == 0:
                 continue
-            scale = fd.scaled_norm(self._magnitude(members))
-            error = self._grad_error(members)
-            rounding = error + rounding_all[members]
-            error += error_all[members]
-            spread = fd.block_error(error, rounding, overwrite=True)
-            del error, rounding
+            scale = self._magnitude_norm(members)
+
+            def parts(members=members):
+                # The block in row slices: its temporaries stay slice-sized.
+                for rows in _slices(members, _DECIDE_ROWS):
+                    error = self._grad_error(rows)
+                    rounding = error + rounding_all[rows]
+                    error += error_all[rows]
+                    yield error, rounding
+
+            spread = fd.block_error_in_parts(parts, fd._count(members))
             if not (spread <= threshold * scale):
                 if target is None:
                     target = np.full(self.grad.size, np.inf)
@@ -945,6 +954,16 @@ def _each_block(block_ids: np.ndarray, n_blocks: int):
     else:
         for b in range(n_blocks):
             yield b, fd._members(block_ids, b)
+
+
+def _slices(members, size: int):
+    """``members`` (a slice, or an array of positions) in consecutive parts of at most ``size``."""
+    if isinstance(members, slice):
+        for start in range(members.start, members.stop, size):
+            yield slice(start, min(members.stop, start + size))
+    else:
+        for start in range(0, members.size, size):
+            yield members[start:start + size]
 
 
 def _view(analysis: fd.Analysis, rows: slice) -> fd.Analysis:

@@ -172,3 +172,33 @@ def test_block_scales_and_precision_targets_match_the_per_component_rules(seed):
                                     magnitude, scale_floor, block_ids, n_blocks, measurement.opts.threshold)
     measurement._update_precision()
     np.testing.assert_array_equal(np.asarray(measurement.precision).view(np.uint64), expected.view(np.uint64))
+
+
+def test_block_norms_in_parts_match_the_whole_block():
+    # The driver's block norms (scale, error spread) are computed in row slices
+    # so that their temporaries stay slice-sized: one part gives the same bits
+    # as the whole-array functions, several parts the same norm to rounding.
+    rng = np.random.default_rng(12)
+    x = np.abs(rng.standard_normal(200_001)) * np.exp(rng.uniform(-30, 30, 200_001))
+    error = x * (1.0 + rng.random(x.size))
+    rounding = x * rng.random(x.size)
+
+    def in_parts(arrays, size):
+        """parts() for the in-parts functions: copies of consecutive slices (they overwrite them)."""
+        def parts():
+            for i in range(0, arrays[0].size, size):
+                copies = tuple(np.array(a[i:i + size]) for a in arrays)
+                yield copies if len(copies) > 1 else copies[0]
+        return parts
+
+    whole = fd.scaled_norm(x)
+    assert fd.scaled_norm_in_parts(in_parts([x], x.size)) == whole
+    assert fd.scaled_norm_in_parts(in_parts([x], 65536)) == pytest.approx(whole, rel=1e-14)
+    spread = fd.block_error(error.copy(), rounding.copy())
+    assert fd.block_error_in_parts(in_parts([error, rounding], x.size), x.size) == spread
+    assert fd.block_error_in_parts(in_parts([error, rounding], 65536), x.size) == pytest.approx(spread, rel=1e-14)
+    # Not finite anywhere: the first non-finite maximum, as the whole-array functions say.
+    y = x.copy()
+    y[150_000] = np.inf
+    assert fd.scaled_norm_in_parts(in_parts([y], 65536)) == np.inf
+    assert fd.scaled_norm_in_parts(in_parts([np.zeros(10)], 4)) == 0.0
