@@ -915,7 +915,9 @@ def _series_direction(base, l, i, e, s):
             for c in range(n_out):
                 series[k, c] += W[c, u] * sku
     if biggest == 0.0:
-        return np.inf  # nothing reaches the logits: every change is exactly zero
+        # Nothing reaches layer L-1 at theta: every change is exactly zero while
+        # the blocking ReLUs stay off, that is within the margin (beyond it, exact path).
+        return margin
     limit = min(margin, SERIES_LIMIT / biggest)
     if LOSS != MSE and limit > 0.0:
         for _ in range(64):

@@ -650,3 +650,34 @@ def test_loss_series_is_exact_to_rounding_with_large_output_weights(hidden, loss
         assert np.abs(ref).max() > 1e-6  # the logits really move
         assert_close_to_reference(case, deltas, ref, scale=10.0)
         np.testing.assert_array_equal(kinks, ref_kinks)
+
+
+@pytest.mark.parametrize("loss,expected", [("mse", 0.5 * math.tanh(1.0) ** 2), ("softmax_cross_entropy", None)])
+def test_series_path_keeps_the_relu_margin_when_nothing_reaches_the_smooth_layer(loss, expected):
+    # ReLU, ReLU, tanh, linear, one unit each, x = 0: z1 = b1 = 1 (on), z2 = z1 - 2
+    # = -1 (off), so at theta nothing reaches the tanh layer. b1 moved to 1.5 or 2
+    # keeps z2 <= 0 (exactly no change); to 3 it switches z2 on: the exact path
+    # must see it (found by a review: the series path dropped the margin, gave 0).
+    sizes = np.array([1, 1, 1, 1, 1], np.int64)
+    acts = np.array([ACTIVATIONS[a] for a in ("relu", "relu", "tanh", "linear")], np.int64)
+    theta = np.array([1.0, 1.0, 1.0, -2.0, 1.0, 0.0, 1.0, 0.0])
+    n_out = 2 if loss == "softmax_cross_entropy" else 1
+    if n_out == 2:
+        theta = np.concatenate([theta[:6], [1.0, -0.5], [0.0, 0.0]])
+        Y = np.array([[1.0], [0.0]])
+        sizes[-1] = 2
+    else:
+        Y = np.zeros((1, 1))
+    case = dict(sizes=sizes.tolist(), activations=["relu", "relu", "tanh", "linear"], loss=loss, l2=0.0,
+                theta=theta, X=np.zeros((1, 1)), Y=Y, dropout=np.zeros((0, 1)))
+    indices = np.array([1], np.int64)
+    points = np.array([[1.5, 2.0, 3.0]])
+    deltas, kinks, status = perturbed_cost_differences(sizes, acts, LOSSES[loss], 0.0, theta, case["X"], Y,
+                                                       case["dropout"], indices, points)
+    ref, ref_kinks = run_reference(case, indices, points)
+    assert deltas[0, 0] == 0.0 and deltas[0, 1] == 0.0
+    assert abs(float(ref[0, 2])) > 0.1  # the third point really moves the cost
+    if expected is not None:
+        assert deltas[0, 2] == pytest.approx(expected, rel=1e-14)
+    assert_close_to_reference(case, deltas, ref)
+    assert kinks[0] == 1 and ref_kinks[0] == 1
