@@ -525,6 +525,13 @@ def _sklearn_models():
             _quiet_fit(MLPClassifier(hidden_layer_sizes=(hidden,), activation="logistic", solver="lbfgs",
                                      alpha=0.0, max_iter=3000, tol=0.0, max_fun=100000, random_state=4), Xn, yn),
             Xn, yn)
+    # The h4 fit's length depends on scikit-learn's release (906 iterations and |theta| ~ 2e4 with
+    # 1.9.1): the same network stopped at 300 iterations, |theta| ~ 1.3e3, three times the
+    # reproducer's 410, must pass on every release.
+    out["clf-logistic-3class-lbfgs300-h4"] = (
+        _quiet_fit(MLPClassifier(hidden_layer_sizes=(4,), activation="logistic", solver="lbfgs",
+                                 alpha=0.0, max_iter=300, tol=0.0, max_fun=100000, random_state=4), Xn, yn),
+        Xn, yn)
     # Reproducer 10: a tiny loss after a long fit (alpha = 0, separable data).
     Xs, ys = make_classification(n_samples=30, n_features=4, n_informative=4, n_redundant=0, class_sep=3.0,
                                  random_state=5)
@@ -543,7 +550,7 @@ def sklearn_family() -> list[Case]:
         _, g = sk.loss_and_grad(theta)
         n_out = sk.Y.shape[1]
         ref = functools.partial(_sk_reference, sk)
-        long_fit = "lbfgs3000" in label or "tiny" in label
+        long_fit = "lbfgs" in label or "tiny" in label  # (saturated units: the data-term bugs barely show)
         regression = est.out_activation_ == "identity"
         if regression and n_out > 1:
             # sklearn's squared loss averages over the outputs too, but its gradient does not:
@@ -557,14 +564,20 @@ def sklearn_family() -> list[Case]:
                                    "(squared_loss averages over outputs, _backprop does not)"))
             continue
         base = dict(family="sklearn", cost=sk.cost, theta=theta, layout=layout, true_grad=g, reference=ref)
-        note = ("reproducer 9 (long L-BFGS fit, large weights)" if "lbfgs3000" in label else
+        note = ("reproducer 9 (long L-BFGS fit, large weights)" if "lbfgs" in label else
                 "reproducer 10 (tiny loss)" if "tiny" in label else "")
         if "tiny" in label:
             # sklearn forms p - y with p within 1e-9 of 1: its gradient is exact to ~1e-8 relative only,
             # and its loss (log(1 - p)) carries absolute rounding ~1e-17, i.e. 1e-8 of J.
             base["grad_rtol"] = 1e-7
-        cases.append(Case(name=f"sklearn/{label}/correct", grad=g, expected="not_fail" if long_fit else "pass",
-                          inconclusive_ok="tiny" in label, note=note, **base))
+        # With scikit-learn 1.9.1 the h4 fit runs on to |theta| ~ 2e4, where J's own rounding
+        # (sigma 4e-15, 60 ulps of J) and the logistic units' curvature leave central differences
+        # 2e-4 of coefs_0 at best (every step from 2^-2 to 2^-38 tried by hand: 2e-4 at 2.4e-7,
+        # truncation above, noise below): inconclusive, with that reason, is the honest answer there.
+        undecidable = "tiny" in label or label == "clf-logistic-3class-lbfgs3000-h4"
+        must_pass = not ("lbfgs3000" in label or "tiny" in label)
+        cases.append(Case(name=f"sklearn/{label}/correct", grad=g, expected="pass" if must_pass else "not_fail",
+                          inconclusive_ok=undecidable, note=note, **base))
         gb = fastgrad.unpack(g, layout)
         gb["coefs_0"] = -gb["coefs_0"]
         cases.append(Case(name=f"sklearn/{label}/sign_flip_coefs_0", grad=_packed(layout, gb), expected="fail",
