@@ -868,7 +868,7 @@ def _downstream_is_series(base, l):
 
 
 @njit(cache=True, inline="always")
-def _series_direction(base, l, i, e, s):
+def _series_direction(base, l, i, e, s, WT):
     """series[k - 1] = V_k: the logits move by sum_k V_k t^k when A_l[i, e]
     changes by t, for |t| up to the returned limit.
 
@@ -902,18 +902,20 @@ def _series_direction(base, l, i, e, s):
         for k in range(SERIES_TERMS):
             power *= w
             scaled[k, u] = coefficients[unit, k] * power
-    W = layer_weights(base.theta, base.layer_sizes, base.weight_offset, n_layers)
-    # series[k, c] = sum_u W[c, u] scaled[k, u], each sum in the order of u, with
-    # the terms and outputs as the inner loops: independent sums, not chains.
+    # series[k, c] = sum_u W_L[c, u] scaled[k, u], each sum in the order of u, with
+    # the terms and outputs as the inner loops (W_L transposed, WT: contiguous
+    # rows): independent sums, not chains.
     series = s.series
     for k in range(SERIES_TERMS):
         for c in range(n_out):
             series[k, c] = 0.0
     for u in range(n_last):
+        row = WT[u]
         for k in range(SERIES_TERMS):
             sku = scaled[k, u]
+            out = series[k]
             for c in range(n_out):
-                series[k, c] += W[c, u] * sku
+                out[c] += row[c] * sku
     if biggest == 0.0:
         # Nothing reaches layer L-1 at theta: every change is exactly zero while
         # the blocking ReLUs stay off, that is within the margin (beyond it, exact path).
@@ -1368,6 +1370,8 @@ def _fill_unit_losses(base, scratch, c, n_chunks):
     s = _scratch_of_chunk(scratch, c)
     n_layers = base.layer_sizes.size - 1
     has_dropout = base.dropout_scale.shape[0] > 0
+    # W_L transposed, once per call: the series path's sums read its rows.
+    WT = np.ascontiguousarray(layer_weights(base.theta, base.layer_sizes, base.weight_offset, n_layers).T)
     for unit in range(c, base.Z.shape[0], n_chunks):
         l = base.layer_of_unit[unit]
         i = unit - base.unit_offset[l]
@@ -1387,7 +1391,7 @@ def _fill_unit_losses(base, scratch, c, n_chunks):
                     s.series[0, o] = s.direction[o]  # the logits move on a straight line: degree 1 only
                 loss = _loss_series(base, e, 1, s)
             else:
-                limit = _series_direction(base, l, i, e, s)
+                limit = _series_direction(base, l, i, e, s, WT)
                 loss = _loss_series(base, e, SERIES_TERMS, s)
             base.unit_limit[unit, e] = limit
             row = base.unit_loss[unit, e]
