@@ -180,14 +180,14 @@ def test_peak_memory(benchmark, engine):
     if FULL:
         run_probe("L", engine, None, small=False, indices=2)  # make sure the kernels are cached
     benchmark.pedantic(run, rounds=1, iterations=1)
-    if outcome["maxrss_kib"] <= outcome["maxrss_before_check_kib"]:
-        # The process peaked before the check (seen once right after the kernels
-        # changed: something compiled while the case was built), so the check's
-        # own memory was not measured: measure again, caches now warm.
+    if FULL and outcome["maxrss_kib"] <= outcome["maxrss_before_check_kib"]:
+        # Nothing measured (the probe's peak could not be reset and the process
+        # had peaked before the check): once more, caches now warm.
         run()
     activations = sum(n * case.m for n in case.layer_sizes) * 8
     increase = (outcome["maxrss_kib"] - outcome["maxrss_before_check_kib"]) * 1024
-    assert increase > 0, f"the check's memory was not measured: {outcome}"
+    if FULL:  # (a smoke run's tiny check may add less than a page)
+        assert increase > 0, f"the check's memory was not measured: {outcome}"
     _record_probe(benchmark, outcome, engine, "warm")
     benchmark.extra_info.update({
         "kind": "memory", "activations_bytes": activations, "check_increase_bytes": increase,

@@ -76,6 +76,10 @@ SHARD_SECONDS = 2.0
 CALL_SECONDS = 10.0
 #: The most a call grows over the previous one (in-process engines: 4).
 CALL_GROWTH = 100.0
+
+#: Times one check scatters its cost again after a dead worker took the only
+#: copy with it (its tasks then come back cancelled), before giving up.
+MAX_RESCUES = 3
 #: Engines kept per worker process (older checks' engines are dropped).
 _WORKER_CACHE_SIZE = 4
 
@@ -390,7 +394,9 @@ class DaskEngine:
                 f"The cost or its args cannot be sent to Dask workers ({type(exc).__name__}: {exc}): "
                 "pass a function and args that can be pickled (no open files, locks or sockets)."
             ) from None
+        self._payload_bytes = payload  # kept: scattered again if a dying worker loses it
         self._payload = client.scatter(payload, broadcast=True, hash=False)
+        self._rescues = 0
         traits = self.local.traits
         # The first call is the probe (one row per worker); the driver then grows
         # its calls quickly (each short call costs a round trip) to about
@@ -434,7 +440,7 @@ class DaskEngine:
                     stop = min(n, start + workers)
                     for row in range(start, stop):
                         pending[self._submit(indices, points, row, row + 1)] = (row, row + 1)
-                    self._collect(as_completed(list(pending)), pending, values, kinks, status, bar)
+                    self._collect(as_completed(list(pending)), pending, values, kinks, status, bar, indices, points)
                     start = stop
                 size = self._shard_rows(n - start, workers)
                 futures = []
@@ -443,7 +449,7 @@ class DaskEngine:
                     future = self._submit(indices, points, first, last)
                     pending[future] = (first, last)
                     futures.append(future)
-                self._collect(as_completed(futures), pending, values, kinks, status, bar)
+                self._collect(as_completed(futures), pending, values, kinks, status, bar, indices, points)
         except BaseException:
             # Ctrl-C or an error: stop the rest of this call's tasks.
             if pending:
@@ -458,7 +464,7 @@ class DaskEngine:
 
     def _submit(self, indices, points, first: int, last: int):
         self.tasks += 1
-        key = f"fastgrad-evaluate-{self._token[:12]}-{self._calls}-{first}"
+        key = f"fastgrad-evaluate-{self._token[:12]}-{self._calls}-{first}-{self._rescues}"
         return self.client.submit(_evaluate_shard, self._token, self._payload, indices[first:last],
                                   np.ascontiguousarray(points[first:last]), key=key, retries=self.retries,
                                   pure=False)
@@ -477,7 +483,7 @@ class DaskEngine:
         rounds = math.ceil(n / (workers * max(1, by_time)))
         return max(1, math.ceil(n / (workers * rounds)))
 
-    def _collect(self, completed, pending, values, kinks, status, bar) -> None:
+    def _collect(self, completed, pending, values, kinks, status, bar, indices, points) -> None:
         rows = 0
         seconds = 0.0
         for future in completed:
@@ -485,6 +491,16 @@ class DaskEngine:
             try:
                 v, k, s, elapsed, setup = future.result()
             except Exception as exc:
+                if _lost_with_a_worker(exc) and self._rescues < MAX_RESCUES:
+                    # A worker died holding the only copy of data this task needed (the
+                    # scattered cost, when the broadcast had not reached every worker):
+                    # the scheduler cancels the task. Scatter again and resubmit the shard.
+                    del pending[future]
+                    self._rescue()
+                    again = self._submit(indices, points, first, last)
+                    pending[again] = (first, last)
+                    completed.add(again)
+                    continue
                 _explain(exc, first, last)
                 raise
             del pending[future]
@@ -497,6 +513,11 @@ class DaskEngine:
             bar.update(last - first)
         if rows:
             self._seconds_per_row = seconds / rows
+
+    def _rescue(self) -> None:
+        """The cost scattered again (its first copy may be gone with a dead worker)."""
+        self._rescues += 1
+        self._payload = self.client.scatter(self._payload_bytes, broadcast=True, hash=False)
 
     def _announce(self) -> None:
         compiled = [(address, seconds) for address, seconds, count in self.setups if count]
@@ -521,6 +542,13 @@ class DaskEngine:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _lost_with_a_worker(exc: BaseException) -> bool:
+    """Whether a task failed because the scheduler cancelled it (its input data lost with a worker)."""
+    from concurrent.futures import CancelledError  # (distributed's FutureCancelledError is one)
+
+    return isinstance(exc, CancelledError)
 
 
 def _explain(exc: BaseException, first: int, last: int) -> None:

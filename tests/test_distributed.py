@@ -208,6 +208,30 @@ def test_worker_killed_mid_check_same_report(client, tmp_path):
     assert set(client.scheduler_info(n_workers=-1)["workers"]) != before
 
 
+def test_a_cancelled_shard_is_scattered_and_submitted_again(client, monkeypatch):
+    # A worker that dies holding the only copy of the scattered cost (the
+    # broadcast had not reached the others) takes it along: the scheduler then
+    # cancels the shards that need it. Simulated: the first shard is cancelled.
+    theta = np.linspace(-1.0, 1.0, 16)
+    grad = 2 * theta
+    local = fastgrad.gradcheck(costs.square, grad, theta, progress=False)
+    engine_class = fd_dist.DaskEngine
+    submit = engine_class._submit
+    cancelled = []
+
+    def submit_and_cancel_the_first(self, indices, points, first, last):
+        future = submit(self, indices, points, first, last)
+        if not cancelled:
+            cancelled.append(future.key)
+            self.client.cancel([future])
+        return future
+
+    monkeypatch.setattr(engine_class, "_submit", submit_and_cancel_the_first)
+    remote = fastgrad.gradcheck(costs.square, grad, theta, progress=False, client=client)
+    assert cancelled
+    same_report(local, remote)
+
+
 def test_workers_that_cannot_import_the_cost(client, tmp_path, monkeypatch):
     module = tmp_path / "only_on_the_client.py"
     module.write_text("import numpy as np\ndef cost(theta):\n    return float(theta @ theta)\n")
