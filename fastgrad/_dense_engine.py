@@ -1337,10 +1337,8 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
                 continue  # stays on the flat side of a ReLU: exactly no change
         elif SMOOTH:  # (without tanh / sigmoid hidden layers, every unit here is piecewise linear)
             _unit_series_changes(base, code, unit, e, z, drop, n_q, s)
-        if fast and (factor != 0.0 or not piecewise_here):
-            n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)
-        elif SMOOTH and series and (factor != 0.0 or not piecewise_here):
-            n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)
+        if (fast or (SMOOTH and series)) and (factor != 0.0 or not piecewise_here):
+            n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)  # (the unit's loss series, either path's)
         else:
             n_exact = _list_moving_columns(n_q, s)
         _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s)
@@ -1357,7 +1355,7 @@ def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s)
 # The loss series of every unit and example, once per check
 # --------------------------------------------------------------------------- #
 @njit(cache=True, nogil=True)
-def _fill_unit_losses(base, scratch, c, n_chunks):
+def _fill_unit_losses(base, scratch, n_chunks, c):
     """unit_loss and unit_limit of units c, c + n_chunks, ... (chunk c's share, in its scratch).
 
     The direction of the logits (fast path) or their series (series path) and
@@ -1467,30 +1465,34 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
-    """Every chunk with work, chunk 0's on the calling thread and the others on the pool's.
+def _on_threads(kernel, arguments, chunks) -> None:
+    """``kernel(*arguments, c)`` for every chunk c: the first on the calling thread, the others on the pool's.
 
-    Each chunk writes only its own components' rows and its own scratch, and
-    every value is computed the same way whatever chunk runs it: the result
-    does not depend on the threads.
+    Each chunk writes only its own rows and its own scratch, and every value is
+    computed the same way whatever chunk runs it: the result does not depend on
+    the threads.
     """
-    chunk_start = plan.chunk_start
-    busy = [c for c in range(chunk_start.size - 1) if chunk_start[c + 1] > chunk_start[c]]
-    arguments = (base, indices, points, plan, deltas, kinks, status, scratch)
-    _run_chunk = _variant(base.loss, base.activations)["_run_chunk"]
-    if len(busy) == 1:
-        _run_chunk(*arguments, np.int64(busy[0]))
+    if len(chunks) == 1:
+        kernel(*arguments, np.int64(chunks[0]))
         return
     pool = _thread_pool()
-    futures = [pool.submit(_run_chunk, *arguments, np.int64(c)) for c in busy[1:]]
+    futures = [pool.submit(kernel, *arguments, np.int64(c)) for c in chunks[1:]]
     try:
-        _run_chunk(*arguments, np.int64(busy[0]))
+        kernel(*arguments, np.int64(chunks[0]))
     finally:
-        # The workers write into deltas, kinks and status: wait for them even
-        # when this thread is interrupted, and raise their first error.
+        # The workers write into the caller's arrays: wait for them even when
+        # this thread is interrupted, and raise their first error.
         wait(futures)
     for future in futures:
         future.result()
+
+
+def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
+    """Every chunk with work, on the threads (``_on_threads``)."""
+    chunk_start = plan.chunk_start
+    busy = [c for c in range(chunk_start.size - 1) if chunk_start[c + 1] > chunk_start[c]]
+    _on_threads(_variant(base.loss, base.activations)["_run_chunk"],
+                (base, indices, points, plan, deltas, kinks, status, scratch), busy)
 
 
 def _cost_differences(base, indices, points, n_chunks):
@@ -1561,19 +1563,8 @@ def _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout
     widest = max(1, int(layer_sizes[1:].max()))
     scratch = _allocate_scratch(np.int64(n_chunks), np.int64(1), np.int64(1), np.int64(widest),
                                 np.int64(layer_sizes[-1]))
-    kernel = _variant(loss, activations)["_fill_unit_losses"]
-    n = np.int64(n_chunks)
-    if n_chunks == 1:
-        kernel(base, scratch, np.int64(0), n)
-        return base
-    pool = _thread_pool()
-    futures = [pool.submit(kernel, base, scratch, np.int64(c), n) for c in range(1, n_chunks)]
-    try:
-        kernel(base, scratch, np.int64(0), n)
-    finally:
-        wait(futures)
-    for future in futures:
-        future.result()
+    _on_threads(_variant(loss, activations)["_fill_unit_losses"], (base, scratch, np.int64(n_chunks)),
+                list(range(n_chunks)))
     return base
 
 

@@ -758,20 +758,7 @@ def block_error_in_parts(parts, n: int) -> float:
             combined += rounding
             yield combined
 
-    biggest = 0.0
-    for combined in combined_parts():
-        if combined.size:
-            largest = float(np.max(combined))
-            if not math.isfinite(largest):
-                return largest
-            biggest = max(biggest, largest)
-    if biggest == 0.0:
-        return biggest
-    total = 0.0
-    for combined in combined_parts():
-        combined /= biggest
-        total += float(np.dot(combined, combined))
-    return biggest * math.sqrt(total)
+    return scaled_norm_in_parts(combined_parts)
 
 
 def precision_targets(error, rounding, magnitude, scale_floor, block_ids, n_blocks, threshold) -> np.ndarray:
