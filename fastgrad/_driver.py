@@ -429,12 +429,16 @@ class _Measurement:
         Without a gradient to judge, a non-finite cost is an error; with one,
         those components are tried again at smaller steps. Each chunk's points
         are made, evaluated and analysed (``fd.first_pass``, row by row) in
-        turn: only the values and the analysis of every row are kept.
+        turn: only the analysis of every row is kept, and the values too unless
+        the engine is deterministic (then :meth:`judge` evaluates the few rows
+        that need more steps again, and gets the same bits).
         """
         n = self.indices.size
         _, sides = _pass_one_layout(self.opts.method)
-        values = np.empty((n, sides))
-        kinks = np.zeros(n, np.uint8)
+        # Richardson puts every row in the table: its values are needed anyway.
+        keep = self.opts.method == "richardson" or (self.grad is not None and not self.engine.traits.deterministic)
+        values = np.empty((n if keep else 0, sides))
+        kinks = np.zeros(n if keep else 0, np.uint8)
         bad = np.zeros(n, bool)
         columns = _Columns(n)
         engine, base, steps, nominal, sigma = self.engine, self.base, self.steps, self.nominal, self.sigma
@@ -450,19 +454,16 @@ class _Measurement:
             rows = slice(start, stop)
             points, offsets = fd.level_points(base[rows], steps[rows], np.zeros(stop - start, np.int64), nominal,
                                               sides)
-            part = values[rows]
             if evaluate:
-                part[...], kinks[rows], status = engine.evaluate(self.indices[rows], points)
-                if not engine.traits.returns_differences:
-                    part -= cost_value
-                b = status.astype(bool)
-                for column in part.T:  # (not .all(axis=1): NumPy reduces along a short axis slowly)
-                    b |= ~np.isfinite(column)
+                part, piece_kinks, status = engine.evaluate(self.indices[rows], points)
+                part = np.array(part, dtype=np.float64)  # (the engine's array may be its own buffer)
+                b = self._clean_first(part, status)
             else:  # not evaluated (Ctrl-C)
-                part[...] = np.nan
-                kinks[rows] = 0
+                part = np.full(points.shape, np.nan)
+                piece_kinks = np.zeros(stop - start, np.uint8)
                 b = np.ones(stop - start, bool)
-            part[b] = np.nan
+            if keep:
+                values[rows], kinks[rows] = part, piece_kinks
             bad[rows] = b
             columns.put(rows, fd.first_pass(part, offsets, steps[rows], sigma, nominal, cost_value))
 
@@ -477,13 +478,35 @@ class _Measurement:
         if bad[:done].any() and self.grad is None:
             _raise_non_finite(self.indices[:done][bad[:done]])
         del bad
-        self.first = (values, kinks)
+        self.first = (values, kinks) if keep else None
         if n == 0:
-            self.analysis = fd.first_pass(values, values.copy(), steps, sigma, nominal, cost_value)
+            self.analysis = fd.first_pass(np.empty((0, sides)), np.empty((0, sides)), steps, sigma, nominal, cost_value)
         else:
             self.analysis = columns.analysis()
         if interrupted:
             raise _Stop(self._partial(done))
+
+    def _clean_first(self, values: np.ndarray, status: np.ndarray) -> np.ndarray:
+        """The first level's values as differences, NaN where not finite (in place); returns those rows."""
+        if not self.engine.traits.returns_differences:
+            values -= self.engine.cost_value
+        b = status.astype(bool)
+        for column in values.T:  # (not .all(axis=1): NumPy reduces along a short axis slowly)
+            b |= ~np.isfinite(column)
+        values[b] = np.nan
+        return b
+
+    def _first_values(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first level's values and kinks at ``rows``: kept, or evaluated again (the same bits)."""
+        if self.first is not None:
+            values, kinks = self.first
+            return values[rows], kinks[rows]
+        _, sides = _pass_one_layout(self.opts.method)
+        points, _ = fd.level_points(self.base[rows], self.steps[rows], np.zeros(rows.size, np.int64), self.nominal,
+                                    sides)
+        values, kinks, status = self.runner.evaluate(self.indices[rows], points, count=False)
+        self._clean_first(values, status)
+        return values, kinks
 
     def _first_offsets(self, rows) -> np.ndarray:
         """The offsets the first pass took at ``rows`` (recomputed: the same rounding)."""
@@ -547,11 +570,15 @@ class _Measurement:
             rows = slice(start, start + _DECIDE_ROWS)
             self.state[rows] = self._decide(rows, _view(self.analysis, rows))
         if not self.work.size:
-            values, kinks = self.first
             self.work = np.flatnonzero(self.state == fd.UNDECIDED)
+            try:
+                values, kinks = self._first_values(self.work)
+            except _Stop:
+                self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
+                raise _Stop(self.result()) from None
             self.table = fd.Table.empty(self.work.size)
             self.table.store(np.arange(self.work.size), np.full(self.work.size, fd.ZERO_LEVEL),
-                             values[self.work], self._first_offsets(self.work), kinks[self.work])
+                             values, self._first_offsets(self.work), kinks)
         self.first = None  # the table holds what the refinement needs
 
     def _magnitude(self, rows) -> np.ndarray:

@@ -88,6 +88,12 @@ class EngineTraits:
         The most a chunk grows from one call to the next (the rate measured on
         a short call can flatter or understate a longer one). A distributed
         engine lets it jump: its short calls cost a round trip each.
+    deterministic : bool
+        The same points give the same values, bit for bit, on every call: the
+        driver may evaluate a point again instead of keeping its value (the
+        first pair of every component is then not stored, only the few that
+        need more steps are evaluated again). A user's cost may draw random
+        numbers, so only fastgrad's own engines say so.
     """
 
     name: str
@@ -98,6 +104,7 @@ class EngineTraits:
     complex_step: bool = False
     chunk_seconds: float | None = None
     chunk_growth: float = 4.0
+    deterministic: bool = False
 
 
 @runtime_checkable
@@ -516,7 +523,7 @@ class DenseEngine(_DenseCosts):
 
         super().__init__(args, theta, cost_value, layout)
         self.traits = EngineTraits(name="dense", returns_differences=True, exact_kinks=True, first_chunk=256,
-                                   per_example=True)
+                                   per_example=True, deterministic=True)
         layer_sizes, activations, loss, l2, X, Y, dropout = args
         # Tables and the base forward pass, once per check. The arrays are
         # DenseNet's validated ones: the compiled set-up directly (prepare()
@@ -553,7 +560,7 @@ class DenseForwardEngine(_DenseCosts):
         import numba
 
         self.traits = EngineTraits(name="dense forward", first_chunk=2 * max(1, numba.get_num_threads()),
-                                   per_example=True, complex_step=complex_step)
+                                   per_example=True, complex_step=complex_step, deterministic=True)
 
     def evaluate(self, indices: np.ndarray, points: np.ndarray):
         import numba
@@ -583,7 +590,7 @@ class NumpyDenseEngine(_DenseCosts):
     def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout) -> None:
         super().__init__(args, theta, cost_value, layout)
         self.traits = EngineTraits(name="dense (NumPy)", returns_differences=True, exact_kinks=True, first_chunk=256,
-                                   per_example=True)
+                                   per_example=True, deterministic=True)
 
     def _cost(self, point: np.ndarray) -> float:
         from fastgrad._dense_numpy import forward_cost

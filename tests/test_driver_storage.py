@@ -202,3 +202,87 @@ def test_block_norms_in_parts_match_the_whole_block():
     y[150_000] = np.inf
     assert fd.scaled_norm_in_parts(in_parts([y], 65536)) == np.inf
     assert fd.scaled_norm_in_parts(in_parts([np.zeros(10)], 4)) == 0.0
+
+
+class _Recording:
+    """An engine that forwards to another, says whether it is deterministic, and records what it evaluated."""
+
+    def __init__(self, inner, deterministic: bool) -> None:
+        from dataclasses import replace
+
+        self.inner, self.theta, self.cost_value = inner, inner.theta, inner.cost_value
+        self.traits = replace(inner.traits, deterministic=deterministic)
+        self.rows = []
+
+    def evaluate(self, indices, points):
+        self.rows.append(np.array(indices))
+        return self.inner.evaluate(indices, points)
+
+
+def _kinked_cost(theta):
+    # Smooth terms, |x| kinks at exact zeros, and a component whose step is
+    # rounding-limited: some rows need more steps than the first pair.
+    return float(np.sum(np.sin(3.0 * theta)) + np.sum(np.abs(theta[:6])) + 1e6 * theta[-1] ** 2)
+
+
+@pytest.mark.parametrize("method", ["central", "forward", "richardson"])
+def test_deterministic_engines_evaluate_the_first_pair_again_instead_of_keeping_it(method):
+    # A deterministic engine's first-pass values are not stored (2 float64s per
+    # component): the rows that need more steps are evaluated again at the same
+    # points, which gives the same bits, so the report is bit-identical.
+    from fastgrad._options import resolve_options
+    from fastgrad.engines import GenericEngine
+
+    rng = np.random.default_rng(3)
+    theta = rng.standard_normal(40)
+    theta[:3] = 0.0  # at the kinks of |x|
+    grad = 3.0 * np.cos(3.0 * theta)
+    grad[:6] += np.sign(theta[:6])
+    grad[-1] += 2e6 * theta[-1]
+    grad[10] *= -1.0  # a bug, so that some rows are wrong
+    opts = resolve_options(theta.size, None, method=method, progress=False)
+    reports, engines = [], []
+    for deterministic in (False, True):
+        engine = _Recording(GenericEngine(_driver_cost(), theta), deterministic)
+        reports.append(_driver.run_check(engine, grad, opts, None))
+        engines.append(engine)
+    kept, again = reports
+    for field in ("approx", "error", "rounding", "state", "steps", "low", "high"):
+        np.testing.assert_array_equal(_bits(getattr(kept, field)), _bits(getattr(again, field)))
+    assert (kept.verdict, kept.difference, kept.tolerance) == (again.verdict, again.difference, again.tolerance)
+    assert kept.verdict == "fail"
+    evaluated = [np.concatenate(e.rows) for e in engines]
+    refined = np.flatnonzero(kept.state != fd.AGREE)
+    assert refined.size  # the kinks and the bug at least
+    if method == "richardson":  # every row is in the table: the values are kept either way
+        assert evaluated[1].size == evaluated[0].size
+    else:  # the undecided rows' first pair, once more
+        assert evaluated[0].size < evaluated[1].size <= evaluated[0].size + theta.size
+
+
+def _driver_cost():
+    from fastgrad.engines import prepare_cost
+
+    return prepare_cost(_kinked_cost, ())
+
+
+def _bits(values) -> np.ndarray:
+    """``values`` as unsigned integers of the same width: NaNs and signed zeros compared bit for bit."""
+    values = np.asarray(values)
+    return values.view(f"u{values.dtype.itemsize}")
+
+
+def test_a_deterministic_first_pass_stores_no_values():
+    from fastgrad._options import resolve_options
+    from fastgrad.engines import GenericEngine
+
+    theta = np.linspace(-1.0, 1.0, 50)
+    opts = resolve_options(theta.size, None, method="central", progress=False)
+    for deterministic, stored in ((False, 50), (True, None)):
+        engine = _Recording(GenericEngine(_driver_cost(), theta), deterministic)
+        with _driver._Runner(engine, theta.size, False, "test") as runner:
+            sigma = _driver.measure_noise(engine, None)
+            work = _driver._Measurement(runner, engine, np.arange(theta.size), theta, np.cos(theta), opts, sigma,
+                                        np.zeros(theta.size, np.uint8), 1)
+            work.first_pass()
+        assert (None if work.first is None else work.first[0].shape[0]) == stored
