@@ -925,6 +925,24 @@ def scaled_norm_in_parts(parts) -> float:
     return biggest * math.sqrt(total)
 
 
+#: Rows per slice of the norms taken over a whole check (bounds their temporaries).
+SLICE_ROWS = 1 << 16
+
+
+def norm_in_slices(n: int, part) -> float:
+    """``scaled_norm`` of ``part(s)`` (a new array of non-negative values) over consecutive
+    slices ``s`` of at most SLICE_ROWS of ``range(n)``: ``scaled_norm``'s bits when
+    n <= SLICE_ROWS, the same norm to rounding otherwise, without temporaries of n rows."""
+    return scaled_norm_in_parts(lambda: (part(slice(i, min(n, i + SLICE_ROWS))) for i in range(0, n, SLICE_ROWS)))
+
+
+def block_error_in_slices(error: np.ndarray, rounding: np.ndarray) -> float:
+    """``block_error(error, rounding)`` in slices of SLICE_ROWS (the arrays are not written)."""
+    n = error.size
+    return block_error_in_parts(lambda: ((np.array(error[i:i + SLICE_ROWS]), np.array(rounding[i:i + SLICE_ROWS]))
+                                         for i in range(0, n, SLICE_ROWS)), n)
+
+
 def block_rms(magnitude: np.ndarray, block_ids: np.ndarray, n_blocks: int) -> np.ndarray:
     """Each component's block root-mean-square of ``magnitude`` (overflow-safe)."""
     result = np.zeros(magnitude.size)

@@ -343,7 +343,9 @@ def _raise_non_finite(bad: np.ndarray) -> None:
 class _Measurement:
     """One measurement: steps, the first pair, the table of more steps, the states.
 
-    ``grad`` holds the analytic values of ``indices`` (None: nothing to judge,
+    ``indices`` are the components measured (None: every component of theta,
+    in order, with no array of them made: see :meth:`_components`); ``base``
+    and ``grad`` are theta and the analytic gradient at them (``grad`` None: nothing to judge,
     an estimate). :meth:`plan` lists what to run, in order: :meth:`first_pass`
     (every component: one pair), :meth:`second_level` (Richardson only: every
     component at ``s/2`` too), then either :meth:`unjudged` (no gradient) or
@@ -360,7 +362,7 @@ class _Measurement:
         self.runner, self.engine, self.indices, self.base, self.opts, self.sigma = (
             runner, engine, indices, base, opts, sigma)
         self.grad, self.block_ids, self.n_blocks = grad, block_ids, n_blocks
-        n = indices.size
+        self.n = n = base.size
         self.measured = None  # the complex step's result, which needs no table
         # The complex step's own derivative noise (complex_step_noise), set by the
         # caller (run_check); none here (an estimate without a gradient to judge).
@@ -370,7 +372,7 @@ class _Measurement:
         self.nominal = opts.eps is not None
         if self.nominal:
             self.steps = _repeated(np.float64(opts.eps), n)
-            _check_explicit_step(base, self.steps, indices)
+            _check_explicit_step(base, self.steps, self._components)
         else:
             self.steps = _compact(fd.base_steps(base, fd.relative_noise(sigma, engine.cost_value), opts.method))
         # The table's step base per component: the first step, moved up with the
@@ -399,7 +401,8 @@ class _Measurement:
 
     def complex_pass(self) -> None:
         """The complex step: one evaluation per component, no difference taken."""
-        runner, indices, base, grad, opts = self.runner, self.indices, self.base, self.grad, self.opts
+        runner, base, grad, opts = self.runner, self.base, self.grad, self.opts
+        indices = self._components(slice(None))
         steps = fd.base_steps(base, 0.0, "complex") if opts.eps is None else np.full(base.size, opts.eps)
         points = (base + 1j * steps)[:, None]
         values, _, status = runner.evaluate(indices, points)
@@ -433,7 +436,7 @@ class _Measurement:
         the engine is deterministic (then :meth:`judge` evaluates the few rows
         that need more steps again, and gets the same bits).
         """
-        n = self.indices.size
+        n = self.n
         _, sides = _pass_one_layout(self.opts.method)
         # Richardson puts every row in the table: its values are needed anyway.
         keep = self.opts.method == "richardson" or (self.grad is not None and not self.engine.traits.deterministic)
@@ -455,7 +458,7 @@ class _Measurement:
             points, offsets = fd.level_points(base[rows], steps[rows], np.zeros(stop - start, np.int64), nominal,
                                               sides)
             if evaluate:
-                part, piece_kinks, status = engine.evaluate(self.indices[rows], points)
+                part, piece_kinks, status = engine.evaluate(self._components(rows), points)
                 part = np.array(part, dtype=np.float64)  # (the engine's array may be its own buffer)
                 b = self._clean_first(part, status)
             else:  # not evaluated (Ctrl-C)
@@ -476,7 +479,7 @@ class _Measurement:
             done, interrupted = stop.args[0], True
             chunk(done, n, evaluate=False)
         if bad[:done].any() and self.grad is None:
-            _raise_non_finite(self.indices[:done][bad[:done]])
+            _raise_non_finite(self._components(np.flatnonzero(bad[:done])))
         del bad
         self.first = (values, kinks) if keep else None
         if n == 0:
@@ -504,7 +507,7 @@ class _Measurement:
         _, sides = _pass_one_layout(self.opts.method)
         points, _ = fd.level_points(self.base[rows], self.steps[rows], np.zeros(rows.size, np.int64), self.nominal,
                                     sides)
-        values, kinks, status = self.runner.evaluate(self.indices[rows], points, count=False)
+        values, kinks, status = self.runner.evaluate(self._components(rows), points, count=False)
         self._clean_first(values, status)
         return values, kinks
 
@@ -517,7 +520,7 @@ class _Measurement:
     def second_level(self) -> None:
         """Richardson: every component gets the table, with ``s/2`` evaluated now."""
         values, kinks = self.first
-        n = self.indices.size
+        n = self.n
         offsets = self._first_offsets(slice(None))
         self.work = np.arange(n)
         self.table = fd.Table.empty(n)
@@ -525,14 +528,15 @@ class _Measurement:
         columns = np.full(n, fd.ZERO_LEVEL - 1)
         points, offsets = self._level_points(self.work, columns)
         try:
-            self._store(self.work, columns, offsets, *self.runner.evaluate(self.indices, points, count=False))
+            self._store(self.work, columns, offsets, *self.runner.evaluate(self._components(slice(None)), points,
+                                                                           count=False))
         except _Stop:
             raise _Stop(self._partial(0)) from None
         self.analysis = fd.analyse(self.table, self.table_steps, self.sigma, self.nominal, cost_value=self.engine.cost_value)
 
     def unjudged(self) -> None:
         """No gradient to judge: every value stands as measured."""
-        self.state = np.full(self.indices.size, fd.AGREE, np.int8)
+        self.state = np.full(self.n, fd.AGREE, np.int8)
 
     def _partial(self, done: int) -> Measured:
         """Ctrl-C before the refinement: the first pass of the rows done is all there is."""
@@ -688,7 +692,7 @@ class _Measurement:
                 if todo.size == 0:
                     break
                 points, offsets = self._level_points(todo, target)
-                self._store(local, target, offsets, *self.runner.evaluate(self.indices[todo], points, count=False))
+                self._store(local, target, offsets, *self.runner.evaluate(self._components(todo), points, count=False))
                 sub = self.table.subset(local)
                 self._put_analysis(fd.analyse(sub, self.table_steps[todo], self.sigma, self.nominal,
                                               cost_value=self.engine.cost_value), todo)
@@ -730,7 +734,7 @@ class _Measurement:
         base = self.base[todo]
         step = fd.MAX_STEP_RATIO * np.maximum(np.abs(base), 1.0)
         points = np.stack([base + step, base - step], axis=1)
-        values, _, status = self.runner.evaluate(self.indices[todo], points, count=False)
+        values, _, status = self.runner.evaluate(self._components(todo), points, count=False)
         moved = (values[:, 0] != values[:, 1]) & ~status.astype(bool) & np.isfinite(values).all(axis=1)
         self.state[todo[moved]] = fd.UNRESOLVED
 
@@ -772,7 +776,7 @@ class _Measurement:
             step = np.abs(grid_off_plus) * ratio
             points = np.stack([base + step, base - step], axis=1)
             offsets = points - base[:, None]
-            values, kinks, status = self.runner.evaluate(self.indices[todo], points, count=False)
+            values, kinks, status = self.runner.evaluate(self._components(todo), points, count=False)
             if not self.engine.traits.returns_differences:
                 values = values - j0
             sigma = fd.row_noise(self.sigma, j0, values)
@@ -833,9 +837,9 @@ class _Measurement:
         if not (kinked.size and engine.traits.per_example):
             return
         _writable(analysis, "kink")[kinked] = True
-        low, high, width = _example_brackets(engine, self.indices[kinked], self.base[kinked], self.steps[kinked])
+        low, high, width = _example_brackets(engine, self._components(kinked), self.base[kinked], self.steps[kinked])
         exact = getattr(engine, "subgradient_range", None)
-        found = None if exact is None else exact(self.indices[kinked])
+        found = None if exact is None else exact(self._components(kinked))
         if found is not None:
             # Every choice of slope at the units exactly on a kink (a back-prop may make any).
             low, high = np.minimum(low, found[0]), np.maximum(high, found[1])
@@ -855,20 +859,28 @@ class _Measurement:
         exact = getattr(engine, "subgradient_range", None)
         if exact is not None:
             # The dense engine knows which units sit exactly on a kink.
-            found = exact(self.indices[rows])
+            found = exact(self._components(rows))
             if found is not None:
                 low, high = found
                 hidden[rows] = high > low
             return hidden
-        hidden[rows] = _examples_at_kinks(engine, self.indices[rows], self.base[rows], self.steps[rows])
+        hidden[rows] = _examples_at_kinks(engine, self._components(rows), self.base[rows], self.steps[rows])
         return hidden
 
     def result(self, done: int | None = None) -> Measured:
         """The measured derivatives of the first ``done`` components (default: all)."""
         if self.measured is not None:
             return self.measured
-        done = self.indices.size if done is None else done
+        done = self.n if done is None else done
         return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at)
+
+    def _components(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The int64 components of theta at ``rows`` (a slice, or positions)."""
+        if self.indices is not None:
+            return self.indices[rows]
+        if isinstance(rows, slice):
+            return np.arange(*rows.indices(self.n), dtype=np.int64)
+        return np.asarray(rows, dtype=np.int64)
 
     def _analysis_at(self, rows: np.ndarray) -> fd.Analysis:
         """The analysis of components ``rows`` (copies), the overlay's values included."""
@@ -906,11 +918,12 @@ def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:
     return fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(grad)
 
 
-def _check_explicit_step(base: np.ndarray, steps: np.ndarray, indices: np.ndarray) -> None:
+def _check_explicit_step(base: np.ndarray, steps: np.ndarray, components) -> None:
+    """Raise when the explicit step does not move some component; ``components(rows)``: their numbers in theta."""
     unchanged = np.flatnonzero((base + steps == base) | (base - steps == base))
     if unchanged.size:
         r = int(unchanged[0])
-        k = int(indices[r])
+        k = int(components(unchanged[:1])[0])
         raise ValueError(
             f"eps={steps[r]:g} is too small to change component {k} (theta[{k}] = {base[r]!r}): "
             f"theta[{k}] + eps rounds back to theta[{k}]. Use a larger eps, or eps=None for a step "
@@ -1161,16 +1174,26 @@ def _example_brackets(engine, indices, base, steps):
 # --------------------------------------------------------------------------- #
 
 
-def _block_ids(layout: Layout | None, indices: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each component's block number, in the narrowest unsigned dtype that holds it, and the count."""
+def _block_ids(layout: Layout | None, indices: np.ndarray | None, size: int) -> tuple[np.ndarray, int]:
+    """Each component's block number, in the narrowest unsigned dtype that holds it, and the count.
+
+    ``indices`` None: every one of the ``size`` components, in order.
+    """
+    n = size if indices is None else indices.size
     if layout is None:
-        return np.zeros(indices.size, dtype=np.uint8), 1
+        return np.zeros(n, dtype=np.uint8), 1
     n_blocks = len(layout.names)
-    return layout.block_of(indices).astype(np.min_scalar_type(max(n_blocks - 1, 0))), n_blocks
+    dtype = np.min_scalar_type(max(n_blocks - 1, 0))
+    if indices is None:
+        counts = np.diff(np.concatenate([[0], layout._ends]))
+        return np.repeat(np.arange(n_blocks, dtype=dtype), counts), n_blocks
+    return layout.block_of(indices).astype(dtype), n_blocks
 
 
-def _everything(indices: np.ndarray, size: int) -> bool:
-    """``indices`` is ``arange(size)`` (a full check)."""
+def _everything(indices: np.ndarray | None, size: int) -> bool:
+    """``indices`` is None or ``arange(size)`` (a full check)."""
+    if indices is None:
+        return True
     n = indices.size
     return n == size and (n == 0 or (indices[0] == 0 and indices[-1] == n - 1
                                      and bool(np.all(indices[1:] > indices[:-1]))))
@@ -1180,19 +1203,25 @@ def estimate(engine: Engine, opts: CheckOptions, description: str = "numerical g
     """Numerical derivatives of ``opts.indices`` (no analytic gradient to judge)."""
     from fastgrad.numerical import Estimate
 
-    indices = opts.indices
-    with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
+    indices = opts.indices  # None: every component
+    base = engine.theta if indices is None else engine.theta[indices]
+    with blas_on_one_thread(), _Runner(engine, base.size, opts.progress, description) as runner:
         sigma = measure_noise(engine, None)
-        work = _Measurement(runner, engine, indices, engine.theta[indices], None, opts, sigma,
-                            np.zeros(indices.size, np.int64), 1)
+        work = _Measurement(runner, engine, indices, base, None, opts, sigma, np.zeros(base.size, np.uint8), 1)
         try:
             for step in work.plan():
                 step()
         except _Stop as stop:
             partial = stop.args[0]
-            part = Estimate.from_measured(indices[: partial.done], _head(partial, partial.done), opts, engine, sigma)
-            raise CheckInterrupted(part, f"check interrupted after {partial.done} of {indices.size} components") from None
+            part = Estimate.from_measured(_head_indices(indices, partial.done), _head(partial, partial.done), opts,
+                                          engine, sigma)
+            raise CheckInterrupted(part, f"check interrupted after {partial.done} of {base.size} components") from None
     return Estimate.from_measured(indices, work.result(), opts, engine, sigma)
+
+
+def _head_indices(indices: np.ndarray | None, count: int) -> np.ndarray | None:
+    """The first ``count`` of ``indices`` (None, every component in order: still None)."""
+    return None if indices is None else indices[:count]
 
 
 def _head(measured: Measured, count: int) -> Measured:
@@ -1227,17 +1256,20 @@ def run_check(
                 raise CheckInterrupted(None, "check interrupted before any component was done")
             return _run_directional(engine, grad, opts, layout, sigma, description)
     indices = opts.indices
+    everything = _everything(indices, engine.theta.size)
+    if everything:
+        indices = None  # every component, in order: no array of them is made
+    n = engine.theta.size if indices is None else indices.size
     # Per component: the first pair of values and offsets, points, the analysis,
     # the report (about 24 float64s); the table of further steps is for a few.
-    require_memory(24 * 8 * indices.size, f"a gradient check of {indices.size:,} components")
-    block_ids, n_blocks = _block_ids(layout, indices)
-    everything = _everything(indices, engine.theta.size)
-    grad_selected = grad if everything and grad_owned else grad[indices]
+    require_memory(24 * 8 * n, f"a gradient check of {n:,} components")
+    block_ids, n_blocks = _block_ids(layout, indices, n)
+    grad_selected = (grad if grad_owned else grad.copy()) if everything else grad[indices]
     # theta itself when every component is checked (only read).
     base = engine.theta if everything else engine.theta[indices]
     # Ctrl-C is deferred from here on: it stops the check between chunks, with the partial report.
     # BLAS stays on one thread: its own threads would take the cores Numba's need.
-    with blas_on_one_thread(), _Runner(engine, indices.size, opts.progress, description) as runner:
+    with blas_on_one_thread(), _Runner(engine, n, opts.progress, description) as runner:
         sigma = measure_noise(engine, layout)
         work = _Measurement(runner, engine, indices, base, grad_selected, opts, sigma, block_ids, n_blocks)
         if engine.traits.complex_step:
@@ -1252,14 +1284,14 @@ def run_check(
             if partial.done == 0:
                 raise CheckInterrupted(None, "check interrupted before any component was done") from None
             part = _head(partial, partial.done)
-            est = Estimate.from_measured(indices[: partial.done], part, opts, engine, sigma)
+            est = Estimate.from_measured(_head_indices(indices, partial.done), part, opts, engine, sigma)
             report = Report.build(
                 grad_selected[: partial.done], est, opts.threshold, layout, engine.theta.size,
                 grad_dtype=opts.grad_dtype, mode=opts.mode,
-                notes=notes + (f"interrupted: only {partial.done} of {indices.size} components were checked",),
+                notes=notes + (f"interrupted: only {partial.done} of {n} components were checked",),
                 interrupted=True,
             )
-            raise CheckInterrupted(report, f"check interrupted after {partial.done} of {indices.size} components") from None
+            raise CheckInterrupted(report, f"check interrupted after {partial.done} of {n} components") from None
     measured = work.result()
     del work, base  # the measurement's own arrays go before the report's are made
     if opts.method == "complex" and real_engine is not None:
@@ -1287,10 +1319,11 @@ def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indice
     if again.size == 0:
         return measured, notes
     engine = real_engine()
-    central = dataclasses.replace(opts, method="central", eps=None, indices=indices[again])
+    components = again if indices is None else indices[again]
+    central = dataclasses.replace(opts, method="central", eps=None, indices=components)
     with blas_on_one_thread(), _Runner(engine, again.size, opts.progress, description) as runner:
         sigma = measure_noise(engine, layout)
-        work = _Measurement(runner, engine, indices[again], engine.theta[indices[again]], grad[indices[again]],
+        work = _Measurement(runner, engine, components, engine.theta[components], grad[components],
                             central, sigma, block_ids[again], n_blocks)
         try:
             for step in work.plan():
@@ -1324,8 +1357,7 @@ def _direction_weights(grad: np.ndarray, layout: Layout | None) -> np.ndarray:
     block is weighted by the inverse of its gradient's root-mean-square (at
     most a million times the smallest weight, so a zero block still moves).
     """
-    everything = np.arange(grad.size)
-    block_ids, n_blocks = _block_ids(layout, everything)
+    block_ids, n_blocks = _block_ids(layout, None, grad.size)
     rms = fd.block_rms(np.abs(grad), block_ids, n_blocks)
     largest = float(np.max(rms)) if rms.size else 0.0
     if largest == 0.0 or not np.isfinite(largest):

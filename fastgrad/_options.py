@@ -38,7 +38,8 @@ class CheckOptions:
     threshold : float
         Pass threshold on each block's relative difference.
     indices : numpy.ndarray or None
-        int64 components to check (None in directional mode).
+        int64 components to check; None checks every component in order (a
+        full check: no array of them is made) and in directional mode.
     seed : int
         Seed of sampled components and random directions.
     directions : int
@@ -126,7 +127,7 @@ def resolve_options(
     elif indices is not None:
         chosen, resolved_mode = as_indices(indices, size), "full"
     else:
-        chosen, resolved_mode = np.arange(size, dtype=np.int64), "full"
+        chosen, resolved_mode = None, "full"  # every component, in order
     return CheckOptions(
         method=method, mode=resolved_mode, eps=eps, threshold=threshold, indices=chosen, seed=seed,
         directions=directions, progress=None if progress is None else bool(progress), grad_dtype=grad_dtype,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fastgrad import _differences as fd
+from fastgrad._compact import EveryComponentWhenNone
 from fastgrad._driver import CheckInterrupted, NonFiniteCostError, estimate
 from fastgrad._options import resolve_options
 from fastgrad._validation import as_float_vector
@@ -38,7 +39,8 @@ class Estimate:
     Attributes
     ----------
     indices : numpy.ndarray
-        int64 components covered.
+        int64 components covered (a full check stores none: each read makes
+        ``arange(len(approx))``, read-only).
     approx : numpy.ndarray
         The numerical derivative of each (the best of its difference table).
     error : numpy.ndarray
@@ -62,7 +64,7 @@ class Estimate:
         The cost's measured rounding noise (standard deviation of one evaluation).
     """
 
-    indices: np.ndarray
+    indices: np.ndarray = EveryComponentWhenNone()
     approx: np.ndarray
     error: np.ndarray
     rounding: np.ndarray
@@ -78,14 +80,14 @@ class Estimate:
     @classmethod
     def from_measured(cls, indices, measured, opts, engine, sigma) -> "Estimate":
         return cls(
-            indices=np.asarray(indices, dtype=np.int64), approx=measured.approx, error=measured.error,
+            indices=None if indices is None else np.asarray(indices, dtype=np.int64), approx=measured.approx, error=measured.error,
             rounding=measured.rounding,
             steps=measured.steps, state=measured.state, low=measured.low, high=measured.high,
             method=opts.method, eps=opts.eps, cost_value=float(engine.cost_value), noise_level=float(sigma),
         )
 
     def __len__(self) -> int:
-        return int(self.indices.size)
+        return int(np.asarray(self.approx).size)
 
     @property
     def kinks(self) -> np.ndarray:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fastgrad import _differences as fd
+from fastgrad._compact import EveryComponentWhenNone, stored
 from fastgrad._layout import Layout
 from fastgrad._options import DIRECTION_REDRAWS
 from fastgrad.numerical import Estimate, merge_estimates
@@ -215,9 +216,11 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
         r = None if rounding is None else rounding[compared]
     else:  # every component compared: the arrays themselves
         g, a, e, r = grad, value, error, rounding
-    scale = fd.scaled_norm(g) + fd.scaled_norm(a)
-    gap = fd.scaled_norm(g - a)
-    spread = fd.scaled_norm(e) if rounding is None else fd.block_error(e, r)
+    # Norms in slices: no temporary the size of the whole set (a full check of L).
+    n = g.size
+    scale = fd.norm_in_slices(n, lambda s: np.abs(g[s])) + fd.norm_in_slices(n, lambda s: np.abs(a[s]))
+    gap = fd.norm_in_slices(n, lambda s: np.abs(g[s] - a[s]))
+    spread = fd.norm_in_slices(n, lambda s: np.abs(e[s])) if rounding is None else fd.block_error_in_slices(e, r)
     if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
@@ -239,7 +242,8 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
         undecided = state[compared] == fd.UNDECIDED
         if undecided.any():  # (the plain error differs only there: its norm is needed only then)
             plain = plain_error[compared]
-            plain_spread = fd.scaled_norm(plain) if rounding is None else fd.block_error(plain, rounding[compared])
+            plain_spread = (fd.norm_in_slices(plain.size, lambda s: np.abs(plain[s])) if rounding is None
+                            else fd.block_error_in_slices(plain, rounding[compared]))
             if difference > threshold + plain_spread / scale:
                 reasons.append(
                     f"{int(undecided.sum())} component(s) differ from their numerical values by more than the "
@@ -295,12 +299,14 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
 def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, threshold, layout, size,
             reference) -> tuple[BlockResult, ...]:
     # The indices are ascending (Report.build sorts them): each block is one run of them.
-    n = estimate.indices.size
+    n = estimate.approx.size
+    indices = stored(estimate, "indices")  # None: 0 .. n - 1
     if layout is None:
         names, shapes, bounds = ("theta",), ((size,),), (0, n)
     else:
         names, shapes = layout.names, layout.shapes
-        bounds = (0, *np.searchsorted(estimate.indices, layout._ends, side="left").tolist())
+        ends = np.minimum(layout._ends, n) if indices is None else np.searchsorted(indices, layout._ends, side="left")
+        bounds = (0, *ends.tolist())
     results = []
     for b, (name, shape) in enumerate(zip(names, shapes)):
         members = slice(bounds[b], bounds[b + 1])
@@ -345,7 +351,8 @@ class Report:
         Analytic and numerical derivatives of the checked components, and the
         measured error of each numerical value.
     indices : numpy.ndarray
-        The checked components (int64, ascending).
+        The checked components (int64, ascending). A full check stores none:
+        each read makes ``arange(size)`` (read-only).
     blocks : tuple of BlockResult
         Each block's own check: failing first, then inconclusive, then passing.
     noise_level : float
@@ -359,7 +366,7 @@ class Report:
     eps: float | None
     grad: np.ndarray
     approx: np.ndarray
-    indices: np.ndarray
+    indices: np.ndarray = EveryComponentWhenNone()
     blocks: tuple[BlockResult, ...]
     layout: Layout | None
     method: str
@@ -396,8 +403,8 @@ class Report:
         (read-only) or overwrites them instead of copying.
         """
         terms, notes = tuple(terms), tuple(notes)
-        indices = estimate.indices
-        if indices.size > 1 and not bool(np.all(indices[1:] > indices[:-1])):
+        indices = stored(estimate, "indices")  # None: every component, in order
+        if indices is not None and indices.size > 1 and not bool(np.all(indices[1:] > indices[:-1])):
             order = np.argsort(indices, kind="stable")
             estimate = estimate.subset(order)
             grad = grad[order]
@@ -407,7 +414,8 @@ class Report:
             rounding = error  # the same values (every error is rounding): one array
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding,
                       plain_error=plain_error)
-        reference = fd.scaled_norm(grad) + fd.scaled_norm(value)
+        reference = (fd.norm_in_slices(grad.size, lambda s: np.abs(grad[s]))
+                     + fd.norm_in_slices(value.size, lambda s: np.abs(value[s])))
         blocks = _blocks(grad, value, error, rounding, plain_error, estimate, threshold, layout, size, reference)
         # The blocks' reasons, named; the whole check's only where no block gave one.
         reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
@@ -431,7 +439,7 @@ class Report:
         return cls(
             verdict=verdict, difference=whole.difference, threshold=float(threshold), tolerance=whole.tolerance,
             eps=estimate.eps, grad=keep(grad), approx=keep(estimate.approx),
-            indices=_readonly(estimate.indices), blocks=blocks, layout=layout, method=estimate.method, mode=mode,
+            indices=_readonly_or_none(stored(estimate, "indices")), blocks=blocks, layout=layout, method=estimate.method, mode=mode,
             size=int(size), cost_value=estimate.cost_value, error=_frozen(error),
             rounding=error if rounding is error else _frozen(rounding), steps=shared(estimate.steps),
             state=keep(estimate.state), low=shared(estimate.low), high=shared(estimate.high),
@@ -480,7 +488,7 @@ class Report:
     def estimate(self) -> Estimate:
         """The numerical side of this report as an :class:`Estimate`."""
         grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[self.grad_dtype] * np.abs(self.grad)
-        return Estimate(indices=self.indices, approx=self.approx, error=self._numerical_error(),
+        return Estimate(indices=stored(self, "indices"), approx=self.approx, error=self._numerical_error(),
                         rounding=np.maximum(self.rounding - grad_rounding, 0.0), steps=self.steps,
                         state=self.state, low=self.low, high=self.high, method=self.method, eps=self.eps,
                         cost_value=self.cost_value, noise_level=self.noise_level)
@@ -516,7 +524,7 @@ class Report:
 
     @property
     def checked(self) -> int:
-        return int(self.indices.size)
+        return int(self.approx.size)
 
     @property
     def failing_blocks(self) -> tuple[str, ...]:
@@ -560,8 +568,9 @@ class Report:
         key = np.lexsort((-error[candidates], -np.nan_to_num(scores[candidates], nan=np.inf)))
         order = candidates[key][: max(int(k), 0)]
         result = []
+        indices = self.indices  # (made once: a full check stores none)
         for r in order:
-            index = int(self.indices[r])
+            index = int(indices[r])
             block, position = self._locate(index)
             result.append(Component(
                 index=index, block=block, position=position, grad=float(self.grad[r]),
@@ -604,6 +613,10 @@ class Report:
 
     def __bool__(self) -> bool:
         return self.passed
+
+
+def _readonly_or_none(array: np.ndarray | None) -> np.ndarray | None:
+    return None if array is None else _readonly(array)
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

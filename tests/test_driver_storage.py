@@ -286,3 +286,33 @@ def test_a_deterministic_first_pass_stores_no_values():
                                         np.zeros(theta.size, np.uint8), 1)
             work.first_pass()
         assert (None if work.first is None else work.first[0].shape[0]) == stored
+
+
+def test_a_full_check_keeps_no_array_of_its_indices():
+    # A full check covers 0..n-1 in order: the report and its estimate store
+    # None and make the array when read; any other selection is kept as given.
+    import pickle
+
+    import fastgrad
+    from fastgrad._compact import stored
+
+    theta = np.linspace(-1.0, 1.0, 30)
+    cost = lambda t: float(np.sum(np.sin(t)))  # noqa: E731
+    full = fastgrad.gradcheck(cost, np.cos(theta), theta, progress=False)
+    assert stored(full, "indices") is None
+    np.testing.assert_array_equal(full.indices, np.arange(30))
+    assert full.indices.dtype == np.int64 and not full.indices.flags.writeable
+    assert stored(full.estimate(), "indices") is None and len(full.estimate()) == 30
+    again = pickle.loads(pickle.dumps(full))
+    assert stored(again, "indices") is None
+    np.testing.assert_array_equal(again.indices, np.arange(30))
+    some = fastgrad.gradcheck(cost, np.cos(theta), theta, indices=[29, 3, 7], progress=False)
+    np.testing.assert_array_equal(stored(some, "indices"), [3, 7, 29])
+    # Every component named explicitly is the same check as none named.
+    named = fastgrad.gradcheck(cost, np.cos(theta), theta, indices=np.arange(30), progress=False)
+    np.testing.assert_array_equal(named.approx, full.approx)
+    merged = fastgrad.merge_reports(full)
+    np.testing.assert_array_equal(merged.indices, np.arange(30))
+    estimate = fastgrad.estimate_gradient(cost, theta)
+    assert stored(estimate, "indices") is None
+    np.testing.assert_array_equal(estimate.indices, np.arange(30))
