@@ -608,7 +608,7 @@ class _Measurement:
         everywhere (every block verified) is stored as one value.
         """
         threshold, target = self.opts.threshold, None
-        error_all, rounding_all = self.analysis.error, self.analysis.rounding
+        error_all = self.analysis.error
         for b, members in _each_block(self.block_ids, self.n_blocks):
             if fd._count(members) == 0:
                 continue
@@ -618,7 +618,7 @@ class _Measurement:
                 # The block in row slices: its temporaries stay slice-sized.
                 for rows in _slices(members, _DECIDE_ROWS):
                     error = self._grad_error(rows)
-                    rounding = error + rounding_all[rows]
+                    rounding = error + self._rounding_at(rows)
                     error += error_all[rows]
                     yield error, rounding
 
@@ -808,7 +808,7 @@ class _Measurement:
         widened = ~settled & ~no_answer & within_factor
         if widened.any():
             again = todo[widened]
-            _writable(self.analysis, "error")[again] += gap[widened]
+            self._put_field("error", again, self.analysis.error[again] + gap[widened])
             self.state[again] = self._decide(again, self._analysis_at(again), final=True)
         aliased = todo[~settled & ~widened]
         self.state[aliased] = fd.UNRESOLVED
@@ -872,7 +872,19 @@ class _Measurement:
         if self.measured is not None:
             return self.measured
         done = self.n if done is None else done
-        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at)
+        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at,
+                       rounding=self._rounding_at(slice(None)) if self._rounding_held() else None)
+
+    def _rounding_held(self) -> bool:
+        """Some rows' rounding is in the overlay (it was the error array's, see _put_field)."""
+        return self.overlay is not None and "rounding" in self.overlay.values and self.overlay.rows.size > 0
+
+    def _rounding_at(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The rounding of ``rows`` (a copy), the overlay's values included."""
+        rounding = np.array(self.analysis.rounding[rows])
+        if self.overlay is not None:
+            self.overlay.apply("rounding", rounding, rows)
+        return rounding
 
     def _components(self, rows: slice | np.ndarray) -> np.ndarray:
         """The int64 components of theta at ``rows`` (a slice, or positions)."""
@@ -900,7 +912,20 @@ class _Measurement:
         A field that holds one repeated value (a read-only zero-stride array) is
         not made a full array when a few rows change: those rows' values go to
         the overlay. The fields read for every row (_READ_IN_FULL) are made full.
+        Where the first pass left ``rounding`` the same array as ``error`` (see
+        _Columns), the rounding of rows written is kept in the overlay: written
+        there, and held there before their error changes.
         """
+        if name in ("error", "rounding") and self.analysis.rounding is self.analysis.error:
+            if self.overlay is None:
+                self.overlay = _Overlay(self.work, self.analysis, also=("rounding",))
+            if name == "rounding":
+                self.overlay.write(name, rows, value, self.analysis)
+                return
+            self.overlay.hold(rows, self.analysis)  # their rounding: the error they have now
+        elif name == "rounding" and self.overlay is not None and name in self.overlay.values:
+            self.overlay.write(name, rows, value, self.analysis)
+            return
         target = getattr(self.analysis, name)
         if target.flags.writeable:
             target[rows] = value
@@ -943,16 +968,17 @@ class _Overlay:
     """Values of some analysis fields at a few rows, over a field that repeats one value elsewhere.
 
     The fields are those of ``analysis`` that are read-only (zero-stride) when
-    the overlay is made, except those read for every row (_READ_IN_FULL); ``rows`` (sorted)
-    starts as the components refinement may write, and grows when others are
-    written. Reading a field at any rows: the repeated value, then these.
+    the overlay is made, except those read for every row (_READ_IN_FULL), and
+    those named in ``also``; ``rows`` (sorted) starts as the components
+    refinement may write, and grows when others are written. Reading a field
+    at any rows: the array's values, then these.
     """
 
-    def __init__(self, rows: np.ndarray, analysis: fd.Analysis) -> None:
+    def __init__(self, rows: np.ndarray, analysis: fd.Analysis, also: tuple[str, ...] = ()) -> None:
         self.rows = np.unique(rows)
         self.values = {name: np.array(getattr(analysis, name)[self.rows])
                        for name in fd.Analysis.__dataclass_fields__
-                       if name not in _READ_IN_FULL and not getattr(analysis, name).flags.writeable}
+                       if name in also or (name not in _READ_IN_FULL and not getattr(analysis, name).flags.writeable)}
 
     def _find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where ``rows`` lie in ``self.rows``, and which of them are there."""
@@ -969,10 +995,23 @@ class _Overlay:
             for name, values in self.values.items():
                 getattr(part, name)[found] = values[place[found]]
 
-    def write(self, name: str, rows: np.ndarray, value, analysis: fd.Analysis) -> None:
+    def apply(self, name: str, out: np.ndarray, rows: slice | np.ndarray) -> None:
+        """Put field ``name``'s held values into ``out``, the field at ``rows`` (a slice of step 1, or positions)."""
+        if name not in self.values or not self.rows.size:
+            return
+        if isinstance(rows, slice):
+            start = rows.start or 0
+            stop = self.rows[-1] + 1 if rows.stop is None else rows.stop
+            first, last = np.searchsorted(self.rows, [start, stop])
+            out[self.rows[first:last] - start] = self.values[name][first:last]
+        else:
+            place, found = self._find(rows)
+            out[found] = self.values[name][place[found]]
+
+    def hold(self, rows: np.ndarray, analysis: fd.Analysis) -> None:
+        """Hold ``rows`` from now on: those not yet held, with the values they have now."""
         place, found = self._find(rows)
         if not found.all():
-            # Rows not yet held: held from now on, with the values they have now.
             grown = np.union1d(self.rows, rows)
             for field, values in self.values.items():
                 now = np.array(getattr(analysis, field)[grown])
@@ -980,7 +1019,10 @@ class _Overlay:
                 now[held] = values[where[held]]
                 self.values[field] = now
             self.rows = grown
-            place, found = self._find(rows)
+
+    def write(self, name: str, rows: np.ndarray, value, analysis: fd.Analysis) -> None:
+        self.hold(rows, analysis)
+        place, _ = self._find(rows)
         self.values[name][place] = value
 
 
@@ -1035,6 +1077,14 @@ def _same_bits(values: np.ndarray, one: np.ndarray) -> bool:
     return bool(np.all(values.view(kind) == one.view(kind)[0]))
 
 
+def _same_bits_everywhere(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` have the same dtype and shape and the same bits in every entry (NaN included)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    kind = f"u{a.dtype.itemsize}"
+    return bool(np.array_equal(a.view(kind), b.view(kind)))
+
+
 def _compact(values: np.ndarray) -> np.ndarray:
     """``values``, or a zero-stride view of its one value when every entry has the same bits."""
     if values.ndim == 1 and values.size > 1 and values.strides[0] != 0 and _same_bits(values, values[:1]):
@@ -1055,15 +1105,33 @@ class _Columns:
     """An :class:`fd.Analysis` of ``n`` rows assembled from consecutive slices.
 
     A field whose rows all have the same bits is kept as one value (a
-    zero-stride view); the others as full arrays.
+    zero-stride view); the others as full arrays. While every row's rounding
+    has the bits of its error (a first pass: one pair tells no truncation),
+    rounding is not stored: the analysis's ``rounding`` is its ``error`` array
+    itself (see :meth:`_Measurement._put_field` for how writes keep them apart).
     """
 
     def __init__(self, n: int) -> None:
         self.n, self.full, self.one, self.filled = n, {}, {}, 0
+        self.rounding_is_error = True
+
+    def _stored(self, name: str, rows: slice) -> np.ndarray:
+        """Field ``name`` at ``rows`` (already put) as stored."""
+        return self.full[name][rows] if name in self.full else np.broadcast_to(self.one[name], (rows.stop - rows.start,))
 
     def put(self, rows: slice, part: fd.Analysis) -> None:
         for name in fd.Analysis.__dataclass_fields__:
             value = np.asarray(getattr(part, name))
+            if name == "rounding" and self.rounding_is_error:
+                if _same_bits_everywhere(value, np.asarray(part.error)):
+                    continue
+                # Apart from here on: the rows before have the rounding of their error.
+                self.rounding_is_error = False
+                full = np.empty(self.n, dtype=value.dtype)
+                full[: rows.start] = self._stored("error", slice(0, rows.start))
+                full[rows] = value
+                self.full[name] = full
+                continue
             if name in self.full:
                 self.full[name][rows] = value
                 continue
@@ -1077,23 +1145,30 @@ class _Columns:
             self.full[name] = full
 
     def analysis(self) -> fd.Analysis:
-        return fd.Analysis(**{name: self.full[name] if name in self.full else _repeated(self.one[name][0], self.n)
-                              for name in fd.Analysis.__dataclass_fields__})
+        fields = {name: self.full[name] if name in self.full else _repeated(self.one[name][0], self.n)
+                  for name in fd.Analysis.__dataclass_fields__ if not (name == "rounding" and self.rounding_is_error)}
+        if self.rounding_is_error:
+            fields["rounding"] = fields["error"]  # one array, the same object
+        return fd.Analysis(**fields)
 
 
-def _finish(analysis, state, steps, low, high, done, at=None) -> Measured:
+def _finish(analysis, state, steps, low, high, done, at=None, rounding=None) -> Measured:
     """The measured values; their arrays may share memory with ``analysis`` (read, never written).
 
     ``at(rows)``: the analysis of ``rows`` (default: ``analysis``'s own rows).
+    ``rounding``: every row's rounding, a new array (default: ``analysis.rounding``).
     """
     n = state.size
     low = _repeated(np.float64(np.nan), n) if low is None else low
     high = _repeated(np.float64(np.nan), n) if high is None else high
     kink = analysis.kink & np.isin(state, (fd.KINK_AGREE, fd.KINK_WRONG))
+    given = rounding is not None  # (a new array: the minimum below may overwrite it)
+    rounding = analysis.rounding if rounding is None else rounding
     if not kink.any():
         # Nothing at a kink: the errors stand as analysed.
         error = analysis.error
-        rounding = np.minimum(analysis.rounding, error)
+        if rounding is not error:  # (the same array: every row's rounding is its error)
+            rounding = np.minimum(rounding, error, out=rounding if given else None)
         return Measured(analysis.approx, _compact(error), _compact(rounding), state, steps, low, high, done)
     kinked = np.flatnonzero(kink)
     sub = _rows(analysis, kinked) if at is None else at(kinked)
@@ -1104,7 +1179,7 @@ def _finish(analysis, state, steps, low, high, done, at=None) -> Measured:
         high[kinked[no_bracket]] = np.maximum(sub.left, sub.right)[no_bracket]
     error = np.array(analysis.error)
     error[kinked] = sub.side_error
-    rounding = np.minimum(analysis.rounding, error)
+    rounding = np.minimum(rounding, error, out=rounding if given else None)
     rounding[kinked] = 0.0  # a range's width is not noise
     return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
 

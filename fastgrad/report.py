@@ -173,18 +173,29 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     if kink.any():
         value = value.copy()
         value[kink] = np.clip(grad[kink], estimate.low[kink], estimate.high[kink])
-    grad_rounding = np.abs(grad)
-    grad_rounding *= fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]
     undecided = state == fd.UNDECIDED
     widened = bool(undecided.any())
     # The plain error before any is widened (a new array only where one is).
-    plain_error = estimate.error + grad_rounding if widened else None
+    plain_error = np.array(estimate.error, dtype=np.float64) if widened else None
+    # One array for both where every error is rounding (the driver's first pass):
+    # rounding is then error's, copied before error is widened in place.
+    same = estimate.rounding is estimate.error
+    rounding = np.array(estimate.rounding, dtype=np.float64) if same and widened else None
     error = _own(estimate.error, owned)
     if widened:
         error[undecided] *= fd.WRONG_FACTOR
-    error += grad_rounding
-    rounding = _own(estimate.rounding, owned)
-    rounding += grad_rounding
+    if same and not widened:
+        rounding = error  # (rounding + grad's rounding: error's bits)
+    elif rounding is None:
+        rounding = _own(estimate.rounding, owned)
+    # grad's own rounding added to each, in slices (no temporary of every component).
+    unit = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]
+    for start in range(0, error.size, fd.SLICE_ROWS):
+        rows = slice(start, start + fd.SLICE_ROWS)
+        grad_rounding = np.abs(grad[rows])
+        grad_rounding *= unit
+        for array in {id(a): a for a in (error, rounding, plain_error) if a is not None}.values():
+            array[rows] += grad_rounding
     return value, error, rounding, (error if plain_error is None else plain_error)
 
 

@@ -75,6 +75,27 @@ def test_columns_assemble_the_analysis_of_every_row():
         a, b = getattr(whole, name), getattr(assembled, name)
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(np.ascontiguousarray(b).view(f"u{a.itemsize}"), a.view(f"u{a.itemsize}"))
+    # A first pass's rounding is its error: one array, not two.
+    assert np.array_equal(whole.rounding.view(np.uint64), whole.error.view(np.uint64))
+    assert assembled.rounding is assembled.error
+
+
+@pytest.mark.parametrize("apart_from", [0, 3, 5])
+def test_columns_keep_rounding_apart_from_the_first_piece_where_it_differs(apart_from):
+    rng = np.random.default_rng(apart_from)
+    n, size = 120, 20
+    parts = [_random_analysis(rng, size) for _ in range(n // size)]
+    for i, part in enumerate(parts):
+        if i < apart_from:
+            part.rounding = part.error.copy()
+    columns = _driver._Columns(n)
+    for i, part in enumerate(parts):
+        columns.put(slice(i * size, (i + 1) * size), part)
+    assembled = columns.analysis()
+    assert assembled.rounding is not assembled.error
+    for name in ("error", "rounding", "approx"):
+        expected = np.concatenate([getattr(p, name) for p in parts])
+        np.testing.assert_array_equal(getattr(assembled, name).view(np.uint64), expected.view(np.uint64))
 
 
 def _random_analysis(rng, n, repeated=()):
@@ -94,16 +115,21 @@ def _random_analysis(rng, n, repeated=()):
     return fd.Analysis(**fields)
 
 
+@pytest.mark.parametrize("aliased", [False, True])
 @pytest.mark.parametrize("seed", range(10))
-def test_fields_written_at_a_few_rows_read_back_as_full_arrays_would(seed):
+def test_fields_written_at_a_few_rows_read_back_as_full_arrays_would(seed, aliased):
     # The measurement keeps a repeated field's few refined rows in an overlay
     # instead of a full array: every read must see what a full array would hold.
+    # ``aliased``: rounding is the error array itself (a first pass), and the
+    # rows whose error or rounding is written have their rounding held apart.
     rng = np.random.default_rng(seed)
     n = 200
     repeated = ("kink", "right", "left", "side_error", "best_level", "confirmed", "established")
     work = np.sort(rng.choice(n, 30, replace=False))
     measurement = _driver._Measurement.__new__(_driver._Measurement)
     measurement.analysis = _random_analysis(rng, n, repeated)
+    if aliased:
+        measurement.analysis.rounding = measurement.analysis.error
     measurement.work, measurement.overlay = work, None
     reference = fd.Analysis(**{name: np.array(getattr(measurement.analysis, name))
                                for name in fd.Analysis.__dataclass_fields__})
@@ -121,8 +147,19 @@ def test_fields_written_at_a_few_rows_read_back_as_full_arrays_would(seed):
         width = rng.random(rows.size)
         measurement._put_field("side_error", rows, width)
         reference.side_error[rows] = width
+    # The error alone (the off-grid check widens it), at held rows and others.
+    never_held = np.setdiff1d(np.arange(n), work)[7:12]
+    for rows in (np.r_[outside[3:6], never_held[:2]], np.r_[work[5:8], never_held[2:]]):
+        widened = measurement.analysis.error[rows] + rng.random(rows.size)
+        measurement._put_field("error", rows, widened)
+        reference.error[rows] = widened
     assert not measurement.analysis.right.flags.writeable  # never made a full array
-    for rows in (np.arange(n), rng.permutation(n)[:50], work, outside):
+    assert (measurement.analysis.rounding is measurement.analysis.error) == aliased  # never made a second array
+    for rows in (np.arange(n), rng.permutation(n)[:50], work, outside, slice(0, n), slice(17, 140)):
+        np.testing.assert_array_equal(measurement._rounding_at(rows).view(np.uint64),
+                                      reference.rounding[rows].view(np.uint64))
+        if isinstance(rows, slice):
+            continue
         got = measurement._analysis_at(rows)
         for name in fd.Analysis.__dataclass_fields__:
             expected = getattr(reference, name)[rows]
@@ -131,7 +168,9 @@ def test_fields_written_at_a_few_rows_read_back_as_full_arrays_would(seed):
     state = rng.choice([fd.AGREE, fd.KINK_AGREE, fd.KINK_WRONG, fd.WRONG], n).astype(np.int8)
     low = np.where(rng.random(n) < 0.5, np.nan, rng.standard_normal(n))
     steps = np.full(n, 1e-5)
-    got = _driver._finish(measurement.analysis, state, steps, low, low + 1.0, n, measurement._analysis_at)
+    measurement.measured, measurement.n, measurement.state, measurement.steps = None, n, state, steps
+    measurement.low, measurement.high = low, low + 1.0
+    got = measurement.result()
     expected = _driver._finish(reference, state, steps, low, low + 1.0, n)
     for name in ("approx", "error", "rounding", "state", "low", "high"):
         np.testing.assert_array_equal(np.asarray(getattr(got, name)).view(np.uint8),
@@ -157,7 +196,7 @@ def test_block_scales_and_precision_targets_match_the_per_component_rules(seed):
     measurement.analysis.approx[rng.random(n) < 0.05] = np.nan
     measurement.grad = rng.standard_normal(n)
     measurement.opts = SimpleNamespace(threshold=1e-7, grad_dtype=("float64", "float32")[seed % 3 == 0])
-    measurement.block_ids, measurement.n_blocks = block_ids, n_blocks
+    measurement.block_ids, measurement.n_blocks, measurement.overlay = block_ids, n_blocks, None
     magnitude = np.where(np.isfinite(measurement.analysis.approx),
                          np.abs(measurement.grad) + np.abs(measurement.analysis.approx), 0.0)
     scale_floor = fd.block_rms(magnitude, block_ids, n_blocks)
