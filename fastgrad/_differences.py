@@ -244,11 +244,16 @@ def base_steps(theta_values: np.ndarray, rho: float, method: str) -> np.ndarray:
     """Nominal step of each component (see the module docstring)."""
     if method == "complex":
         return 1e-20 * np.maximum(1.0, np.abs(theta_values))
+    return np.full(theta_values.shape, base_step(rho, method))
+
+
+def base_step(rho: float, method: str) -> np.float64:
+    """The nominal step of every component of a real method (``base_steps``' one value)."""
     # The same absolute step for every component: the cost's noise is absolute, so
     # rounding does not grow with |theta_k|, while a step scaled by a large weight
     # (a saturated unit, |w| ~ 1e3) lands far outside the region where the cost is
     # smooth. Components that need another step get one from the table.
-    return np.full(theta_values.shape, rho ** _STEP_POWER[method])
+    return np.float64(rho ** _STEP_POWER[method])
 
 
 def level_points(
@@ -936,11 +941,19 @@ def norm_in_slices(n: int, part) -> float:
     return scaled_norm_in_parts(lambda: (part(slice(i, min(n, i + SLICE_ROWS))) for i in range(0, n, SLICE_ROWS)))
 
 
-def block_error_in_slices(error: np.ndarray, rounding: np.ndarray) -> float:
-    """``block_error(error, rounding)`` in slices of SLICE_ROWS (the arrays are not written)."""
+def block_error_in_slices(error: np.ndarray, rounding) -> float:
+    """``block_error(error, rounding)`` in slices of SLICE_ROWS (the arrays are not written);
+    ``rounding`` an array or a :class:`~fastgrad._compact.Patch` over ``error``."""
+    from fastgrad._compact import rounding_rows
+
     n = error.size
-    return block_error_in_parts(lambda: ((np.array(error[i:i + SLICE_ROWS]), np.array(rounding[i:i + SLICE_ROWS]))
-                                         for i in range(0, n, SLICE_ROWS)), n)
+
+    def parts():
+        for i in range(0, n, SLICE_ROWS):
+            rows = slice(i, min(n, i + SLICE_ROWS))
+            yield np.array(error[rows]), np.array(rounding_rows(rounding, error, rows))
+
+    return block_error_in_parts(parts, n)
 
 
 def block_rms(magnitude: np.ndarray, block_ids: np.ndarray, n_blocks: int) -> np.ndarray:

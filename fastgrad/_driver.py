@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastgrad import _differences as fd
+from fastgrad._compact import Patch
 from fastgrad._layout import Layout
 from fastgrad._memory import require_memory
 from fastgrad._threads import blas_on_one_thread
@@ -374,7 +375,8 @@ class _Measurement:
             self.steps = _repeated(np.float64(opts.eps), n)
             _check_explicit_step(base, self.steps, self._components)
         else:
-            self.steps = _compact(fd.base_steps(base, fd.relative_noise(sigma, engine.cost_value), opts.method))
+            # One step for every component (see fd.base_steps): stored once.
+            self.steps = _repeated(fd.base_step(fd.relative_noise(sigma, engine.cost_value), opts.method), n)
         # The table's step base per component: the first step, moved up with the
         # row's window when rounding keeps asking for larger steps (a copy of
         # ``steps`` made on the first move: see _next_levels).
@@ -601,13 +603,14 @@ class _Measurement:
         return _grad_rounding(self.grad[rows], self.opts)
 
     def _update_precision(self) -> None:
-        """Each component's error target, from the errors measured so far.
+        """Which blocks are not yet verified, from the errors measured so far.
 
-        ``fd.precision_targets`` of the errors plus grad's rounding, one block at
-        a time: the temporaries are one block's, and a target of infinity
-        everywhere (every block verified) is stored as one value.
+        ``fd.precision_targets``' rule, one block at a time in row slices (the
+        temporaries are a slice's); each component's target is made where it
+        is read (:meth:`_precision`), so no array of them is kept.
         """
-        threshold, target = self.opts.threshold, None
+        threshold = self.opts.threshold
+        self.unverified = np.zeros(self.n_blocks, bool)
         error_all = self.analysis.error
         for b, members in _each_block(self.block_ids, self.n_blocks):
             if fd._count(members) == 0:
@@ -623,15 +626,22 @@ class _Measurement:
                     yield error, rounding
 
             spread = fd.block_error_in_parts(parts, fd._count(members))
-            if not (spread <= threshold * scale):
-                if target is None:
-                    target = np.full(self.grad.size, np.inf)
-                target[members] = threshold * np.maximum(self._magnitude(members), self.block_scale[b])
-        self.precision = _repeated(np.float64(np.inf), self.grad.size) if target is None else _compact(target)
+            self.unverified[b] = not (spread <= threshold * scale)
+
+    def _precision(self, rows) -> np.ndarray:
+        """The error target of components ``rows``: the threshold's share of ``max(|g| + |a|, block scale)``
+        in a block not yet verified, infinity in the others (see :meth:`_update_precision`)."""
+        ids = self.block_ids[rows]
+        target = np.full(ids.size, np.inf)
+        open_blocks = self.unverified[ids]
+        if open_blocks.any():
+            target[open_blocks] = self.opts.threshold * np.maximum(self._magnitude(rows)[open_blocks],
+                                                                   self.block_scale[ids[open_blocks]])
+        return target
 
     def _decide(self, rows, analysis, **options) -> np.ndarray:
         return fd.decide(self.grad[rows], analysis, self.opts.threshold, self.block_scale[self.block_ids[rows]],
-                         extra_error=self._grad_error(rows), precision=self.precision[rows], **options)
+                         extra_error=self._grad_error(rows), precision=self._precision(rows), **options)
 
     def _level_points(self, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Points and offsets of components ``rows`` at step levels ``columns`` (both sides)."""
@@ -659,7 +669,7 @@ class _Measurement:
         # against the discrepancy for "wrong" to be told (then one more adjacent
         # level only confirms the pair, no jump).
         discrepancy = np.abs(self.grad[todo] - analysis.approx)
-        wanted = np.minimum(self.precision[todo], discrepancy / (2.0 * fd.WRONG_FACTOR))
+        wanted = np.minimum(self._precision(todo), discrepancy / (2.0 * fd.WRONG_FACTOR))
         target = fd.next_levels(sub, analysis, wanted=wanted, level_cap=level_cap, level_floor=level_floor)
         # Past either end of the table: the row's window moves (up, or down for a negative target).
         over = np.where(target == fd.NO_LEVEL, 0, np.maximum(target - (fd.LEVELS.size - 1), 0)
@@ -867,13 +877,23 @@ class _Measurement:
         hidden[rows] = _examples_at_kinks(engine, self._components(rows), self.base[rows], self.steps[rows])
         return hidden
 
-    def result(self, done: int | None = None) -> Measured:
-        """The measured derivatives of the first ``done`` components (default: all)."""
+    def result(self, done: int | None = None, patched: bool = False) -> Measured:
+        """The measured derivatives of the first ``done`` components (default: all).
+
+        ``patched``: the rounding may be a :class:`Patch` over the error (where
+        the first pass left them one array, and refinement changed a few rows).
+        """
         if self.measured is not None:
             return self.measured
         done = self.n if done is None else done
+        rounding = None
+        if self._rounding_held():
+            if patched and self.analysis.rounding is self.analysis.error:
+                rounding = Patch(self.overlay.rows, self.overlay.values["rounding"])
+            else:
+                rounding = self._rounding_at(slice(None))
         return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at,
-                       rounding=self._rounding_at(slice(None)) if self._rounding_held() else None)
+                       rounding=rounding)
 
     def _rounding_held(self) -> bool:
         """Some rows' rounding is in the overlay (it was the error array's, see _put_field)."""
@@ -1056,7 +1076,7 @@ def _view(analysis: fd.Analysis, rows: slice) -> fd.Analysis:
 #: Rows per call of ``decide`` over every component (bounds its temporaries).
 _DECIDE_ROWS = 1 << 16
 #: Rows per piece of the first pass (bounds the temporaries of a time-sized chunk).
-_FIRST_PASS_ROWS = 1 << 16
+_FIRST_PASS_ROWS = 1 << 14
 
 
 def _repeated(value: np.generic, n: int) -> np.ndarray:
@@ -1156,7 +1176,8 @@ def _finish(analysis, state, steps, low, high, done, at=None, rounding=None) -> 
     """The measured values; their arrays may share memory with ``analysis`` (read, never written).
 
     ``at(rows)``: the analysis of ``rows`` (default: ``analysis``'s own rows).
-    ``rounding``: every row's rounding, a new array (default: ``analysis.rounding``).
+    ``rounding``: every row's rounding, a new array, or a :class:`Patch` over
+    ``analysis.error`` (default: ``analysis.rounding``); a patch gives a patch.
     """
     n = state.size
     low = _repeated(np.float64(np.nan), n) if low is None else low
@@ -1166,10 +1187,14 @@ def _finish(analysis, state, steps, low, high, done, at=None, rounding=None) -> 
     rounding = analysis.rounding if rounding is None else rounding
     if not kink.any():
         # Nothing at a kink: the errors stand as analysed.
-        error = analysis.error
-        if rounding is not error:  # (the same array: every row's rounding is its error)
-            rounding = np.minimum(rounding, error, out=rounding if given else None)
-        return Measured(analysis.approx, _compact(error), _compact(rounding), state, steps, low, high, done)
+        error = _compact(analysis.error)
+        if isinstance(rounding, Patch):
+            rounding = Patch(rounding.rows, np.minimum(rounding.values, error[rounding.rows]))
+        elif rounding is analysis.error:
+            rounding = error  # every row's rounding is its error: one array
+        else:
+            rounding = _compact(np.minimum(rounding, error, out=rounding if given else None))
+        return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
     kinked = np.flatnonzero(kink)
     sub = _rows(analysis, kinked) if at is None else at(kinked)
     no_bracket = np.isnan(low[kinked])
@@ -1179,6 +1204,11 @@ def _finish(analysis, state, steps, low, high, done, at=None, rounding=None) -> 
         high[kinked[no_bracket]] = np.maximum(sub.left, sub.right)[no_bracket]
     error = np.array(analysis.error)
     error[kinked] = sub.side_error
+    if isinstance(rounding, Patch):  # over analysis.error: the kinks' rows join it
+        rows = np.union1d(rounding.rows, kinked)
+        values = np.minimum(rounding.over(analysis.error, rows), error[rows])
+        values[np.isin(rows, kinked)] = 0.0  # a range's width is not noise
+        return Measured(analysis.approx, error, Patch(rows, values), state, steps, low, high, done)
     rounding = np.minimum(rounding, error, out=rounding if given else None)
     rounding[kinked] = 0.0  # a range's width is not noise
     return Measured(analysis.approx, error, rounding, state, steps, low, high, done)
@@ -1367,7 +1397,7 @@ def run_check(
                 interrupted=True,
             )
             raise CheckInterrupted(report, f"check interrupted after {partial.done} of {n} components") from None
-    measured = work.result()
+    measured = work.result(patched=True)
     del work, base  # the measurement's own arrays go before the report's are made
     if opts.method == "complex" and real_engine is not None:
         measured, notes = _recheck_complex(measured, real_engine, grad, opts, layout, indices, block_ids, n_blocks,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fastgrad import _differences as fd
-from fastgrad._compact import EveryComponentWhenNone
+from fastgrad._compact import EveryComponentWhenNone, RoundingOfError
 from fastgrad._driver import CheckInterrupted, NonFiniteCostError, estimate
 from fastgrad._options import resolve_options
 from fastgrad._validation import as_float_vector
@@ -47,7 +47,9 @@ class Estimate:
         Its measured error bound (rounding from the cost's measured noise, plus
         truncation where the table estimated it).
     rounding : numpy.ndarray
-        The rounding part of ``error`` (independent between components).
+        The rounding part of ``error`` (independent between components). Where
+        it equals ``error`` but at a few components, only those are stored, and
+        each read makes the array (read-only).
     steps : numpy.ndarray
         The base step of each component.
     state : numpy.ndarray
@@ -67,7 +69,7 @@ class Estimate:
     indices: np.ndarray = EveryComponentWhenNone()
     approx: np.ndarray
     error: np.ndarray
-    rounding: np.ndarray
+    rounding: np.ndarray = RoundingOfError()
     steps: np.ndarray
     state: np.ndarray
     low: np.ndarray

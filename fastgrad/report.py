@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fastgrad import _differences as fd
-from fastgrad._compact import EveryComponentWhenNone, stored
+from fastgrad._compact import EveryComponentWhenNone, Patch, RoundingOfError, rounding_rows, stored
 from fastgrad._layout import Layout
 from fastgrad._options import DIRECTION_REDRAWS
 from fastgrad.numerical import Estimate, merge_estimates
@@ -178,16 +178,26 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     # The plain error before any is widened (a new array only where one is).
     plain_error = np.array(estimate.error, dtype=np.float64) if widened else None
     # One array for both where every error is rounding (the driver's first pass):
-    # rounding is then error's, copied before error is widened in place.
-    same = estimate.rounding is estimate.error
-    rounding = np.array(estimate.rounding, dtype=np.float64) if same and widened else None
+    # rounding is then error's, copied before error is widened in place. Or
+    # error's but at a few rows (a Patch): the widened rows join those.
+    kept = stored(estimate, "rounding")
+    same = kept is estimate.error
+    patch = None
+    if isinstance(kept, Patch):
+        rows = np.union1d(kept.rows, np.flatnonzero(undecided)) if widened else kept.rows
+        patch = Patch(rows, kept.over(estimate.error, rows))
+        rounding = None
+    else:
+        rounding = np.array(kept, dtype=np.float64) if same and widened else None
     error = _own(estimate.error, owned)
     if widened:
         error[undecided] *= fd.WRONG_FACTOR
-    if same and not widened:
+    if patch is not None:
+        pass
+    elif same and not widened:
         rounding = error  # (rounding + grad's rounding: error's bits)
     elif rounding is None:
-        rounding = _own(estimate.rounding, owned)
+        rounding = _own(kept, owned)
     # grad's own rounding added to each, in slices (no temporary of every component).
     unit = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]
     for start in range(0, error.size, fd.SLICE_ROWS):
@@ -196,6 +206,11 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
         grad_rounding *= unit
         for array in {id(a): a for a in (error, rounding, plain_error) if a is not None}.values():
             array[rows] += grad_rounding
+    if patch is not None:
+        grad_rounding = np.abs(grad[patch.rows])
+        grad_rounding *= unit
+        patch.values += grad_rounding
+        rounding = patch
     return value, error, rounding, (error if plain_error is None else plain_error)
 
 
@@ -213,7 +228,8 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     ``reference_scale`` (the whole check's ``||g|| + ||a||``) measures the error
     of a block whose gradient and numerical value are both exactly zero;
     ``rounding`` is the rounding part of ``error`` (see
-    :func:`fastgrad._differences.block_error`; None counts every error in full).
+    :func:`fastgrad._differences.block_error`; None counts every error in full;
+    a :class:`~fastgrad._compact.Patch` over ``error``).
     ``plain_error`` is ``error`` before undecided components' errors were
     widened (see :func:`compared_values`): a set that passes only with the
     widening is inconclusive, never passed.
@@ -224,7 +240,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     kink = np.isin(state, _KINK_STATES)
     if unresolved:
         g, a, e = grad[compared], value[compared], error[compared]
-        r = None if rounding is None else rounding[compared]
+        r = None if rounding is None else rounding_rows(rounding, error, compared)
     else:  # every component compared: the arrays themselves
         g, a, e, r = grad, value, error, rounding
     # Norms in slices: no temporary the size of the whole set (a full check of L).
@@ -254,7 +270,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
         if undecided.any():  # (the plain error differs only there: its norm is needed only then)
             plain = plain_error[compared]
             plain_spread = (fd.norm_in_slices(plain.size, lambda s: np.abs(plain[s])) if rounding is None
-                            else fd.block_error_in_slices(plain, rounding[compared]))
+                            else fd.block_error_in_slices(plain, rounding_rows(rounding, error, compared)))
             if difference > threshold + plain_spread / scale:
                 reasons.append(
                     f"{int(undecided.sum())} component(s) differ from their numerical values by more than the "
@@ -324,7 +340,8 @@ def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, thres
         if bounds[b + 1] <= bounds[b]:
             continue
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
-                  estimate.low[members], estimate.high[members], reference, rounding[members], plain_error[members])
+                  estimate.low[members], estimate.high[members], reference,
+                  rounding.sub(members) if isinstance(rounding, Patch) else rounding[members], plain_error[members])
         results.append(BlockResult(name, tuple(shape), bounds[b + 1] - bounds[b], j.difference, j.tolerance,
                                    j.verdict, j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
@@ -385,7 +402,7 @@ class Report:
     size: int
     cost_value: float
     error: np.ndarray = field(repr=False)
-    rounding: np.ndarray = field(repr=False)
+    rounding: np.ndarray = RoundingOfError()
     steps: np.ndarray = field(repr=False)
     state: np.ndarray = field(repr=False)
     low: np.ndarray = field(repr=False)
@@ -421,7 +438,8 @@ class Report:
             grad = grad[order]
             owned = True  # fresh copies
         value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype, owned)
-        if rounding is not error and np.array_equal(rounding.view(np.int64), error.view(np.int64)):
+        if (isinstance(rounding, np.ndarray) and rounding is not error
+                and np.array_equal(rounding.view(np.int64), error.view(np.int64))):
             rounding = error  # the same values (every error is rounding): one array
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding,
                       plain_error=plain_error)
@@ -450,9 +468,11 @@ class Report:
         return cls(
             verdict=verdict, difference=whole.difference, threshold=float(threshold), tolerance=whole.tolerance,
             eps=estimate.eps, grad=keep(grad), approx=keep(estimate.approx),
-            indices=_readonly_or_none(stored(estimate, "indices")), blocks=blocks, layout=layout, method=estimate.method, mode=mode,
+            indices=_readonly_or_none(stored(estimate, "indices")), blocks=blocks, layout=layout,
+            method=estimate.method, mode=mode,
             size=int(size), cost_value=estimate.cost_value, error=_frozen(error),
-            rounding=error if rounding is error else _frozen(rounding), steps=shared(estimate.steps),
+            rounding=rounding if isinstance(rounding, Patch) else error if rounding is error else _frozen(rounding),
+            steps=shared(estimate.steps),
             state=keep(estimate.state), low=shared(estimate.low), high=shared(estimate.high),
             noise_level=estimate.noise_level, grad_dtype=grad_dtype, reasons=tuple(reasons), terms=terms,
             notes=tuple(notes), interrupted=interrupted,
