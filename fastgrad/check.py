@@ -184,5 +184,7 @@ def gradcheck(
     complex_step = opts.method == "complex"
     engine = GenericEngine(cost_fn, theta, complex_step=complex_step)
     with on_cluster(client, engine, lambda: generic_recipe(cost_fn, theta, complex_step), opts.progress) as engine:
+        # A dict of blocks was packed into a new vector (fastgrad.pack): the check's own, kept by the report.
         return run_check(engine, grad_vector, opts, layout,
-                         real_engine=(lambda: GenericEngine(cost_fn, theta)) if complex_step else None)
+                         real_engine=(lambda: GenericEngine(cost_fn, theta)) if complex_step else None,
+                         grad_owned=isinstance(grad, Mapping))

@@ -802,7 +802,7 @@ class DenseNet:
                     else None
                 return run_check(check_engine, grad, opts, self._layout, terms=terms, real_engine=real,
                                  description="gradcheck " + "-".join(map(str, self.layer_sizes)),
-                                 grad_owned=grad is own_grad)
+                                 grad_owned=grad is own_grad or isinstance(grads, Mapping))
 
     def _l2_terms(self, theta, m, grad, estimate, opts) -> tuple[TermResult, ...]:
         """The data term and the L2 penalty checked on their own.
