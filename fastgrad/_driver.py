@@ -42,6 +42,11 @@ PROGRESS_AFTER_SECONDS = 1.0
 #: (off the grid of powers of two the table's steps lie on, one just below the
 #: finest step and one far below it; see _Measurement._check_off_grid).
 OFF_GRID = (2.0 ** -0.5, 2.0 ** -4.5)
+#: _check_fine_step: the cost's rounding may move the fine difference by about
+#: 1/share of the discrepancy it tests, for each share in turn (the step that allows)...
+FINE_SHARES = (16.0, 4.0)
+#: ... and that step is used only this many times below the component's own.
+FINE_BELOW = 8.0
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -713,9 +718,66 @@ class _Measurement:
             state[todo] = self._decide(todo, self._analysis_at(todo), final=True)
             self._unresolve_staircases()
             self._check_off_grid()
+            self._check_fine_step()
         except _Stop:
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
             raise _Stop(self.result()) from None
+
+    def _check_fine_step(self) -> None:
+        """Values that disagree with grad, measured once more at steps far below theirs.
+
+        A table converged at steps above the scale the cost varies on (a ripple
+        of period below the step: ``1e-12 sin(1e6 theta)``) settles, smoothly and
+        with a small error, on the derivative of the smoothed cost; its off-grid
+        steps are as coarse and agree. At the step where the cost's rounding
+        moves a central difference by about 1/share of the discrepancy (rounding
+        is all that grows as the step shrinks), for each share of FINE_SHARES,
+        the difference resolves such structure: where it lies nearer to grad
+        than to the value, by more than twice its rounding, the value is not the
+        cost's derivative, and the component is unresolved. On a smooth cost the
+        fine difference repeats the value within its rounding, which cannot
+        bring it nearer to grad, so a wrong value stays wrong.
+        """
+        if self.nominal:
+            return
+        rows = np.flatnonzero(np.isin(self.state, (fd.WRONG, fd.SETTLED)))
+        if rows.size == 0:
+            return
+        analysis, grad = self._analysis_at(rows), self.grad[rows]
+        approx = analysis.approx
+        discrepancy = np.abs(grad - approx)
+        with np.errstate(invalid="ignore"):
+            keep = ((discrepancy > self.opts.threshold * (np.abs(grad) + np.abs(approx)))
+                    & ~analysis.kink_possible & ~analysis.kink)
+        rows, grad, approx, discrepancy = rows[keep], grad[keep], approx[keep], discrepancy[keep]
+        cost_value = self.engine.cost_value
+        for share in FINE_SHARES:
+            base = self.base[rows]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = share * fd.ROUNDING_FACTOR * self.sigma / discrepancy
+            step = np.maximum(step, fd.MIN_STEP_ULPS * fd.EPS_MACH * np.maximum(np.abs(base), fd.MIN_STEP))
+            # Only far below the component's own step is there anything to learn.
+            below = np.isfinite(step) & (FINE_BELOW * step <= self.steps[rows])
+            if not below.any():
+                return
+            rows, grad, approx, discrepancy = rows[below], grad[below], approx[below], discrepancy[below]
+            base, step = base[below], step[below]
+            points = np.stack([base + step, base - step], axis=1)
+            offsets = points - base[:, None]
+            values, kinks, status = self.runner.evaluate(self._components(rows), points, count=False)
+            if not self.engine.traits.returns_differences:
+                values = values - cost_value
+            width = offsets[:, 0] - offsets[:, 1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                central = (values[:, 0] - values[:, 1]) / width
+                rounding = fd.ROUNDING_FACTOR * np.sqrt(2.0) * fd.row_noise(self.sigma, cost_value, values) / width
+                answered = ~status.astype(bool) & ~kinks.astype(bool) & np.isfinite(central)
+                nearer_grad = answered & (np.abs(central - grad) + 2.0 * rounding < np.abs(central - approx))
+            self.state[rows[nearer_grad]] = fd.UNRESOLVED
+            rest = ~nearer_grad
+            rows, grad, approx, discrepancy = rows[rest], grad[rest], approx[rest], discrepancy[rest]
+            if rows.size == 0:
+                return
 
     def _unresolve_staircases(self) -> None:
         """Wrong values whose cost did not move at all at any step: flat, or a staircase?

@@ -310,8 +310,10 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
     if unresolved:
         reasons.append(
             f"{unresolved} component(s) could not be resolved (a kink too close to theta, a cost that is "
-            "piecewise constant at small steps, such as one that rounds theta or computes in float16, or a cost "
-            "that failed at the steps tried): move theta a little, or compute the cost in float64, and check again"
+            "piecewise constant at small steps, such as one that rounds theta or computes in float16, a cost "
+            "that varies on a scale finer than the steps, such as a fine ripple, where the steps disagree, or a "
+            "cost that failed at the steps tried): move theta a little, or compute the cost in float64, and check "
+            "again"
         )
     if compared.any() and kink[compared].all() and low is not None:
         informative = ~((low[kink] <= 0.0) & (high[kink] >= 0.0))

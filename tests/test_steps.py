@@ -464,6 +464,48 @@ def test_a_ripple_finer_than_the_steps_is_not_taken_for_noise():
     assert fastgrad.gradcheck(_fine_ripple, smooth, theta, layout=layout, progress=False).verdict != "pass"
 
 
+def _slow_ripple(theta):
+    # Amplitude 1e-12, period 6e-6: a slope of 1e-6 that Richardson's steps
+    # (about 7e-4 here) average away, while the cost's rounding is far below it.
+    return float(0.5 * theta @ _RIPPLE_A @ theta + np.sum(np.exp(0.3 * theta))
+                 + 1e-12 * np.sum(np.sin(1e6 * theta[2:])))
+
+
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_a_value_that_disagrees_is_measured_again_at_a_fine_step(method):
+    # A table converged on the smoothed cost (Richardson's large steps) called
+    # the right gradient's ripple slope wrong by 1e-6, and block r failed: the
+    # fine step sees the slope, so those components are unresolved, never wrong.
+    theta = np.array([0.3, -0.8, 1.1, 0.2, -0.5])
+    _, layout = fastgrad.pack({"a": theta[:2], "r": theta[2:]})
+    right = _RIPPLE_A @ theta + 0.3 * np.exp(0.3 * theta)
+    right[2:] += 1e-6 * np.cos(1e6 * theta[2:])
+    report = fastgrad.gradcheck(_slow_ripple, right, theta, layout=layout, method=method, progress=False)
+    assert report.verdict != "fail"
+    assert report.block("a").verdict == "pass"
+    # A bug elsewhere is still found and named alone.
+    wrong = right.copy()
+    wrong[0] *= -1.0
+    report = fastgrad.gradcheck(_slow_ripple, wrong, theta, layout=layout, method=method, progress=False)
+    assert report.verdict == "fail" and report.failing_blocks == ("a",)
+
+
+@pytest.mark.parametrize("method", ["central", "richardson", "forward"])
+def test_a_fine_step_confirms_a_wrong_value_on_a_smooth_cost(method):
+    # On a smooth cost the fine difference repeats the table's value: a small
+    # bug stays wrong, whatever the steps.
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=20)
+    grad = _RIPPLE_A[0, 0] * theta + 0.3 * np.exp(0.3 * theta)
+    for k, factor in ((4, 1.0 + 1e-4), (11, -1.0)):
+        wrong = grad.copy()
+        wrong[k] *= factor
+        report = fastgrad.gradcheck(lambda t: float(0.5 * _RIPPLE_A[0, 0] * t @ t + np.sum(np.exp(0.3 * t))),
+                                    wrong, theta, method=method, progress=False)
+        assert report.verdict == "fail"
+        assert fd.STATE_NAMES[int(report.state[k])] == "wrong"
+
+
 def test_the_complex_step_at_an_optimum_counts_the_noise_of_its_derivative():
     """At a least-squares optimum the gradient (~1e-14) is the rounding of cancelling terms."""
     rng = np.random.default_rng(7)

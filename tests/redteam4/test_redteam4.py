@@ -56,52 +56,12 @@ KNOWN_VIOLATIONS: dict[str, str] = {
         'fails, naming a subset of the corrupted blocks: the others are inconclusive or pass within a '
         'stated tolerance above the 1e-6 / 1e-5 bug (tiny or mixed scales, a fine ripple, -log(v + 1e-4))'
     ),
-    'ripple_w1e+06_slope1e-06/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
-    ),
-    'ripple_w1e+06_slope1e-06/factor2_a/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
-    ),
-    'ripple_w1e+06_slope1e-06/onecomp1e-3_a/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
-    ),
-    'ripple_w1e+06_slope1e-06/block_rel1e-5_a/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
-    ),
     'ripple_w1e+06_slope1e-06/missing_ripple_slope/central': (
         'a ripple slope of 1e-6 dropped (block change 3.3e-7): the table averages the ripple at its steps'
     ),
     'ripple_w1e+07_slope0.01/whole_rel1e-6/central': (
         'fails, naming a subset of the corrupted blocks: the others are inconclusive or pass within a '
         'stated tolerance above the 1e-6 / 1e-5 bug (tiny or mixed scales, a fine ripple, -log(v + 1e-4))'
-    ),
-    'ripple_w1e+07_slope1e-06/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
-    ),
-    'ripple_w1e+07_slope1e-06/factor2_a/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
-    ),
-    'ripple_w1e+07_slope1e-06/onecomp1e-3_a/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
-    ),
-    'ripple_w1e+07_slope1e-06/block_rel1e-5_a/richardson': (
-        "method='richardson' on a ripple of amplitude 1e-12 to 1e-13 (slope 1e-6): its table settles on "
-        'the averaged derivative, off by 1e-6 relative, and block r fails (a correct gradient; the other '
-        'bugs then name r as well)'
     ),
     'alias_comp0_half-period/missing_ripple/central': (
         'adversarial: a ripple tuned so that sin(w h 2^k) = 0 at the first step h and every power of two '
