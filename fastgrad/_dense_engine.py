@@ -258,7 +258,7 @@ def _series_product(a, b):
             a[0] * b[4] + a[1] * b[3] + a[2] * b[2] + a[3] * b[1] + a[4] * b[0])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _series_compose(g, x):
     """sum_j g[j - 1] x^j, truncated after t^6 (x without constant term)."""
     x2 = _series_product(x, x)
@@ -736,7 +736,7 @@ def _carry_direction(base, k, e, margin, s):
     return margin
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _logit_direction(base, l, i, e, s):
     """direction = v_e, the move of the logits per unit change of A_l[i, e]
     (of Z_L[i, e] when l = L); returns the largest |change| for which no
@@ -767,7 +767,7 @@ def _logit_direction(base, l, i, e, s):
     return limit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _loss_series(base, e, n_terms, s):
     """The change of example e's loss as a power series in t (coefficients of
     t^1 .. t^6), when logit c moves by ``x_c = sum_k series[k - 1, c] t^k``
@@ -867,7 +867,7 @@ def _downstream_is_series(base, l):
     return series
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _series_direction(base, l, i, e, s, WT):
     """series[k - 1] = V_k: the logits move by sum_k V_k t^k when A_l[i, e]
     changes by t, for |t| up to the returned limit.
@@ -1383,14 +1383,17 @@ def _fill_unit_losses(base, scratch, n_chunks, c):
             drop = base.dropout_scale[unit, e] if has_dropout and not is_output else 1.0
             if drop == 0.0 or (is_piecewise_linear(code) and activation_slope(code, base.Z[unit, e]) == 0.0):
                 continue  # no column of this unit and example reaches the paths
-            if fast:
+            n_terms = 1  # the fast path: the logits move on a straight line, degree 1 only
+            if SMOOTH:  # (the series path is compiled only for networks with tanh / sigmoid hidden layers)
+                if not fast:
+                    n_terms = SERIES_TERMS
+            if n_terms == 1:
                 limit = _logit_direction(base, l, i, e, s)
                 for o in range(base.layer_sizes[n_layers]):
-                    s.series[0, o] = s.direction[o]  # the logits move on a straight line: degree 1 only
-                loss = _loss_series(base, e, 1, s)
+                    s.series[0, o] = s.direction[o]
             else:
                 limit = _series_direction(base, l, i, e, s, WT)
-                loss = _loss_series(base, e, SERIES_TERMS, s)
+            loss = _loss_series(base, e, n_terms, s)
             base.unit_limit[unit, e] = limit
             row = base.unit_loss[unit, e]
             row[0] = loss[0]

@@ -56,11 +56,10 @@ ENGINES = ("auto", "dense", "generic")
 #: Set (to anything but "" or "0") to silence the notice.
 QUIET_VARIABLE = "FASTGRAD_QUIET"
 
-#: Rough cold-compile time of a whole check (CPU seconds on the 2-core
-#: machine of docs/benchmarks.md), by whether a hidden layer is tanh / sigmoid:
-#: 41 s measured for the course's ReLU network; the smooth variant holds the
-#: series path too (not measured alone: an allowance).
-_COMPILE_ESTIMATE = {False: 40, True: 50}
+#: Rough cold-compile time of a first run (back-prop and a dense check; seconds on
+#: the 2-core machine of docs/benchmarks.md), by whether a hidden layer is tanh /
+#: sigmoid: 24 s and 33 s measured (a 6-7-5-3 softmax network, empty cache).
+_COMPILE_ESTIMATE = {False: 25, True: 35}
 
 _notice_lock = threading.Lock()
 _notice_depth = 0
