@@ -81,12 +81,12 @@ just outside (within eight times that range) has the disagreement joined to
 its error and is judged again (a cost computed on a grid of its own, such as
 float32 parameters, aligns with powers of two and hides its rounding there);
 a right one is contradicted only beyond that. A value that still disagrees
-with the gradient (wrong, or settled off it) is measured once more by a
-central difference at the step where the cost's rounding moves it by 1/16,
-then 1/4, of the disagreement: where that difference lies nearer the
-gradient than the value, by more than twice its rounding, the table had
-converged on a smoothed cost (a ripple finer than its steps) and the value
-is unresolved; on a smooth cost rounding cannot move it there.
+with the gradient (wrong, or settled off it) is measured once more, after its
+own component's noise: central differences at the steps where that noise
+moves them by 1/4 and 1/2 of the disagreement. Where both agree with each
+other and with the gradient, each within twice its rounding, and not with the
+value, the table had converged on a smoothed cost (a ripple finer than its
+steps) and the value is unresolved; on a smooth cost they repeat the value.
 At a kink the analytic value must lie between
 the one-sided derivatives (the sum of each example's, when the cost gives
 per-example losses), widened by their errors, once their errors are small

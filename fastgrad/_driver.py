@@ -42,11 +42,13 @@ PROGRESS_AFTER_SECONDS = 1.0
 #: (off the grid of powers of two the table's steps lie on, one just below the
 #: finest step and one far below it; see _Measurement._check_off_grid).
 OFF_GRID = (2.0 ** -0.5, 2.0 ** -4.5)
-#: _check_fine_step: the cost's rounding may move the fine difference by about
-#: 1/share of the discrepancy it tests, for each share in turn (the step that allows)...
-FINE_SHARES = (16.0, 4.0)
-#: ... and that step is used only this many times below the component's own.
+#: _check_fine_step: the component's rounding may move each fine difference by
+#: about 1/share of the discrepancy it tests (the steps that allows)...
+FINE_SHARES = (4.0, 2.0)
+#: ... each used only this many times below the component's own step ...
 FINE_BELOW = 8.0
+#: ... and at first on this many components of a block, spread over it.
+FINE_SAMPLE = 16
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -724,60 +726,84 @@ class _Measurement:
             raise _Stop(self.result()) from None
 
     def _check_fine_step(self) -> None:
-        """Values that disagree with grad, measured once more at steps far below theirs.
+        """Values that disagree with grad, measured again at two steps far below theirs.
 
         A table converged at steps above the scale the cost varies on (a ripple
         of period below the step: ``1e-12 sin(1e6 theta)``) settles, smoothly and
         with a small error, on the derivative of the smoothed cost; its off-grid
-        steps are as coarse and agree. At the step where the cost's rounding
-        moves a central difference by about 1/share of the discrepancy (rounding
-        is all that grows as the step shrinks), for each share of FINE_SHARES,
-        the difference resolves such structure: where it lies nearer to grad
-        than to the value, by more than twice its rounding, the value is not the
-        cost's derivative, and the component is unresolved. On a smooth cost the
-        fine difference repeats the value within its rounding, which cannot
-        bring it nearer to grad, so a wrong value stays wrong.
+        steps are as coarse and agree. Such a value is unresolved when central
+        differences at two fine steps (where the component's own rounding moves
+        them by about 1/4 and 1/2 of the discrepancy) agree with each other and
+        with grad, each within twice its rounding, and not with the value. The
+        component's own noise is measured first (the check's comes from a few
+        components; a term that cancels can round far more coarsely): steps
+        that small, with its noise unmeasured, could land anywhere. On a smooth
+        cost the fine differences repeat the value, so a wrong value stays
+        wrong; a bug smaller than their rounding under such a ripple cannot be
+        told and is unresolved. Each block is sampled first: a block wrong
+        throughout (a bug) is not measured a second time.
         """
         if self.nominal:
             return
         rows = np.flatnonzero(np.isin(self.state, (fd.WRONG, fd.SETTLED)))
         if rows.size == 0:
             return
-        analysis, grad = self._analysis_at(rows), self.grad[rows]
-        approx = analysis.approx
-        discrepancy = np.abs(grad - approx)
+        analysis = self._analysis_at(rows)
+        grad, approx = self.grad[rows], analysis.approx
         with np.errstate(invalid="ignore"):
-            keep = ((discrepancy > self.opts.threshold * (np.abs(grad) + np.abs(approx)))
+            keep = ((np.abs(grad - approx) > self.opts.threshold * (np.abs(grad) + np.abs(approx)))
                     & ~analysis.kink_possible & ~analysis.kink)
-        rows, grad, approx, discrepancy = rows[keep], grad[keep], approx[keep], discrepancy[keep]
+        rows = rows[keep]
+        for _, members in _each_block(self.block_ids[rows], self.n_blocks):
+            block_rows = rows[members]
+            if block_rows.size == 0:
+                continue
+            sample = np.unique(block_rows[np.linspace(0, block_rows.size - 1, min(FINE_SAMPLE, block_rows.size))
+                                          .round().astype(np.int64)])
+            if self._fine_rows(sample).any():
+                self._fine_rows(np.setdiff1d(block_rows, sample))
+
+    def _fine_rows(self, rows: np.ndarray) -> np.ndarray:
+        """_check_fine_step for components ``rows``; which of them it left unresolved."""
+        flipped = np.zeros(rows.size, bool)
+        if rows.size == 0:
+            return flipped
         cost_value = self.engine.cost_value
-        for share in FINE_SHARES:
-            base = self.base[rows]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = share * fd.ROUNDING_FACTOR * self.sigma / discrepancy
-            step = np.maximum(step, fd.MIN_STEP_ULPS * fd.EPS_MACH * np.maximum(np.abs(base), fd.MIN_STEP))
-            # Only far below the component's own step is there anything to learn.
-            below = np.isfinite(step) & (FINE_BELOW * step <= self.steps[rows])
-            if not below.any():
-                return
-            rows, grad, approx, discrepancy = rows[below], grad[below], approx[below], discrepancy[below]
-            base, step = base[below], step[below]
-            points = np.stack([base + step, base - step], axis=1)
-            offsets = points - base[:, None]
-            values, kinks, status = self.runner.evaluate(self._components(rows), points, count=False)
-            if not self.engine.traits.returns_differences:
-                values = values - cost_value
-            width = offsets[:, 0] - offsets[:, 1]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                central = (values[:, 0] - values[:, 1]) / width
-                rounding = fd.ROUNDING_FACTOR * np.sqrt(2.0) * fd.row_noise(self.sigma, cost_value, values) / width
-                answered = ~status.astype(bool) & ~kinks.astype(bool) & np.isfinite(central)
-                nearer_grad = answered & (np.abs(central - grad) + 2.0 * rounding < np.abs(central - approx))
-            self.state[rows[nearer_grad]] = fd.UNRESOLVED
-            rest = ~nearer_grad
-            rows, grad, approx, discrepancy = rows[rest], grad[rest], approx[rest], discrepancy[rest]
-            if rows.size == 0:
-                return
+        base, grad, approx = self.base[rows], self.grad[rows], self.analysis.approx[rows]
+        discrepancy = np.abs(grad - approx)
+        # The component's own noise, at the finest spacing of measure_noise.
+        lines = np.stack([fd.noise_points(float(b), fd.NOISE_SPACINGS[-1]) for b in base])
+        values, _, status = self.runner.evaluate(self._components(rows), lines, count=False)
+        sigma = np.full(rows.size, np.nan)
+        for r in np.flatnonzero(~status.astype(bool)):
+            level, _ = fd.noise_level(values[r], cost_value)
+            sigma[r] = max(self.sigma, level)  # (NaN when the line did not move: quantised, no fine step)
+        central, rounding = [], []
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for share in FINE_SHARES:
+                step = share * fd.ROUNDING_FACTOR * sigma / discrepancy
+                step = np.maximum(step, fd.MIN_STEP_ULPS * fd.EPS_MACH * np.maximum(np.abs(base), fd.MIN_STEP))
+                step = np.where(np.isfinite(step), step, self.steps[rows])  # (not evaluated: no answer below)
+                points = np.stack([base + step, base - step], axis=1)
+                offsets = points - base[:, None]
+                values, kinks, status = self.runner.evaluate(self._components(rows), points, count=False)
+                if not self.engine.traits.returns_differences:
+                    values = values - cost_value
+                width = offsets[:, 0] - offsets[:, 1]
+                fine = (values[:, 0] - values[:, 1]) / width
+                bad = status.astype(bool) | kinks.astype(bool) | ~np.isfinite(fine) | ~np.isfinite(sigma)
+                # Only far below the component's own step is there anything to learn.
+                bad |= FINE_BELOW * step > self.steps[rows]
+                central.append(np.where(bad, np.nan, fine))
+                noise = np.maximum(sigma, fd.row_noise(self.sigma, cost_value, values))
+                rounding.append(fd.ROUNDING_FACTOR * np.sqrt(2.0) * noise / width)
+            threshold = self.opts.threshold
+            flipped[:] = np.abs(central[0] - central[1]) <= 2.0 * (rounding[0] + rounding[1])
+            for fine, error in zip(central, rounding):
+                allowed = 2.0 * error + threshold * (np.abs(grad) + np.abs(fine))
+                flipped &= (np.abs(fine - grad) <= allowed) & (np.abs(fine - approx) > allowed)
+        self.state[rows[flipped]] = fd.UNRESOLVED
+        return flipped
 
     def _unresolve_staircases(self) -> None:
         """Wrong values whose cost did not move at all at any step: flat, or a staircase?

@@ -490,6 +490,31 @@ def test_a_value_that_disagrees_is_measured_again_at_a_fine_step(method):
     assert report.verdict == "fail" and report.failing_blocks == ("a",)
 
 
+@pytest.mark.parametrize("method", ["central", "forward", "richardson"])
+@pytest.mark.parametrize("relative", [-1e-2, -3e-3, 1e-3])
+def test_a_fine_step_measures_its_own_component_noise_before_it_overrules(method, relative):
+    # (A review's reproducer.) e[0] enters through (1e3 + 3 x^2) - 1e3: its rounding
+    # (~1e-13) is far above the noise the check measures on the other blocks
+    # (~3e-15). Fine steps chosen by the check's noise landed in that rounding, on
+    # grad's side, and the bug was left unresolved; with e[0]'s own noise measured
+    # first they repeat the table's value, and the bug fails.
+    rng = np.random.default_rng(0)
+    theta, layout = fastgrad.pack({"a": rng.uniform(0.5, 1.5, 6), "b": rng.uniform(0.5, 1.5, 5),
+                                   "c": rng.uniform(0.5, 1.5, 4), "d": rng.uniform(0.5, 1.5, 3),
+                                   "e": rng.uniform(0.5, 1.5, 1)})
+
+    def cost(t):
+        return float(np.sum(np.cos(t)) + 0.5 * np.sum(t ** 2) + ((1e3 + 3.0 * t[18] ** 2) - 1e3))
+
+    right = -np.sin(theta) + theta
+    right[18] += 6.0 * theta[18]
+    wrong = right.copy()
+    wrong[18] *= 1.0 + relative
+    report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, method=method, progress=False)
+    assert report.verdict == "fail" and report.failing_blocks == ("e",)
+    assert fastgrad.gradcheck(cost, right, theta, layout=layout, method=method, progress=False).verdict == "pass"
+
+
 @pytest.mark.parametrize("method", ["central", "richardson", "forward"])
 def test_a_fine_step_confirms_a_wrong_value_on_a_smooth_cost(method):
     # On a smooth cost the fine difference repeats the table's value: a small
