@@ -569,3 +569,24 @@ def test_a_smooth_cost_of_tiny_parameters_is_never_failed_at_a_false_kink(scale,
     report = fastgrad.gradcheck(cost, grad, theta, layout=layout, method=method, progress=False)
     assert report.verdict != "fail", report
     assert report.n_kinks == 0
+
+
+def _float32_sum(theta):
+    # Part of the cost summed in float32 (a float32 network inside a float64
+    # loss): J moves in steps of float32's resolution (~1e-6 here), a staircase.
+    weights = np.linspace(0.5, 2.0, theta.size)
+    return float(np.sum((weights * theta ** 2).astype(np.float32))) + float(np.sum(np.exp(0.3 * theta)))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known violation (session 2026-12-07 review): the noise lines move the float64 part of the cost and "
+    "never cross the float32 staircase, so the measured noise (~4e-15) is far below its resolution "
+    "(~1e-6) and the table's differences at 6e-6 steps are taken as precise: a right gradient fails"))
+def test_a_cost_summed_in_float32_never_fails_the_right_gradient():
+    rng = np.random.default_rng(0)
+    theta, layout = fastgrad.pack({"a": rng.uniform(0.5, 1.5, 4), "b": rng.uniform(0.5, 1.5, 5),
+                                   "c": rng.uniform(-1.5, -0.5, 4)})
+    weights = np.linspace(0.5, 2.0, theta.size)
+    right = 2.0 * weights * theta + 0.3 * np.exp(0.3 * theta)
+    report = fastgrad.gradcheck(_float32_sum, right, theta, layout=layout, progress=False)
+    assert report.verdict != "fail", report
