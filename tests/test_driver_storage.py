@@ -356,3 +356,29 @@ def test_a_full_check_keeps_no_array_of_its_indices():
     estimate = fastgrad.estimate_gradient(cost, theta)
     assert stored(estimate, "indices") is None
     np.testing.assert_array_equal(estimate.indices, np.arange(30))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_patch_reads_as_the_full_array_it_stands_for(seed):
+    # Report and Estimate keep rounding as error with a few rows replaced: every
+    # read (all, a slice, positions, a mask, a sub-block) must give the full array's values.
+    from fastgrad._compact import Patch, rounding_rows
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    base = rng.standard_normal(n)
+    rows = np.unique(rng.integers(0, n, int(rng.integers(0, 12))))
+    values = rng.standard_normal(rows.size)
+    full = base.copy()
+    full[rows] = values
+    patch = Patch(rows, values)
+    np.testing.assert_array_equal(patch.over(base), full)
+    start = int(rng.integers(0, n))
+    stop = int(rng.integers(start, n + 1))
+    np.testing.assert_array_equal(patch.over(base, slice(start, stop)), full[start:stop])
+    positions = rng.integers(0, n, 20)
+    np.testing.assert_array_equal(patch.over(base, positions), full[positions])
+    mask = rng.random(n) < 0.5
+    np.testing.assert_array_equal(rounding_rows(patch, base, mask), full[mask])
+    np.testing.assert_array_equal(patch.sub(slice(start, stop)).over(base[start:stop]), full[start:stop])
+    assert not np.shares_memory(patch.over(base), base)  # a new array: the base is never written
