@@ -784,11 +784,7 @@ class _Measurement:
                 step = share * fd.ROUNDING_FACTOR * sigma / discrepancy
                 step = np.maximum(step, fd.MIN_STEP_ULPS * fd.EPS_MACH * np.maximum(np.abs(base), fd.MIN_STEP))
                 step = np.where(np.isfinite(step), step, self.steps[rows])  # (not evaluated: no answer below)
-                points = np.stack([base + step, base - step], axis=1)
-                offsets = points - base[:, None]
-                values, kinks, status = self.runner.evaluate(self._components(rows), points, count=False)
-                if not self.engine.traits.returns_differences:
-                    values = values - cost_value
+                values, offsets, kinks, status = self._pair_differences(rows, step)
                 width = offsets[:, 0] - offsets[:, 1]
                 fine = (values[:, 0] - values[:, 1]) / width
                 bad = status.astype(bool) | kinks.astype(bool) | ~np.isfinite(fine) | ~np.isfinite(sigma)
@@ -804,6 +800,16 @@ class _Measurement:
                 flipped &= (np.abs(fine - grad) <= allowed) & (np.abs(fine - approx) > allowed)
         self.state[rows[flipped]] = fd.UNRESOLVED
         return flipped
+
+    def _pair_differences(self, rows: np.ndarray, step: np.ndarray):
+        """``J(theta_k + step) - J(theta)`` and ``J(theta_k - step) - J(theta)`` of components ``rows``,
+        with the offsets really taken (``(n, 2)`` each), kinks and status."""
+        base = self.base[rows]
+        points = np.stack([base + step, base - step], axis=1)
+        values, kinks, status = self.runner.evaluate(self._components(rows), points, count=False)
+        if not self.engine.traits.returns_differences:
+            values = values - self.engine.cost_value
+        return values, points - base[:, None], kinks, status
 
     def _unresolve_staircases(self) -> None:
         """Wrong values whose cost did not move at all at any step: flat, or a staircase?
@@ -872,11 +878,7 @@ class _Measurement:
         no_answer = np.zeros(rows.size, bool)
         for ratio in OFF_GRID:
             step = np.abs(grid_off_plus) * ratio
-            points = np.stack([base + step, base - step], axis=1)
-            offsets = points - base[:, None]
-            values, kinks, status = self.runner.evaluate(self._components(todo), points, count=False)
-            if not self.engine.traits.returns_differences:
-                values = values - j0
+            values, offsets, kinks, status = self._pair_differences(todo, step)
             sigma = fd.row_noise(self.sigma, j0, values)
             no_answer |= status.astype(bool) | ~np.isfinite(values).all(axis=1) | kinks.astype(bool).reshape(rows.size, -1).any(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -974,25 +976,22 @@ class _Measurement:
         if self.measured is not None:
             return self.measured
         done = self.n if done is None else done
-        rounding = None
-        if self._rounding_held():
-            if patched and self.analysis.rounding is self.analysis.error:
-                rounding = Patch(self.overlay.rows, self.overlay.values["rounding"])
-            else:
-                rounding = self._rounding_at(slice(None))
+        rounding = self._rounding_patch()
+        if rounding is not None and not (patched and self.analysis.rounding is self.analysis.error):
+            rounding = rounding.over(self.analysis.rounding)
         return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at,
                        rounding=rounding)
 
-    def _rounding_held(self) -> bool:
-        """Some rows' rounding is in the overlay (it was the error array's, see _put_field)."""
-        return self.overlay is not None and "rounding" in self.overlay.values and self.overlay.rows.size > 0
+    def _rounding_patch(self) -> Patch | None:
+        """The rows whose rounding the overlay holds, over ``analysis.rounding`` (None: none held, see _put_field)."""
+        if self.overlay is None or "rounding" not in self.overlay.values or self.overlay.rows.size == 0:
+            return None
+        return Patch(self.overlay.rows, self.overlay.values["rounding"])
 
     def _rounding_at(self, rows: slice | np.ndarray) -> np.ndarray:
         """The rounding of ``rows`` (a copy), the overlay's values included."""
-        rounding = np.array(self.analysis.rounding[rows])
-        if self.overlay is not None:
-            self.overlay.apply("rounding", rounding, rows)
-        return rounding
+        patch = self._rounding_patch()
+        return np.array(self.analysis.rounding[rows]) if patch is None else patch.over(self.analysis.rounding, rows)
 
     def _components(self, rows: slice | np.ndarray) -> np.ndarray:
         """The int64 components of theta at ``rows`` (a slice, or positions)."""
@@ -1102,19 +1101,6 @@ class _Overlay:
         if found.any():
             for name, values in self.values.items():
                 getattr(part, name)[found] = values[place[found]]
-
-    def apply(self, name: str, out: np.ndarray, rows: slice | np.ndarray) -> None:
-        """Put field ``name``'s held values into ``out``, the field at ``rows`` (a slice of step 1, or positions)."""
-        if name not in self.values or not self.rows.size:
-            return
-        if isinstance(rows, slice):
-            start = rows.start or 0
-            stop = self.rows[-1] + 1 if rows.stop is None else rows.stop
-            first, last = np.searchsorted(self.rows, [start, stop])
-            out[self.rows[first:last] - start] = self.values[name][first:last]
-        else:
-            place, found = self._find(rows)
-            out[found] = self.values[name][place[found]]
 
     def hold(self, rows: np.ndarray, analysis: fd.Analysis) -> None:
         """Hold ``rows`` from now on: those not yet held, with the values they have now."""

@@ -192,12 +192,8 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     error = _own(estimate.error, owned)
     if widened:
         error[undecided] *= fd.WRONG_FACTOR
-    if patch is not None:
-        pass
-    elif same and not widened:
-        rounding = error  # (rounding + grad's rounding: error's bits)
-    elif rounding is None:
-        rounding = _own(kept, owned)
+    if patch is None and rounding is None:
+        rounding = error if same and not widened else _own(kept, owned)  # (error: rounding + grad's rounding's bits)
     # grad's own rounding added to each, in slices (no temporary of every component).
     unit = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]
     for start in range(0, error.size, fd.SLICE_ROWS):
