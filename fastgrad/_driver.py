@@ -777,7 +777,8 @@ class _Measurement:
         sigma = np.full(rows.size, np.nan)
         for r in np.flatnonzero(~status.astype(bool)):
             level, _ = fd.noise_level(values[r], cost_value)
-            sigma[r] = max(self.sigma, level)  # (NaN when the line did not move: quantised, no fine step)
+            if not math.isnan(level):  # (NaN: the line did not move, quantised: no fine step)
+                sigma[r] = max(self.sigma, level)
         central, rounding = [], []
         with np.errstate(divide="ignore", invalid="ignore"):
             for share in FINE_SHARES:
