@@ -19,7 +19,12 @@ float32 is flat below its own resolution, so coarser spacings (``1e-5``,
 Noise found at a spacing is checked at the finest one (``1e-11``): rounding does
 not depend on the spacing, structure does, so a ripple finer than any step
 (``1e-9 sin(1e7 theta)``), which looks like noise near its period, is not taken
-for it (it would send the steps up until they averaged it away).
+for it (it would send the steps up until they averaged it away). A staircase
+gives the same two levels (a cost summed partly in float32: the finest line
+falls between two stairs and sees only the float64 rest), and there the coarse
+level is the noise: the two are told apart by continuity. The interval of the
+coarse line that departs most from its trend is cut down to the finest spacing;
+a ripple's departure shrinks with it, a jump's does not.
 
 **Step.** Every component is first perturbed by ``h = rho^(1/3)`` for central
 differences, where ``rho = sigma / |J|`` is the cost's relative noise

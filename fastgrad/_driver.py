@@ -211,7 +211,8 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         spacings = [(spacing, fd.NOISE_OFFSET) for spacing in fd.NOISE_SPACINGS]
         while spacings:
             spacing, offset = spacings.pop(0)
-            values, _ = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), spacing, offset))
+            points = fd.noise_points(float(engine.theta[k]), spacing, offset)
+            values, _ = _noise_line(engine, k, points)
             sigma, clean = fd.noise_level(values, engine.cost_value)
             coarse = offset == fd.COARSE_NOISE_OFFSET
             if math.isnan(sigma):
@@ -236,12 +237,12 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         floor = 0.5 * fd.EPS_MACH * abs(engine.cost_value)
         level = found[-1] if clean else (min(found) if found else floor)
         if clean and spacing != fd.NOISE_SPACINGS[-1]:
-            level = _finer_noise(engine, k, level)
+            level = _finer_noise(engine, k, level, points, values)
         levels.append(level)
     return float(max(levels))
 
 
-def _finer_noise(engine: Engine, k: int, level: float) -> float:
+def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray, values: np.ndarray) -> float:
     """The noise along component ``k`` at the finest spacing, when far below ``level`` (what a coarser one showed).
 
     Rounding noise does not depend on the spacing; structure does. A ripple
@@ -251,12 +252,56 @@ def _finer_noise(engine: Engine, k: int, level: float) -> float:
     At a spacing far below its period the ripple is smooth, and the noise
     measured there is the cost's own: the steps then start small and the table
     goes down to where the ripple is resolved, or leaves it unresolved.
+
+    A staircase gives the same two levels: a cost summed partly in float32 moves
+    in jumps of float32's resolution, which look like noise at the coarser
+    spacing, while the finest line falls between two jumps and sees only the
+    float64 rest. There the coarse level is the cost's noise (a step inside one
+    stair measures the float64 part's slope alone). The two are told apart by
+    continuity (:func:`_jumps`): a ripple is smooth at the finest spacing, a
+    staircase is not. ``points`` and ``values`` are the coarser line.
     """
-    values, failed = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1]))
+    values_fine, failed = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1]))
     if failed:
         return level
-    finer, clean = fd.noise_level(values, engine.cost_value)
-    return finer if clean and finer * fd.STRUCTURE_FACTOR < level else level
+    finer, clean = fd.noise_level(values_fine, engine.cost_value)
+    if not (clean and finer * fd.STRUCTURE_FACTOR < level):
+        return level
+    finest = fd.NOISE_SPACINGS[-1] * (abs(float(engine.theta[k])) or 1.0)
+    return level if _jumps(engine, k, points, values, finest, finer) else finer
+
+
+def _jumps(engine: Engine, k: int, points: np.ndarray, values: np.ndarray, finest: float, noise: float) -> bool:
+    """Whether the line's largest departure from its trend is a discontinuity: a jump, not a smooth bump.
+
+    The interval of ``points`` whose increment departs most from the line's
+    median increment (its trend) is cut in ``JUMP_PARTS`` and the worst part kept,
+    down to the ``finest`` spacing. A smooth cost's departure shrinks with the
+    interval (at least ``JUMP_PARTS``-fold a round); a jump's stays whole. It is
+    a jump when what is left is above a sixteenth of the start and above the
+    ``noise`` the finest line measured (by ``STRUCTURE_FACTOR / 2``).
+    """
+    def worst(values: np.ndarray) -> tuple[int, float]:
+        increments = np.diff(values)
+        departure = np.abs(increments - np.median(increments))
+        i = int(np.argmax(departure))
+        return i, float(departure[i])
+
+    i, start = worst(values)
+    left = start
+    low, high = float(points[i]), float(points[i + 1])
+    while high - low > finest and left > 0.0:
+        points = np.linspace(low, high, JUMP_PARTS + 1)
+        values, failed = _noise_line(engine, k, points)
+        if failed or not np.all(np.isfinite(values)):
+            return False
+        i, left = worst(values)
+        low, high = float(points[i]), float(points[i + 1])
+    return left * 16.0 >= start and left > 0.5 * fd.STRUCTURE_FACTOR * noise
+
+
+#: Parts each round of :func:`_jumps` cuts its interval into.
+JUMP_PARTS = 8
 
 
 def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
