@@ -47,8 +47,10 @@ OFF_GRID = (2.0 ** -0.5, 2.0 ** -4.5)
 FINE_SHARES = (4.0, 2.0)
 #: ... each used only this many times below the component's own step ...
 FINE_BELOW = 8.0
-#: ... and at first on this many components of a block, spread over it.
+#: ... and at first on this many components of a block, spread over it; of
+#: those it left wrong, this many are searched for jumps (_check_jumps).
 FINE_SAMPLE = 16
+JUMP_SAMPLE = 4
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -272,36 +274,50 @@ def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray, value
 
 
 def _jumps(engine: Engine, k: int, points: np.ndarray, values: np.ndarray, finest: float, noise: float) -> bool:
-    """Whether the line's largest departure from its trend is a discontinuity: a jump, not a smooth bump.
+    """Whether ``J`` jumps along component ``k`` on the line ``points`` (where it took ``values``).
 
-    The interval of ``points`` whose increment departs most from the line's
-    median increment (its trend) is cut in ``JUMP_PARTS`` and the worst part kept,
-    down to the ``finest`` spacing. A smooth cost's departure shrinks with the
-    interval (at least ``JUMP_PARTS``-fold a round); a jump's stays whole. It is
-    a jump when what is left is above a sixteenth of the start and above the
-    ``noise`` the finest line measured (by ``STRUCTURE_FACTOR / 2``).
+    A discontinuity, not a smooth bump or a kink. The line's most irregular
+    interval is found by its third differences (a jump stands out in them while
+    a smooth cost's vanish as the spacing cubed; the first interval of ``points``
+    of a line too short for them). It is cut in ``JUMP_PARTS`` and the part whose
+    increment departs most from the median increment is kept, down to the
+    ``finest`` spacing. A smooth cost's departure shrinks with the interval (at
+    least ``JUMP_PARTS``-fold a round: a kink's), a jump's stays whole. It is a
+    jump when what is left is above a sixteenth of the start and above the
+    ``noise`` of the line by ``STRUCTURE_FACTOR / 2``; the cutting stops as soon
+    as it cannot be.
     """
-    def worst(values: np.ndarray) -> tuple[int, float]:
-        increments = np.diff(values)
-        departure = np.abs(increments - np.median(increments))
-        i = int(np.argmax(departure))
-        return i, float(departure[i])
-
-    i, start = worst(values)
-    left = start
+    increments = np.diff(values)
+    if values.size >= 4:
+        i = int(np.argmax(np.abs(np.diff(values, 3))))
+        i += int(np.argmax(np.abs(increments[i:i + 3] - np.median(increments))))
+    else:
+        i = int(np.argmax(np.abs(increments - np.median(increments))))
+    start = left = float(abs(increments[i] - np.median(increments)))
     low, high = float(points[i]), float(points[i + 1])
-    while high - low > finest and left > 0.0:
+    floor = 0.5 * fd.STRUCTURE_FACTOR * noise
+    while high - low > finest:
+        if left * 16.0 < start or left <= floor:
+            return False
         points = np.linspace(low, high, JUMP_PARTS + 1)
         values, failed = _noise_line(engine, k, points)
         if failed or not np.all(np.isfinite(values)):
             return False
-        i, left = worst(values)
+        increments = np.diff(values)
+        departure = np.abs(increments - np.median(increments))
+        i = int(np.argmax(departure))
+        left = float(departure[i])
         low, high = float(points[i]), float(points[i + 1])
-    return left * 16.0 >= start and left > 0.5 * fd.STRUCTURE_FACTOR * noise
+    return left * 16.0 >= start and left > floor
 
 
-#: Parts each round of :func:`_jumps` cuts its interval into.
+#: Parts each round of :func:`_jumps` cuts its interval into; the points of a
+#: component's own scan (:meth:`_Measurement._check_jumps`) and its half-width,
+#: relative to the component (or absolute at zero): a float16 term's stairs
+#: are 1e-3 of it wide.
 JUMP_PARTS = 8
+JUMP_SCAN_POINTS = 33
+JUMP_SCAN_SPAN = 1e-3
 
 
 def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
@@ -805,21 +821,60 @@ class _Measurement:
                 continue
             sample = np.unique(block_rows[np.linspace(0, block_rows.size - 1, min(FINE_SAMPLE, block_rows.size))
                                           .round().astype(np.int64)])
-            if self._fine_rows(sample).any():
-                self._fine_rows(np.setdiff1d(block_rows, sample))
+            flipped, sigma = self._fine_rows(sample)
+            scanned = np.flatnonzero(~flipped)[:JUMP_SAMPLE]
+            jumped = self._check_jumps(sample[scanned], sigma[scanned])
+            if flipped.any() or jumped.any():
+                rest = np.setdiff1d(block_rows, sample)
+                flipped_rest, sigma_rest = self._fine_rows(rest)
+                if jumped.any():
+                    # Stairs along one component are likely along its neighbours: every value is scanned.
+                    left = np.setdiff1d(np.flatnonzero(~flipped), scanned)
+                    self._check_jumps(sample[left], sigma[left])
+                    self._check_jumps(rest[~flipped_rest], sigma_rest[~flipped_rest])
 
-    def _fine_rows(self, rows: np.ndarray) -> np.ndarray:
-        """_check_fine_step for components ``rows``; which of them it left unresolved."""
-        flipped = np.zeros(rows.size, bool)
+    def _check_jumps(self, rows: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """Values that disagree with grad where ``J`` jumps along their component: unresolved.
+
+        A term rounded more coarsely than the rest of the cost, along this
+        component only (a float16 term, one parameter cast to float32), makes a
+        staircase the check's noise lines, on other components, never see: a
+        table inside one stair measures the slope without the stairs, one across
+        them the stairs' average, and neither is the derivative's only honest
+        reading. A line of ``JUMP_SCAN_POINTS`` over ``JUMP_SCAN_SPAN`` of the
+        component (at least ``FINE_BELOW`` of its steps) is searched for a jump
+        (:func:`_jumps`, against the component's own noise ``sigma``, the
+        check's where NaN). A smooth cost has none: a wrong value stays wrong.
+        Returns which of ``rows`` jumped.
+        """
+        jumped = np.zeros(rows.size, bool)
         if rows.size == 0:
-            return flipped
+            return jumped
+        base = self.base[rows]
+        scale = np.where(base != 0.0, np.abs(base), 1.0)
+        span = np.maximum(JUMP_SCAN_SPAN * scale, FINE_BELOW * self.steps[rows])
+        lines = base[:, None] + span[:, None] * np.linspace(-1.0, 1.0, JUMP_SCAN_POINTS)
+        values, _, status = self.runner.evaluate(self._components(rows), lines, count=False)
+        noise = np.where(np.isfinite(sigma), sigma, self.sigma)
+        for r in np.flatnonzero(~status.astype(bool) & np.all(np.isfinite(values), axis=1)):
+            k = int(self._components(rows[r:r + 1])[0])
+            finest = fd.NOISE_SPACINGS[-1] * float(scale[r])
+            jumped[r] = _jumps(self.engine, k, lines[r], values[r], finest, float(noise[r]))
+        self.state[rows[jumped]] = fd.UNRESOLVED
+        return jumped
+
+    def _fine_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """_check_fine_step for components ``rows``: which of them it left unresolved, and their own noise."""
+        flipped = np.zeros(rows.size, bool)
+        sigma = np.full(rows.size, np.nan)
+        if rows.size == 0:
+            return flipped, sigma
         cost_value = self.engine.cost_value
         base, grad, approx = self.base[rows], self.grad[rows], self.analysis.approx[rows]
         discrepancy = np.abs(grad - approx)
         # The component's own noise, at the finest spacing of measure_noise.
         lines = np.stack([fd.noise_points(float(b), fd.NOISE_SPACINGS[-1]) for b in base])
         values, _, status = self.runner.evaluate(self._components(rows), lines, count=False)
-        sigma = np.full(rows.size, np.nan)
         for r in np.flatnonzero(~status.astype(bool)):
             level, _ = fd.noise_level(values[r], cost_value)
             if not math.isnan(level):  # (NaN: the line did not move, quantised: no fine step)
@@ -845,7 +900,7 @@ class _Measurement:
                 allowed = 2.0 * error + threshold * (np.abs(grad) + np.abs(fine))
                 flipped &= (np.abs(fine - grad) <= allowed) & (np.abs(fine - approx) > allowed)
         self.state[rows[flipped]] = fd.UNRESOLVED
-        return flipped
+        return flipped, sigma
 
     def _pair_differences(self, rows: np.ndarray, step: np.ndarray):
         """``J(theta_k + step) - J(theta)`` and ``J(theta_k - step) - J(theta)`` of components ``rows``,

@@ -623,3 +623,27 @@ def test_the_noise_of_a_staircase_is_its_stairs_and_of_a_ripple_its_rounding():
     _, layout = fastgrad.pack({"a": theta[:2], "r": theta[2:]})
     ripple = _driver.measure_noise(GenericEngine(prepare_cost(_fine_ripple, ()), theta), layout)
     assert ripple < 1e-12
+
+
+def _float16_term(theta):
+    # One component also enters through float16 (stairs 1e-3 of it wide, 1e-6
+    # high): the noise lines on other components never see them.
+    return float(np.sum(np.exp(0.3 * theta)) + 0.5 * theta @ theta + np.float16(1e-3 * theta[0]))
+
+
+@pytest.mark.parametrize("method", ["central", "forward", "richardson"])
+def test_stairs_along_one_component_leave_it_unresolved_not_wrong(method):
+    # Steps inside one stair measure the slope without the float16 term (off by
+    # 1e-3): the component's own scan finds the jumps, so it is unresolved, and a
+    # bug elsewhere still fails exactly its block.
+    theta, layout = fastgrad.pack({"a": np.array([0.7, -0.4, 1.2]), "b": np.array([0.9, -1.1, 0.3, 0.5])})
+    right = 0.3 * np.exp(0.3 * theta) + theta
+    right[0] += 1e-3
+    report = fastgrad.gradcheck(_float16_term, right, theta, layout=layout, method=method, progress=False)
+    assert report.verdict == "inconclusive", report
+    states = [fd.STATE_NAMES[int(x)] for x in report.state]
+    assert states[0] == "unresolved" and states.count("unresolved") == 1, report
+    wrong = right.copy()
+    wrong[4] *= -1.0
+    report = fastgrad.gradcheck(_float16_term, wrong, theta, layout=layout, method=method, progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["b"], report
