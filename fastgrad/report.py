@@ -244,7 +244,14 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     scale = fd.norm_in_slices(n, lambda s: np.abs(g[s])) + fd.norm_in_slices(n, lambda s: np.abs(a[s]))
     gap = fd.norm_in_slices(n, lambda s: np.abs(g[s] - a[s]))
     spread = fd.norm_in_slices(n, lambda s: np.abs(e[s])) if rounding is None else fd.block_error_in_slices(e, r)
-    if scale > 0.0:
+    if 0.0 < scale <= spread and scale + spread <= threshold * reference_scale:
+        # A gradient that vanishes (a bias before a batch norm: J does not depend
+        # on it): grad and the numerical value are both within the measured error,
+        # and that error is below the threshold of the whole gradient. Measured
+        # against the whole gradient, as when both are exactly zero; a value of
+        # either above its error is judged against its own size, as always.
+        difference, allowance = gap / reference_scale, spread / reference_scale
+    elif scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
         # Both exactly zero: nothing disagrees. Measured against the whole

@@ -647,3 +647,33 @@ def test_stairs_along_one_component_leave_it_unresolved_not_wrong(method):
     wrong[4] *= -1.0
     report = fastgrad.gradcheck(_float16_term, wrong, theta, layout=layout, method=method, progress=False)
     assert report.verdict == "fail" and list(report.failing_blocks) == ["b"], report
+
+
+def _centred_units(theta, X, n_units):
+    # Units centred over the batch (a batch norm's first step): the bias added
+    # before it cancels, so J does not depend on it at all.
+    w = theta[:X.shape[1] * n_units].reshape(X.shape[1], n_units)
+    b = theta[X.shape[1] * n_units:]
+    z = X @ w + b
+    zc = z - z.mean(axis=0)
+    return zc, 0.5 * float(np.sum(np.tanh(zc) ** 2)) / X.shape[0]
+
+
+def test_a_gradient_that_vanishes_passes_and_a_wrong_one_fails():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(16, 3))
+    theta, layout = fastgrad.pack({"w": rng.normal(size=(3, 4)), "b": rng.normal(size=4)})
+
+    def cost(t):
+        return _centred_units(t, X, 4)[1]
+
+    zc, _ = _centred_units(theta, X, 4)
+    t = np.tanh(zc)
+    dzc = t * (1 - t ** 2) / X.shape[0]
+    dz = dzc - dzc.mean(axis=0)
+    right = np.r_[(X.T @ dz).ravel(), dz.sum(axis=0)]  # db: rounding only (~1e-17)
+    report = fastgrad.gradcheck(cost, right, theta, layout=layout, progress=False)
+    assert report.verdict == "pass", report
+    naive = np.r_[(X.T @ dz).ravel(), dzc.sum(axis=0)]  # the centring forgotten in db
+    report = fastgrad.gradcheck(cost, naive, theta, layout=layout, progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["b"], report
