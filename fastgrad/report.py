@@ -218,7 +218,7 @@ def _own(array: np.ndarray, owned: bool) -> np.ndarray:
 
 
 def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
-          rounding=None, plain_error=None) -> _Judgement:
+          rounding=None, plain_error=None, grad_dtype: str = "float64") -> _Judgement:
     """The verdict of one set of components (a block, or all of theta).
 
     ``reference_scale`` (the whole check's ``||g|| + ||a||``) measures the error
@@ -228,7 +228,9 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     a :class:`~fastgrad._compact.Patch` over ``error``).
     ``plain_error`` is ``error`` before undecided components' errors were
     widened (see :func:`compared_values`): a set that passes only with the
-    widening is inconclusive, never passed.
+    widening is inconclusive, never passed. A ``grad_dtype`` below float64
+    that fails only within :data:`~fastgrad._differences.LOW_PRECISION_BAND`
+    is inconclusive (its own accumulated rounding could explain it).
     """
     compared = state != fd.UNRESOLVED
     unresolved = compared.size - int(np.count_nonzero(compared))
@@ -244,14 +246,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     scale = fd.norm_in_slices(n, lambda s: np.abs(g[s])) + fd.norm_in_slices(n, lambda s: np.abs(a[s]))
     gap = fd.norm_in_slices(n, lambda s: np.abs(g[s] - a[s]))
     spread = fd.norm_in_slices(n, lambda s: np.abs(e[s])) if rounding is None else fd.block_error_in_slices(e, r)
-    if 0.0 < scale <= spread and scale + spread <= threshold * reference_scale:
-        # A gradient that vanishes (a bias before a batch norm: J does not depend
-        # on it): grad and the numerical value are both within the measured error,
-        # and that error is below the threshold of the whole gradient. Measured
-        # against the whole gradient, as when both are exactly zero; a value of
-        # either above its error is judged against its own size, as always.
-        difference, allowance = gap / reference_scale, spread / reference_scale
-    elif scale > 0.0:
+    if scale > 0.0:
         difference, allowance = gap / scale, spread / scale
     elif gap == 0.0:
         # Both exactly zero: nothing disagrees. Measured against the whole
@@ -266,8 +261,27 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
         difference, allowance = 0.0, (math.inf if spread > 0.0 else 0.0)
     tolerance = threshold + allowance
     if wrong or difference > tolerance:
+        band = fd.LOW_PRECISION_BAND[grad_dtype]
+        if band and _within_band(g, a, e, state[compared], difference, tolerance, scale, band):
+            reason = (f"grad is {grad_dtype} and differs from the numerical values by {difference:.3g}, beyond the "
+                      f"tolerance {tolerance:.3g} but within {band:g} of the block, which {grad_dtype} rounding "
+                      "accumulated over a long computation (back-prop over many examples) can reach: a bug this "
+                      "small cannot be told from it; check a float64 gradient (the parameters and data cast to "
+                      "float64)")
+            return _Judgement("inconclusive", difference, tolerance, (reason,), wrong, unresolved, int(kink.sum()))
         return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
     reasons = _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high)
+    if 0.0 < scale <= spread and spread <= threshold * reference_scale and allowance > fd.MAX_ALLOWANCE:
+        # Both zero within an error far below the whole gradient: a parameter J
+        # does not depend on (a bias before a batch norm) looks exactly like this,
+        # and so does a real gradient too small to measure, which a sign flip
+        # would leave looking the same. Say which it may be.
+        reasons.append(
+            f"grad and its numerical value are both zero within the measured error ({spread:.2g}, "
+            f"{spread / reference_scale:.1g} of the whole gradient): if the cost does not depend on these "
+            "parameters (a bias followed by a batch norm, a unit that is normalised away) the gradient is right; "
+            "if it does, it is too small to check here"
+        )
     if not reasons and plain_error is not None and scale > 0.0:
         undecided = state[compared] == fd.UNDECIDED
         if undecided.any():  # (the plain error differs only there: its norm is needed only then)
@@ -284,6 +298,24 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
                 )
     verdict = "inconclusive" if reasons else "pass"
     return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
+
+
+def _within_band(g, a, e, state, difference, tolerance, scale, band) -> bool:
+    """Whether a failing set fails only within a low-precision gradient's accumulated rounding.
+
+    The set's difference within ``band`` of the tolerance, and every
+    component's discrepancy within its error plus ``band`` times the set's
+    root-mean-square ``|g| + |a|``; no component wrong at a kink (a range is
+    not a rounding question).
+    """
+    if not (math.isfinite(difference) and difference <= tolerance + band) or np.any(state == fd.KINK_WRONG):
+        return False
+    rms = scale / math.sqrt(max(g.size, 1))
+    return all(bool(np.all(np.abs(g[s] - a[s]) <= e[s] + band * rms)) for s in _slices_of(g.size))
+
+
+def _slices_of(n: int):
+    return (slice(start, start + fd.SLICE_ROWS) for start in range(0, n, fd.SLICE_ROWS))
 
 
 def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high) -> list[str]:
@@ -329,7 +361,7 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
 
 
 def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, threshold, layout, size,
-            reference) -> tuple[BlockResult, ...]:
+            reference, grad_dtype: str = "float64") -> tuple[BlockResult, ...]:
     # The indices are ascending (Report.build sorts them): each block is one run of them.
     n = estimate.approx.size
     indices = stored(estimate, "indices")  # None: 0 .. n - 1
@@ -346,7 +378,8 @@ def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, thres
             continue
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
                   estimate.low[members], estimate.high[members], reference,
-                  rounding.sub(members) if isinstance(rounding, Patch) else rounding[members], plain_error[members])
+                  rounding.sub(members) if isinstance(rounding, Patch) else rounding[members], plain_error[members],
+                  grad_dtype)
         results.append(BlockResult(name, tuple(shape), bounds[b + 1] - bounds[b], j.difference, j.tolerance,
                                    j.verdict, j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
@@ -447,10 +480,11 @@ class Report:
                 and np.array_equal(rounding.view(np.int64), error.view(np.int64))):
             rounding = error  # the same values (every error is rounding): one array
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding,
-                      plain_error=plain_error)
+                      plain_error=plain_error, grad_dtype=grad_dtype)
         reference = (fd.norm_in_slices(grad.size, lambda s: np.abs(grad[s]))
                      + fd.norm_in_slices(value.size, lambda s: np.abs(value[s])))
-        blocks = _blocks(grad, value, error, rounding, plain_error, estimate, threshold, layout, size, reference)
+        blocks = _blocks(grad, value, error, rounding, plain_error, estimate, threshold, layout, size, reference,
+                         grad_dtype)
         # The blocks' reasons, named; the whole check's only where no block gave one.
         reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
         if not reasons:
