@@ -525,7 +525,7 @@ class Report:
         value = measured.approx
         grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(analytic)
         error, rounding = measured.error + grad_rounding, measured.rounding + grad_rounding
-        whole = judge(analytic, value, error, state, opts.threshold, rounding=rounding)
+        whole = judge(analytic, value, error, state, opts.threshold, rounding=rounding, grad_dtype=opts.grad_dtype)
         reasons = list(whole.reasons)
         if clean == 0:
             reasons = [f"every random direction crossed a kink (after {1 + DIRECTION_REDRAWS} draws each), so nothing was compared: "
@@ -533,7 +533,8 @@ class Report:
         blocks = []
         for name, a, m, c in per_block:
             r = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(a)
-            j = judge(a, m.approx, m.error + r, m.state, opts.threshold, rounding=m.rounding + r)
+            j = judge(a, m.approx, m.error + r, m.state, opts.threshold, rounding=m.rounding + r,
+                      grad_dtype=opts.grad_dtype)
             shape = layout.shapes[layout.names.index(name)]
             blocks.append(BlockResult(name, tuple(shape), int(np.prod(shape)), j.difference, j.tolerance, j.verdict,
                                       j.kinks, j.wrong, j.unresolved, j.reasons))

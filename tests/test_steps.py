@@ -735,3 +735,14 @@ def test_a_float32_back_prop_is_judged_against_its_accumulated_rounding():
         wrong[name] = (wrong[name] * factor).astype(np.float32)
         report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, progress=False)
         assert report.verdict == "fail" and list(report.failing_blocks) == [name], (name, report)
+
+
+def test_a_float32_back_prop_is_judged_so_in_directional_mode_too():
+    cost, theta, layout, g32, _ = _trained_tanh_mlp()
+    for seed in (0, 1):
+        report = fastgrad.gradcheck(cost, g32, theta, layout=layout, mode="directional", seed=seed, progress=False)
+        assert report.verdict != "fail", report
+    flipped = dict(g32)
+    flipped["fc2.weight"] = (-flipped["fc2.weight"]).astype(np.float32)
+    report = fastgrad.gradcheck(cost, flipped, theta, layout=layout, mode="directional", progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["fc2.weight"], report
