@@ -244,6 +244,17 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
     return float(max(levels))
 
 
+#: Parts each round of :func:`_find_jumps` cuts its interval into, and how
+#: many intervals of a line it follows; the points of a scan
+#: (:meth:`_Measurement._check_jumps`, :func:`_finer_noise`) and a
+#: component's scan's half-width, relative to the component (or absolute at
+#: zero): a float16 term's stairs are 1e-3 of it wide, and two must show.
+JUMP_PARTS = 8
+JUMP_CANDIDATES = 3
+JUMP_SCAN_POINTS = 33
+JUMP_SCAN_SPAN = 2e-3
+
+
 def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray, values: np.ndarray) -> float:
     """The noise along component ``k`` at the finest spacing, when far below ``level`` (what a coarser one showed).
 
@@ -260,8 +271,11 @@ def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray, value
     spacing, while the finest line falls between two jumps and sees only the
     float64 rest. There the coarse level is the cost's noise (a step inside one
     stair measures the float64 part's slope alone). The two are told apart by
-    continuity (:func:`_jumps`): a ripple is smooth at the finest spacing, a
-    staircase is not. ``points`` and ``values`` are the coarser line.
+    continuity (:func:`_find_jumps`): a ripple is smooth at the finest spacing,
+    a staircase is not. One jump is not a staircase (a fee switched on at a
+    threshold the line happens to cross): a line of ``JUMP_SCAN_POINTS`` at the
+    coarse spacing, centred on the coarse one, must show two. ``points`` are
+    the coarser line (``values`` its values, unused: the longer line repeats it).
     """
     values_fine, failed = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1]))
     if failed:
@@ -270,54 +284,60 @@ def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray, value
     if not (clean and finer * fd.STRUCTURE_FACTOR < level):
         return level
     finest = fd.NOISE_SPACINGS[-1] * (abs(float(engine.theta[k])) or 1.0)
-    return level if _jumps(engine, k, points, values, finest, finer) else finer
+    spacing = float(points[1] - points[0])
+    centre = 0.5 * float(points[0] + points[-1])
+    line = centre + spacing * (np.arange(JUMP_SCAN_POINTS) - (JUMP_SCAN_POINTS - 1) / 2.0)
+    line_values, failed = _noise_line(engine, k, line)
+    if failed or not np.all(np.isfinite(line_values)):
+        return finer
+    return level if len(_find_jumps(engine, k, line, line_values, finest, finer)) >= 2 else finer
 
 
-def _jumps(engine: Engine, k: int, points: np.ndarray, values: np.ndarray, finest: float, noise: float) -> bool:
-    """Whether ``J`` jumps along component ``k`` on the line ``points`` (where it took ``values``).
+def _find_jumps(engine: Engine, k: int, points: np.ndarray, values: np.ndarray, finest: float, noise: float,
+                candidates: int = JUMP_CANDIDATES) -> list[tuple[float, float]]:
+    """Where ``J`` jumps along component ``k`` on the line ``points`` (values ``values``): ``(position, size)``.
 
-    A discontinuity, not a smooth bump or a kink. The line's most irregular
-    interval is found by its third differences (a jump stands out in them while
-    a smooth cost's vanish as the spacing cubed; the first interval of ``points``
-    of a line too short for them). It is cut in ``JUMP_PARTS`` and the part whose
-    increment departs most from the median increment is kept, down to the
-    ``finest`` spacing. A smooth cost's departure shrinks with the interval (at
-    least ``JUMP_PARTS``-fold a round: a kink's), a jump's stays whole. It is a
-    jump when what is left is above a sixteenth of the start and above the
-    ``noise`` of the line by ``STRUCTURE_FACTOR / 2``; the cutting stops as soon
-    as it cannot be.
+    Discontinuities, not smooth bumps or kinks. The line's most irregular
+    intervals (up to ``candidates``, apart) are found by its third differences
+    (a jump stands out in them while a smooth cost's vanish as the spacing
+    cubed). Each is cut in ``JUMP_PARTS`` and the part whose increment departs
+    most from the median increment is kept, down to the ``finest`` spacing. A
+    smooth cost's departure shrinks with the interval (at least
+    ``JUMP_PARTS``-fold a round: a kink's), a jump's stays whole. It is a jump
+    when what is left is above a sixteenth of the start and above the ``noise``
+    by ``STRUCTURE_FACTOR / 2``; the cutting stops as soon as it cannot be.
     """
     increments = np.diff(values)
+    departures = np.abs(increments - np.median(increments))
     if values.size >= 4:
-        i = int(np.argmax(np.abs(np.diff(values, 3))))
-        i += int(np.argmax(np.abs(increments[i:i + 3] - np.median(increments))))
+        starts = []
+        for i in np.argsort(np.abs(np.diff(values, 3)))[::-1]:
+            i = int(i) + int(np.argmax(departures[i:i + 3]))
+            if all(abs(i - j) > 2 for j in starts):
+                starts.append(i)
+            if len(starts) == candidates:
+                break
     else:
-        i = int(np.argmax(np.abs(increments - np.median(increments))))
-    start = left = float(abs(increments[i] - np.median(increments)))
-    low, high = float(points[i]), float(points[i + 1])
+        starts = [int(np.argmax(departures))]
     floor = 0.5 * fd.STRUCTURE_FACTOR * noise
-    while high - low > finest:
-        if left * 16.0 < start or left <= floor:
-            return False
-        points = np.linspace(low, high, JUMP_PARTS + 1)
-        values, failed = _noise_line(engine, k, points)
-        if failed or not np.all(np.isfinite(values)):
-            return False
-        increments = np.diff(values)
-        departure = np.abs(increments - np.median(increments))
-        i = int(np.argmax(departure))
-        left = float(departure[i])
+    found = []
+    for i in starts:
+        start = left = float(departures[i])
         low, high = float(points[i]), float(points[i + 1])
-    return left * 16.0 >= start and left > floor
-
-
-#: Parts each round of :func:`_jumps` cuts its interval into; the points of a
-#: component's own scan (:meth:`_Measurement._check_jumps`) and its half-width,
-#: relative to the component (or absolute at zero): a float16 term's stairs
-#: are 1e-3 of it wide.
-JUMP_PARTS = 8
-JUMP_SCAN_POINTS = 33
-JUMP_SCAN_SPAN = 1e-3
+        while high - low > finest and left * 16.0 >= start and left > floor:
+            cut = np.linspace(low, high, JUMP_PARTS + 1)
+            cut_values, failed = _noise_line(engine, k, cut)
+            if failed or not np.all(np.isfinite(cut_values)):
+                left = 0.0
+                break
+            cut_increments = np.diff(cut_values)
+            cut_departures = np.abs(cut_increments - np.median(cut_increments))
+            j = int(np.argmax(cut_departures))
+            left = float(cut_departures[j])
+            low, high = float(cut[j]), float(cut[j + 1])
+        if high - low <= finest and left * 16.0 >= start and left > floor:
+            found.append((0.5 * (low + high), left))
+    return found
 
 
 def complex_step_noise(engine: Engine, layout: Layout | None) -> np.ndarray:
@@ -834,34 +854,63 @@ class _Measurement:
                     self._check_jumps(rest[~flipped_rest], sigma_rest[~flipped_rest])
 
     def _check_jumps(self, rows: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        """Values that disagree with grad where ``J`` jumps along their component: unresolved.
+        """Values that disagree with grad where ``J`` has stairs along their component: unresolved.
 
         A term rounded more coarsely than the rest of the cost, along this
         component only (a float16 term, one parameter cast to float32), makes a
         staircase the check's noise lines, on other components, never see: a
         table inside one stair measures the slope without the stairs, one across
-        them the stairs' average, and neither is the derivative's only honest
-        reading. A line of ``JUMP_SCAN_POINTS`` over ``JUMP_SCAN_SPAN`` of the
-        component (at least ``FINE_BELOW`` of its steps) is searched for a jump
-        (:func:`_jumps`, against the component's own noise ``sigma``, the
-        check's where NaN). A smooth cost has none: a wrong value stays wrong.
-        Returns which of ``rows`` jumped.
+        them their average. A line of ``JUMP_SCAN_POINTS`` over ``JUMP_SCAN_SPAN``
+        of the component (at least ``FINE_BELOW`` of its steps) is searched for
+        jumps (:func:`_find_jumps`, against the component's own noise ``sigma``,
+        the check's where NaN). Stairs are two jumps or more, or one within the
+        steps the table took (a single jump beyond them, a fee switched on at a
+        threshold, does not touch the derivative at theta). The component is
+        unresolved only when the other reading, the line's average slope
+        (central differences over its whole and its half width, within their
+        spread and a jump's share), agrees with grad: a value both readings
+        contradict stays wrong. A smooth cost has no jumps. Returns which of
+        ``rows`` were left unresolved.
         """
-        jumped = np.zeros(rows.size, bool)
+        unresolved = np.zeros(rows.size, bool)
         if rows.size == 0:
-            return jumped
-        base = self.base[rows]
+            return unresolved
+        base, grad = self.base[rows], self.grad[rows]
         scale = np.where(base != 0.0, np.abs(base), 1.0)
         span = np.maximum(JUMP_SCAN_SPAN * scale, FINE_BELOW * self.steps[rows])
         lines = base[:, None] + span[:, None] * np.linspace(-1.0, 1.0, JUMP_SCAN_POINTS)
         values, _, status = self.runner.evaluate(self._components(rows), lines, count=False)
         noise = np.where(np.isfinite(sigma), sigma, self.sigma)
+        reach = self._reach(rows)
+        last, half = JUMP_SCAN_POINTS - 1, (JUMP_SCAN_POINTS - 1) // 4
         for r in np.flatnonzero(~status.astype(bool) & np.all(np.isfinite(values), axis=1)):
             k = int(self._components(rows[r:r + 1])[0])
             finest = fd.NOISE_SPACINGS[-1] * float(scale[r])
-            jumped[r] = _jumps(self.engine, k, lines[r], values[r], finest, float(noise[r]))
-        self.state[rows[jumped]] = fd.UNRESOLVED
-        return jumped
+            jumps = _find_jumps(self.engine, k, lines[r], values[r], finest, float(noise[r]))
+            if not (len(jumps) >= 2 or any(abs(at - base[r]) <= 2.0 * reach[r] for at, _ in jumps)):
+                continue
+            v, x = values[r], lines[r]
+            whole = (v[last] - v[0]) / (x[last] - x[0])
+            inner = (v[last - half] - v[half]) / (x[last - half] - x[half])
+            biggest = max((size for _, size in jumps), default=0.0)
+            error = (abs(whole - inner) + 2.0 * (biggest + fd.ROUNDING_FACTOR * noise[r]) / (x[last - half] - x[half])
+                     + self.opts.threshold * (abs(grad[r]) + abs(whole)))
+            unresolved[r] = abs(whole - grad[r]) <= error
+        self.state[rows[unresolved]] = fd.UNRESOLVED
+        return unresolved
+
+    def _reach(self, rows: np.ndarray) -> np.ndarray:
+        """The largest offset the check evaluated at each of components ``rows`` (its first step without a table)."""
+        reach = np.array(self.steps[rows], dtype=np.float64)
+        if self.work.size:
+            order = np.argsort(self.work, kind="stable")
+            at = np.minimum(np.searchsorted(self.work, rows, sorter=order), self.work.size - 1)
+            local = order[at]
+            found = self.work[local] == rows
+            offsets = np.abs(np.hstack([self.table.off_plus[local], self.table.off_minus[local]]))
+            widest = np.max(np.where(np.isfinite(offsets), offsets, 0.0), axis=1)
+            reach[found] = np.maximum(reach[found], widest[found])
+        return reach
 
     def _fine_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """_check_fine_step for components ``rows``: which of them it left unresolved, and their own noise."""

@@ -746,3 +746,57 @@ def test_a_float32_back_prop_is_judged_so_in_directional_mode_too():
     flipped["fc2.weight"] = (-flipped["fc2.weight"]).astype(np.float32)
     report = fastgrad.gradcheck(cost, flipped, theta, layout=layout, mode="directional", progress=False)
     assert report.verdict == "fail" and list(report.failing_blocks) == ["fc2.weight"], report
+
+
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_stairs_do_not_hide_a_value_both_their_readings_contradict(method):
+    # The float16 component itself sign-flipped: the slope inside one stair and
+    # the stairs' average slope both contradict it, so it stays wrong.
+    theta, layout = fastgrad.pack({"a": np.array([0.7, -0.4, 1.2]), "b": np.array([0.9, -1.1, 0.3, 0.5])})
+    right = 0.3 * np.exp(0.3 * theta) + theta
+    right[0] += 1e-3
+    wrong = right.copy()
+    wrong[0] *= -1.0
+    report = fastgrad.gradcheck(_float16_term, wrong, theta, layout=layout, method=method, progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["a"], report
+
+
+def _fee(theta, at):
+    # A fee switched on once theta[2] passes a threshold 1e-3 of it above its value:
+    # one jump, far beyond the steps, which does not touch the derivative at theta.
+    return float(0.5 * np.sum((theta - 0.3) ** 2) + np.sum(np.exp(0.2 * theta)) + 0.01 * (theta[2] > at))
+
+
+def test_one_jump_beyond_the_steps_hides_no_bug():
+    theta, layout = fastgrad.pack({"w": np.array([0.8, -0.6, 1.3, 0.4])})
+    at = theta[2] * (1 + 8e-4)
+    right = (theta - 0.3) + 0.2 * np.exp(0.2 * theta)
+    assert fastgrad.gradcheck(lambda t: _fee(t, at), right, theta, layout=layout, progress=False).verdict == "pass"
+    wrong = right.copy()
+    wrong[2] *= -1.0
+    report = fastgrad.gradcheck(lambda t: _fee(t, at), wrong, theta, layout=layout, progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["w"], report
+
+
+def test_one_jump_on_a_noise_line_is_not_a_staircase():
+    # A fee that switches on where the noise lines lie (1000 spacings of 1e-7 from
+    # each measured component): one jump, not stairs, so the noise stays the
+    # cost's rounding and a small bug elsewhere is not hidden under a large one.
+    from fastgrad import _driver
+    from fastgrad.engines import GenericEngine, prepare_cost
+
+    theta, layout = fastgrad.pack({"w": np.linspace(0.5, 1.5, 6), "c": np.linspace(-1.0, -0.2, 5)})
+    measured = _driver._noise_components(layout, theta.size)
+    cut = {int(k): theta[k] * (1 + 1e-4) for k in measured}
+
+    def cost(t):
+        fee = sum(7e-7 * (t[k] > at) for k, at in cut.items())
+        return float(np.sum(t ** 2) + np.sum(np.sin(t)) + fee)
+
+    sigma = _driver.measure_noise(GenericEngine(prepare_cost(cost, ()), theta), layout)
+    assert sigma < 1e-12
+    right = 2 * theta + np.cos(theta)
+    wrong = right.copy()
+    wrong[6:] *= 1 + 1e-4
+    report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["c"], report
