@@ -51,6 +51,8 @@ FINE_BELOW = 8.0
 #: those it left wrong, this many are searched for jumps (_check_jumps).
 FINE_SAMPLE = 16
 JUMP_SAMPLE = 4
+#: A table flat at this many steps establishes its value (_establish_flat_tables).
+FLAT_LEVELS = 6
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -799,12 +801,51 @@ class _Measurement:
                 state[todo] = self._decide(todo, self._analysis_at(todo))
             todo = work[state[work] == fd.UNDECIDED]
             state[todo] = self._decide(todo, self._analysis_at(todo), final=True)
+            self._establish_flat_tables(todo)
             self._unresolve_staircases()
             self._check_off_grid()
             self._check_fine_step()
         except _Stop:
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
             raise _Stop(self.result()) from None
+
+    def _establish_flat_tables(self, rows: np.ndarray) -> None:
+        """Values left unresolved only because their table is flat: established, and judged.
+
+        A value is trusted to call a gradient wrong once its pairs follow the
+        truncation pattern over four steps (``established``). Along a component
+        the cost is nearly linear in (a tiny loss, an output layer), truncation
+        stays below rounding at every step: there is no pattern to follow, the
+        value is confirmed by a second pair and yet left unresolved, however far
+        grad is from it. A table whose central differences at ``FLAT_LEVELS``
+        steps or more all give the value within twice their rounding and its
+        error is that value, measured across a factor of ``2**(FLAT_LEVELS - 1)``
+        in step: it is established. An aliased one (steps all multiples of a
+        period) is then caught by the off-grid check like every judged value.
+        """
+        rows = rows[self.state[rows] == fd.UNRESOLVED]
+        if rows.size == 0:
+            return
+        analysis = self._analysis_at(rows)
+        rows = rows[analysis.confirmed & ~analysis.established & ~analysis.kink & ~analysis.kink_possible]
+        if rows.size == 0:
+            return
+        order = np.argsort(self.work, kind="stable")
+        local = order[np.searchsorted(self.work, rows, sorter=order)]
+        sub = self.table.subset(local)
+        steps = self.table_steps[rows]
+        central = fd.central_differences(sub, steps, self.nominal)
+        sigma = fd.row_noise(self.sigma, self.engine.cost_value, np.hstack([sub.plus, sub.minus]))
+        rounding = fd.ROUNDING_FACTOR * sigma[:, None] / (steps[:, None] * np.exp2(fd.LEVELS.astype(np.float64)))
+        analysis = self._analysis_at(rows)
+        with np.errstate(invalid="ignore"):
+            close = np.abs(central - analysis.approx[:, None]) <= 2.0 * (rounding + analysis.error[:, None])
+        measured = np.isfinite(central)
+        flat = (measured.sum(axis=1) >= FLAT_LEVELS) & np.all(close | ~measured, axis=1)
+        rows = rows[flat]
+        if rows.size:
+            self._put_field("established", rows, np.ones(rows.size, bool))
+            self.state[rows] = self._decide(rows, self._analysis_at(rows), final=True)
 
     def _check_fine_step(self) -> None:
         """Values that disagree with grad, measured again at two steps far below theirs.
