@@ -262,7 +262,7 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     tolerance = threshold + allowance
     if wrong or difference > tolerance:
         band = fd.LOW_PRECISION_BAND[grad_dtype]
-        if band and _within_band(difference, tolerance, state[compared], band):
+        if band and _within_band(g, a, state[compared], difference, tolerance, scale, band):
             beyond = (f"{wrong} component(s) beyond their measured error" if wrong else
                       f"beyond the tolerance {tolerance:.3g}")
             reason = (f"grad is {grad_dtype} and differs from the numerical values by {difference:.3g} ({beyond}), "
@@ -302,15 +302,19 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
 
 
-def _within_band(difference, tolerance, state, band) -> bool:
+def _within_band(g, a, state, difference, tolerance, scale, band) -> bool:
     """Whether a failing set fails only within a low-precision gradient's accumulated rounding.
 
-    The set's difference within ``band`` of the tolerance (its wrong components
-    included: the rounding of a sum that cancels falls on a few components far
-    above the block's average), and no component wrong at a kink (a range is
-    not a rounding question).
+    The set's difference within ``band`` of the tolerance, and its wrong
+    components' discrepancies together within ``band`` of the set's size (the
+    rounding of a sum that cancels falls on a few components far above the
+    set's average, never on a set's worth of it); no component wrong at a kink
+    (a range is not a rounding question).
     """
-    return math.isfinite(difference) and difference <= tolerance + band and not np.any(state == fd.KINK_WRONG)
+    if not (math.isfinite(difference) and difference <= tolerance + band) or np.any(state == fd.KINK_WRONG):
+        return False
+    wrong = np.flatnonzero(state == fd.WRONG)
+    return not wrong.size or bool(np.linalg.norm(g[wrong] - a[wrong]) <= band * scale)
 
 
 def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high) -> list[str]:

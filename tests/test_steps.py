@@ -717,8 +717,8 @@ def _trained_tanh_mlp():
         return {name: t[layout.slice(name)].astype(dtype).reshape(shape)
                 for name, shape in zip(layout.names, layout.shapes)}
 
-    def cost(t):
-        p = unpack(t, np.float64)
+    def cost(t, dtype=np.float64):
+        p = unpack(t, dtype)
         a1 = np.tanh(x @ p["fc1.weight"].T + p["fc1.bias"])
         return float(np.mean((a1 @ p["fc2.weight"].T + p["fc2.bias"] - y) ** 2))
 
@@ -866,3 +866,22 @@ def test_a_value_whose_table_is_flat_is_established_and_can_be_wrong():
     wrong["head.weight"] = head
     report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, progress=False)
     assert report.verdict == "fail" and list(report.failing_blocks) == ["head.weight"], report
+
+
+def test_the_float32_band_never_explains_wrong_components_a_block_s_worth():
+    # A block whose measured error dwarfs it (a float32 cost at a trained point)
+    # has a tolerance near 1: it fails by its wrong components alone, and their
+    # discrepancies (a sign flip: the whole block) are no float32 rounding.
+    from fastgrad.report import judge
+
+    g = np.array([1e-3, -2e-3, 1.5e-3, 0.5e-3])
+    error = np.full(4, 5e-3)
+    wrong = np.full(4, fd.WRONG, dtype=np.int8)
+    assert judge(g, -g, error, wrong, 1e-7, grad_dtype="float32").verdict == "fail"
+    # One wrong component worth 1e-5 of the block: within the band.
+    near = g.copy()
+    near[1] *= 1 + 1e-5
+    state = np.full(4, fd.AGREE, dtype=np.int8)
+    state[1] = fd.WRONG
+    assert judge(g, near, np.full(4, 1e-12), state, 1e-7, grad_dtype="float32").verdict == "inconclusive"
+    assert judge(g, near, np.full(4, 1e-12), state, 1e-7).verdict == "fail"
