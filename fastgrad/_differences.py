@@ -22,9 +22,10 @@ not depend on the spacing, structure does, so a ripple finer than any step
 for it (it would send the steps up until they averaged it away). A staircase
 gives the same two levels (a cost summed partly in float32: the finest line
 falls between two stairs and sees only the float64 rest), and there the coarse
-level is the noise: the two are told apart by continuity. The interval of the
-coarse line that departs most from its trend is cut down to the finest spacing;
-a ripple's departure shrinks with it, a jump's does not.
+level is the noise: the two are told apart by continuity. The intervals of a
+longer line at the coarse spacing that depart most from its trend are cut down
+to the finest spacing; a ripple's departure shrinks with them, a jump's does
+not, and two jumps make a staircase (one is a threshold the line crossed).
 
 **Step.** Every component is first perturbed by ``h = rho^(1/3)`` for central
 differences, where ``rho = sigma / |J|`` is the cost's relative noise
