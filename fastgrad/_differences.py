@@ -150,8 +150,9 @@ GRAD_ROUNDING_UNITS = 64.0
 #: A low-precision gradient from a long computation (back-prop over many
 #: examples and layers) carries rounding that builds up far beyond its ulps and
 #: depends on terms the check never sees (cancellation). A block that fails only
-#: by this much (relative to the block, on the block and on each component) is
-#: inconclusive, never failed: float32's 1e-4 is ~840 of its units.
+#: by this much (relative to the block: its difference beyond the tolerance, and
+#: its wrong components' discrepancies together) is inconclusive, never failed:
+#: float32's 1e-4 is ~840 of its units.
 LOW_PRECISION_BAND = {"float16": 1e-2, "float32": 1e-4, "float64": 0.0}
 
 #: Table columns: steps ``s * 2**k`` for k in LEVELS.

@@ -241,7 +241,7 @@ def measure_noise(engine: Engine, layout: Layout | None) -> float:
         floor = 0.5 * fd.EPS_MACH * abs(engine.cost_value)
         level = found[-1] if clean else (min(found) if found else floor)
         if clean and spacing != fd.NOISE_SPACINGS[-1]:
-            level = _finer_noise(engine, k, level, points, values)
+            level = _finer_noise(engine, k, level, points)
         levels.append(level)
     return float(max(levels))
 
@@ -257,7 +257,7 @@ JUMP_SCAN_POINTS = 33
 JUMP_SCAN_SPAN = 2e-3
 
 
-def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray, values: np.ndarray) -> float:
+def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray) -> float:
     """The noise along component ``k`` at the finest spacing, when far below ``level`` (what a coarser one showed).
 
     Rounding noise does not depend on the spacing; structure does. A ripple
@@ -277,7 +277,7 @@ def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray, value
     a staircase is not. One jump is not a staircase (a fee switched on at a
     threshold the line happens to cross): a line of ``JUMP_SCAN_POINTS`` at the
     coarse spacing, centred on the coarse one, must show two. ``points`` are
-    the coarser line (``values`` its values, unused: the longer line repeats it).
+    the coarser line.
     """
     values_fine, failed = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1]))
     if failed:
@@ -471,7 +471,7 @@ class _Measurement:
         # row's window when rounding keeps asking for larger steps (a copy of
         # ``steps`` made on the first move: see _next_levels).
         self.table_steps = self.steps
-        self.work = np.zeros(0, np.int64)  # components with a table of more steps, in table-row order
+        self.work = np.zeros(0, np.int64)  # components with a table of more steps, ascending: table-row order
         self.table = fd.Table.empty(0)
         self.low = _repeated(np.float64(np.nan), n)
         self.high = _repeated(np.float64(np.nan), n)
@@ -827,17 +827,16 @@ class _Measurement:
         if rows.size == 0:
             return
         analysis = self._analysis_at(rows)
-        rows = rows[analysis.confirmed & ~analysis.established & ~analysis.kink & ~analysis.kink_possible]
+        candidates = analysis.confirmed & ~analysis.established & ~analysis.kink & ~analysis.kink_possible
+        rows, analysis = rows[candidates], _rows(analysis, candidates)
         if rows.size == 0:
             return
-        order = np.argsort(self.work, kind="stable")
-        local = order[np.searchsorted(self.work, rows, sorter=order)]
+        local, _ = _positions(self.work, rows)  # (every one has a table: refine's rows)
         sub = self.table.subset(local)
         steps = self.table_steps[rows]
         central = fd.central_differences(sub, steps, self.nominal)
         sigma = fd.row_noise(self.sigma, self.engine.cost_value, np.hstack([sub.plus, sub.minus]))
         rounding = fd.ROUNDING_FACTOR * sigma[:, None] / (steps[:, None] * np.exp2(fd.LEVELS.astype(np.float64)))
-        analysis = self._analysis_at(rows)
         with np.errstate(invalid="ignore"):
             close = np.abs(central - analysis.approx[:, None]) <= 2.0 * (rounding + analysis.error[:, None])
         measured = np.isfinite(central)
@@ -920,14 +919,14 @@ class _Measurement:
         scale = np.where(base != 0.0, np.abs(base), 1.0)
         span = np.maximum(JUMP_SCAN_SPAN * scale, FINE_BELOW * self.steps[rows])
         lines = base[:, None] + span[:, None] * np.linspace(-1.0, 1.0, JUMP_SCAN_POINTS)
-        values, _, status = self.runner.evaluate(self._components(rows), lines, count=False)
+        components = self._components(rows)
+        values, _, status = self.runner.evaluate(components, lines, count=False)
         noise = np.where(np.isfinite(sigma), sigma, self.sigma)
         reach = self._reach(rows)
         last, half = JUMP_SCAN_POINTS - 1, (JUMP_SCAN_POINTS - 1) // 4
         for r in np.flatnonzero(~status.astype(bool) & np.all(np.isfinite(values), axis=1)):
-            k = int(self._components(rows[r:r + 1])[0])
             finest = fd.NOISE_SPACINGS[-1] * float(scale[r])
-            jumps = _find_jumps(self.engine, k, lines[r], values[r], finest, float(noise[r]))
+            jumps = _find_jumps(self.engine, int(components[r]), lines[r], values[r], finest, float(noise[r]))
             if not (len(jumps) >= 2 or any(abs(at - base[r]) <= 2.0 * reach[r] for at, _ in jumps)):
                 continue
             v, x = values[r], lines[r]
@@ -944,10 +943,7 @@ class _Measurement:
         """The largest offset the check evaluated at each of components ``rows`` (its first step without a table)."""
         reach = np.array(self.steps[rows], dtype=np.float64)
         if self.work.size:
-            order = np.argsort(self.work, kind="stable")
-            at = np.minimum(np.searchsorted(self.work, rows, sorter=order), self.work.size - 1)
-            local = order[at]
-            found = self.work[local] == rows
+            local, found = _positions(self.work, rows)
             offsets = np.abs(np.hstack([self.table.off_plus[local], self.table.off_minus[local]]))
             widest = np.max(np.where(np.isfinite(offsets), offsets, 0.0), axis=1)
             reach[found] = np.maximum(reach[found], widest[found])
@@ -1254,6 +1250,13 @@ def _check_explicit_step(base: np.ndarray, steps: np.ndarray, components) -> Non
         )
 
 
+def _positions(ascending: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``rows`` lie in the ascending ``ascending``, and which of them are there."""
+    place = np.minimum(np.searchsorted(ascending, rows), max(ascending.size - 1, 0))
+    found = ascending[place] == rows if ascending.size else np.zeros(np.size(rows), bool)
+    return place, found
+
+
 def _rows(analysis: fd.Analysis, rows: np.ndarray) -> fd.Analysis:
     return fd.Analysis(*(getattr(analysis, f)[rows].copy() for f in fd.Analysis.__dataclass_fields__))
 
@@ -1280,10 +1283,7 @@ class _Overlay:
 
     def _find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where ``rows`` lie in ``self.rows``, and which of them are there."""
-        place = np.searchsorted(self.rows, rows)
-        place = np.minimum(place, max(self.rows.size - 1, 0))
-        found = self.rows[place] == rows if self.rows.size else np.zeros(np.size(rows), bool)
-        return place, found
+        return _positions(self.rows, rows)
 
     def read(self, part: fd.Analysis, rows: np.ndarray) -> None:
         if not self.values:

@@ -684,6 +684,18 @@ def test_a_gradient_that_vanishes_is_named_and_a_wrong_one_fails():
     assert report.verdict == "fail" and list(report.failing_blocks) == ["b"], report
 
 
+def _adam(params, gradient, steps, rate):
+    """Train ``params`` (a dict, updated in place) by Adam on ``gradient(params)``."""
+    m = {k: 0 * v for k, v in params.items()}
+    v = {k: 0 * v for k, v in params.items()}
+    for t in range(1, steps + 1):
+        g = gradient(params)
+        for k in params:
+            m[k] = 0.9 * m[k] + 0.1 * g[k]
+            v[k] = 0.999 * v[k] + 0.001 * g[k] ** 2
+            params[k] = params[k] - rate * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.999 ** t)) + 1e-8)
+
+
 def _trained_tanh_mlp():
     # A tanh MLP (PyTorch's layout, examples as rows, float32 data) after 300
     # Adam steps: its float32 back-prop differs from the exact gradient by
@@ -702,14 +714,7 @@ def _trained_tanh_mlp():
         dz1 = (dout @ p["fc2.weight"]) * (1 - a1 ** 2)
         return {"fc1.weight": dz1.T @ x, "fc1.bias": dz1.sum(0), "fc2.weight": dout.T @ a1, "fc2.bias": dout.sum(0)}
 
-    m = {k: 0 * v for k, v in params.items()}
-    v = {k: 0 * v for k, v in params.items()}
-    for t in range(1, 301):
-        g = backprop(params, x.astype(float), y.astype(float))
-        for k in params:
-            m[k] = 0.9 * m[k] + 0.1 * g[k]
-            v[k] = 0.999 * v[k] + 0.001 * g[k] ** 2
-            params[k] = params[k] - 1e-2 * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.999 ** t)) + 1e-8)
+    _adam(params, lambda p: backprop(p, x.astype(float), y.astype(float)), steps=300, rate=1e-2)
     params = {k: p.astype(np.float32).astype(np.float64) for k, p in params.items()}
     theta, layout = fastgrad.pack(params)
 
@@ -837,14 +842,7 @@ def _trained_rnn():
         grads.update({"rnn.weight_ih": gih, "rnn.weight_hh": ghh, "rnn.bias": gb})
         return {k: grads[k] for k in params}
 
-    m = {k: 0 * v for k, v in params.items()}
-    v = {k: 0 * v for k, v in params.items()}
-    for t in range(1, 2001):
-        g = bptt(params)
-        for k in params:
-            m[k] = 0.9 * m[k] + 0.1 * g[k]
-            v[k] = 0.999 * v[k] + 0.001 * g[k] ** 2
-            params[k] = params[k] - 5e-2 * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.999 ** t)) + 1e-8)
+    _adam(params, bptt, steps=2000, rate=5e-2)
     theta, layout = fastgrad.pack(params)
 
     def cost(t):
