@@ -155,6 +155,20 @@ GRAD_ROUNDING_UNITS = 64.0
 #: float32's 1e-4 is ~840 of its units.
 LOW_PRECISION_BAND = {"float16": 1e-2, "float32": 1e-4, "float64": 0.0}
 
+
+def grad_rounding(grad: np.ndarray, grad_dtype: str, block_dtypes: tuple[str, ...] = (),
+                  block_ids: np.ndarray | None = None) -> np.ndarray:
+    """Allowance for the rounding of the user's gradient in its own dtype.
+
+    ``block_dtypes`` (one per block, when the blocks came in different dtypes)
+    with ``block_ids`` (each component's block) give each component its own
+    block's unit; else every component has ``grad_dtype``'s.
+    """
+    if not block_dtypes:
+        return GRAD_ROUNDING_UNITS * GRAD_EPS[grad_dtype] * np.abs(grad)
+    units = np.array([GRAD_ROUNDING_UNITS * GRAD_EPS[d] for d in block_dtypes])
+    return units[block_ids] * np.abs(grad)
+
 #: Table columns: steps ``s * 2**k`` for k in LEVELS.
 LEVELS = np.arange(-12, 13)
 ZERO_LEVEL = 12

@@ -514,7 +514,7 @@ class _Measurement:
             no = np.zeros(approx.size, bool)
             analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no,
                                    ~no)
-            state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts))
+            state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts, self.block_ids))
         nan = np.full(indices.size, np.nan)
         self.measured = Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)
 
@@ -639,7 +639,7 @@ class _Measurement:
             magnitude = np.abs(grad[rows]) + np.abs(self.analysis.approx[rows])
             self.state[rows] = fd.decide(grad[rows], self._analysis_at(rows), self.opts.threshold,
                                          fd.block_rms(magnitude, self.block_ids[rows], self.n_blocks),
-                                         extra_error=_grad_rounding(grad[rows], self.opts))
+                                         extra_error=_grad_rounding(grad[rows], self.opts, self.block_ids[rows]))
             self.state[self.state == fd.UNDECIDED] = fd.UNRESOLVED
         return self.result(done)
 
@@ -690,7 +690,7 @@ class _Measurement:
         return fd.scaled_norm_in_parts(lambda: (self._magnitude(rows) for rows in _slices(members, _DECIDE_ROWS)))
 
     def _grad_error(self, rows) -> np.ndarray:
-        return _grad_rounding(self.grad[rows], self.opts)
+        return _grad_rounding(self.grad[rows], self.opts, self.block_ids[rows])
 
     def _update_precision(self) -> None:
         """Which blocks are not yet verified, from the errors measured so far.
@@ -1232,9 +1232,9 @@ class _Measurement:
             _writable(self.analysis, name)[rows] = value
 
 
-def _grad_rounding(grad: np.ndarray, opts: CheckOptions) -> np.ndarray:
-    """Allowance for the rounding of the user's gradient in its own dtype."""
-    return fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(grad)
+def _grad_rounding(grad: np.ndarray, opts: CheckOptions, block_ids: np.ndarray) -> np.ndarray:
+    """Allowance for the rounding of the user's gradient in its own dtype (each block's; ``block_ids``: the rows')."""
+    return fd.grad_rounding(grad, opts.grad_dtype, opts.block_dtypes, block_ids)
 
 
 def _check_explicit_step(base: np.ndarray, steps: np.ndarray, components) -> None:
@@ -1657,7 +1657,7 @@ def run_check(
             est = Estimate.from_measured(_head_indices(indices, partial.done), part, opts, engine, sigma)
             report = Report.build(
                 grad_selected[: partial.done], est, opts.threshold, layout, engine.theta.size,
-                grad_dtype=opts.grad_dtype, mode=opts.mode,
+                grad_dtype=opts.grad_dtype, block_dtypes=opts.block_dtypes, mode=opts.mode,
                 notes=notes + (f"interrupted: only {partial.done} of {n} components were checked",),
                 interrupted=True,
             )
@@ -1673,7 +1673,7 @@ def run_check(
     extra = () if terms is None else tuple(terms(est, grad_selected))
     # The estimate's arrays and grad_selected are this check's own: the report takes them as they are.
     return Report.build(grad_selected, est, opts.threshold, layout, engine.theta.size, grad_dtype=opts.grad_dtype,
-                        mode=opts.mode, terms=extra, notes=notes, owned=True)
+                        block_dtypes=opts.block_dtypes, mode=opts.mode, terms=extra, notes=notes, owned=True)
 
 
 def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indices, block_ids, n_blocks,
@@ -1793,16 +1793,19 @@ def _run_directional(engine, grad, opts, layout, sigma, description):
 def _directional(engine, grad, opts, layout, sigma, rng):
     from fastgrad.report import Report
 
-    analytic, measured, clean = _directional_measure(engine, grad, opts, sigma, rng, None, layout)
+    # A direction mixes every block: its gradient carries the least precise block's rounding.
+    whole = dataclasses.replace(opts, block_dtypes=())
+    analytic, measured, clean = _directional_measure(engine, grad, whole, sigma, rng, None, layout)
     per_block = []
-    report = Report.directional_report(analytic, measured, opts, layout, engine, sigma, clean, ())
+    report = Report.directional_report(analytic, measured, whole, layout, engine, sigma, clean, ())
     if report.verdict == "fail" and layout is not None and len(layout.names) > 1:
-        for name in layout.names:
+        for b, name in enumerate(layout.names):
             mask = np.zeros(engine.theta.size, bool)
             mask[layout.slice(name)] = True
             if not mask.any():
                 continue
-            a, m, c = _directional_measure(engine, grad, opts, sigma, rng, mask, layout)
-            per_block.append((name, a, m, c))
-        report = Report.directional_report(analytic, measured, opts, layout, engine, sigma, clean, per_block)
+            own = dataclasses.replace(whole, grad_dtype=opts.block_dtypes[b]) if opts.block_dtypes else whole
+            a, m, c = _directional_measure(engine, grad, own, sigma, rng, mask, layout)
+            per_block.append((name, a, m, c, own.grad_dtype))
+        report = Report.directional_report(analytic, measured, whole, layout, engine, sigma, clean, per_block)
     return report

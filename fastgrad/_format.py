@@ -155,7 +155,11 @@ def _summary(report: "Report") -> str:
     else:
         parts.append("eps auto" if report.mode == "directional" else "eps auto (per component)")
     parts.append(f"cost {format_number(report.cost_value, 6)}")
-    if report.grad_dtype != "float64":
+    if report.block_dtypes:
+        names = report.layout.names
+        parts.append("grad " + ", ".join(f"{n} {d}" for n, d in zip(names, report.block_dtypes) if d != "float64")
+                     + ", the rest float64")
+    elif report.grad_dtype != "float64":
         parts.append(f"grad {report.grad_dtype}")
     line = "  " + ", ".join(parts)
     line += f"\n  measured noise of the cost {format_number(report.noise_level)}"

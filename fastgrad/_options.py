@@ -47,7 +47,11 @@ class CheckOptions:
     progress : bool or None
         Progress bar (None: on a terminal, for checks longer than a second).
     grad_dtype : str
-        ``"float64"``, ``"float32"`` or ``"float16"``: the user's gradient dtype.
+        ``"float64"``, ``"float32"`` or ``"float16"``: the user's gradient
+        dtype (the least precise of its blocks').
+    block_dtypes : tuple of str
+        Each block's gradient dtype, where the blocks came in different dtypes
+        (a dict with one float32 block); empty when they share ``grad_dtype``.
     """
 
     method: str
@@ -59,6 +63,7 @@ class CheckOptions:
     directions: int
     progress: bool | None
     grad_dtype: str = "float64"
+    block_dtypes: tuple[str, ...] = ()
 
 
 def _positive_int(value: object, name: str, what: str) -> int:
@@ -96,6 +101,7 @@ def resolve_options(
     directions: object = 8,
     progress: object = None,
     grad_dtype: str = "float64",
+    block_dtypes: tuple[str, ...] = (),
 ) -> CheckOptions:
     """Validate every option of a check and fill in its defaults.
 
@@ -131,4 +137,5 @@ def resolve_options(
     return CheckOptions(
         method=method, mode=resolved_mode, eps=eps, threshold=threshold, indices=chosen, seed=seed,
         directions=directions, progress=None if progress is None else bool(progress), grad_dtype=grad_dtype,
+        block_dtypes=tuple(block_dtypes),
     )

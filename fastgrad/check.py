@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from fastgrad._driver import run_check
-from fastgrad._layout import Layout, pack
+from fastgrad._layout import Layout, _lookup, pack
 from fastgrad._options import CheckOptions, resolve_options
 from fastgrad._validation import as_float_vector
 from fastgrad.distributed import check_client, generic_recipe, on_cluster
@@ -29,11 +29,14 @@ __all__ = ["gradcheck", "prepare_check", "prepare_grad", "check_layout"]
 _GRAD_DTYPES = {np.dtype(np.float16): "float16", np.dtype(np.float32): "float32"}
 
 
-def prepare_grad(grad: object, theta_size: int, layout: Layout | None) -> tuple[np.ndarray, str]:
+def prepare_grad(grad: object, theta_size: int,
+                 layout: Layout | None) -> tuple[np.ndarray, str, tuple[str, ...]]:
     """Validate the analytic gradient: a vector, or a dict of blocks with a layout.
 
-    Returns the float64 vector and the dtype the user gave (``"float16"``,
-    ``"float32"`` or ``"float64"``): a gradient is judged against its own rounding.
+    Returns the float64 vector, the dtype the user gave (``"float16"``,
+    ``"float32"`` or ``"float64"``; of a dict, its least precise block's), and
+    each block's dtype where a dict's blocks differ (else empty): a gradient is
+    judged against its own rounding, each block against its own.
     """
     if isinstance(grad, Mapping):
         if layout is None:
@@ -41,21 +44,27 @@ def prepare_grad(grad: object, theta_size: int, layout: Layout | None) -> tuple[
                 "grad is a dict of blocks, so gradcheck needs layout= to order them "
                 "(theta, layout = fastgrad.pack(params))."
             )
-        dtypes = {np.asarray(v).dtype for v in grad.values()}
         vector = pack(grad, layout)
+        names = [_dtype_name(np.asarray(_lookup(grad, name)).dtype) for name in layout.names]
     else:
-        dtypes = {np.asarray(grad).dtype}
         vector = as_float_vector(grad, "grad")
+        names = [_dtype_name(np.asarray(grad).dtype)]
     if vector.size != theta_size:
         raise ValueError(
             f"grad has {vector.size} components but theta has {theta_size}: pass the gradient of "
             "the same parameters, packed in the same order (fastgrad.pack(grads, layout=layout))."
         )
-    # The least precise dtype among the blocks decides the rounding allowed.
-    for dtype in (np.dtype(np.float16), np.dtype(np.float32)):
-        if dtype in dtypes:
-            return vector, _GRAD_DTYPES[dtype]
-    return vector, "float64"
+    # The least precise dtype among the blocks is the check's; each block keeps its own.
+    least = max(names, key=_PRECISION_ORDER.index)
+    return vector, least, (tuple(names) if len(set(names)) > 1 else ())
+
+
+_PRECISION_ORDER = ["float64", "float32", "float16"]
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """The rounding a gradient of this dtype carries (anything else is converted to float64 exactly)."""
+    return _GRAD_DTYPES.get(np.dtype(dtype), "float64")
 
 
 def check_layout(layout: object, size: int) -> Layout | None:
@@ -82,10 +91,11 @@ def prepare_check(
     """
     layout = check_layout(layout, theta.size)
     if grad is None and grad_optional:
-        grad_vector, grad_dtype = None, "float64"
+        grad_vector, grad_dtype, block_dtypes = None, "float64", ()
     else:
-        grad_vector, grad_dtype = prepare_grad(grad, theta.size, layout)
-    return grad_vector, layout, resolve_options(theta.size, layout, grad_dtype=grad_dtype, **options)
+        grad_vector, grad_dtype, block_dtypes = prepare_grad(grad, theta.size, layout)
+    return grad_vector, layout, resolve_options(theta.size, layout, grad_dtype=grad_dtype,
+                                                block_dtypes=block_dtypes, **options)
 
 
 def gradcheck(

@@ -153,7 +153,7 @@ class _Judgement:
     kinks: int
 
 
-def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = False):
+def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = False, units=None):
     """The numerical value each component is compared with, its error, its rounding, and the plain error.
 
     At a kink the comparison value is the point of the subgradient range nearest
@@ -165,7 +165,8 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     error array itself where no component is undecided: the same values).
     The value is ``estimate.approx`` itself (not a copy) where no component is
     at a kink. ``owned``: the estimate's error and rounding are not used
-    elsewhere and may be overwritten.
+    elsewhere and may be overwritten. ``units``: grad's rounding unit per run
+    of rows (:func:`_grad_units`; None: ``grad_dtype``'s for every row).
     """
     state = estimate.state
     kink = np.isin(state, _KINK_STATES)
@@ -195,16 +196,18 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     if patch is None and rounding is None:
         rounding = error if same and not widened else _own(kept, owned)  # (error: rounding + grad's rounding's bits)
     # grad's own rounding added to each, in slices (no temporary of every component).
-    unit = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]
-    for start in range(0, error.size, fd.SLICE_ROWS):
-        rows = slice(start, start + fd.SLICE_ROWS)
-        grad_rounding = np.abs(grad[rows])
-        grad_rounding *= unit
-        for array in {id(a): a for a in (error, rounding, plain_error) if a is not None}.values():
-            array[rows] += grad_rounding
+    if units is None:
+        units = ((0, error.size, fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]),)
+    for first, last, unit in units:
+        for start in range(first, last, fd.SLICE_ROWS):
+            rows = slice(start, min(start + fd.SLICE_ROWS, last))
+            grad_rounding = np.abs(grad[rows])
+            grad_rounding *= unit
+            for array in {id(a): a for a in (error, rounding, plain_error) if a is not None}.values():
+                array[rows] += grad_rounding
     if patch is not None:
         grad_rounding = np.abs(grad[patch.rows])
-        grad_rounding *= unit
+        grad_rounding *= _units_at(patch.rows, units)
         patch.values += grad_rounding
         rounding = patch
     return value, error, rounding, (error if plain_error is None else plain_error)
@@ -215,6 +218,39 @@ def _own(array: np.ndarray, owned: bool) -> np.ndarray:
     if owned and array.flags.writeable and array.flags.owndata:
         return array
     return np.array(array, dtype=np.float64)
+
+
+def _row_bounds(n: int, indices: np.ndarray | None, layout: Layout | None) -> tuple[int, ...]:
+    """Where each block's rows begin and end among ``n`` checked rows (``indices`` ascending; None: 0 .. n - 1)."""
+    if layout is None:
+        return (0, n)
+    ends = np.minimum(layout._ends, n) if indices is None else np.searchsorted(indices, layout._ends, side="left")
+    return (0, *ends.tolist())
+
+
+def _grad_units(n: int, indices: np.ndarray | None, layout: Layout | None, grad_dtype: str,
+                block_dtypes: tuple[str, ...]) -> tuple[tuple[int, int, float], ...]:
+    """``(first, last, unit)``: grad's rounding unit (its dtype's) over each run of rows that shares one."""
+    if not block_dtypes:
+        return ((0, n, fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]),)
+    bounds = _row_bounds(n, indices, layout)
+    return tuple((bounds[b], bounds[b + 1], fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[dtype])
+                 for b, dtype in enumerate(block_dtypes) if bounds[b + 1] > bounds[b])
+
+
+def _units_at(rows: np.ndarray, units) -> np.ndarray | float:
+    """grad's rounding unit at each of ``rows`` (ascending or not)."""
+    if len(units) == 1:
+        return units[0][2]
+    firsts = np.array([first for first, _, _ in units])
+    values = np.array([unit for _, _, unit in units])
+    return values[np.searchsorted(firsts, rows, side="right") - 1]
+
+
+def _grad_rounding_of(grad: np.ndarray, units) -> np.ndarray:
+    """grad's rounding allowance, every row."""
+    unit = units[0][2] if len(units) == 1 else _units_at(np.arange(grad.size), units)
+    return unit * np.abs(grad)
 
 
 def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
@@ -360,16 +396,11 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
 
 
 def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, threshold, layout, size,
-            reference, grad_dtype: str = "float64") -> tuple[BlockResult, ...]:
+            reference, grad_dtype: str = "float64", block_dtypes: tuple[str, ...] = ()) -> tuple[BlockResult, ...]:
     # The indices are ascending (Report.build sorts them): each block is one run of them.
-    n = estimate.approx.size
-    indices = stored(estimate, "indices")  # None: 0 .. n - 1
-    if layout is None:
-        names, shapes, bounds = ("theta",), ((size,),), (0, n)
-    else:
-        names, shapes = layout.names, layout.shapes
-        ends = np.minimum(layout._ends, n) if indices is None else np.searchsorted(indices, layout._ends, side="left")
-        bounds = (0, *ends.tolist())
+    bounds = _row_bounds(estimate.approx.size, stored(estimate, "indices"), layout)
+    names, shapes = (("theta",), ((size,),)) if layout is None else (layout.names, layout.shapes)
+    dtypes = block_dtypes or (grad_dtype,) * len(names)
     results = []
     for b, (name, shape) in enumerate(zip(names, shapes)):
         members = slice(bounds[b], bounds[b + 1])
@@ -378,7 +409,7 @@ def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, thres
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
                   estimate.low[members], estimate.high[members], reference,
                   rounding.sub(members) if isinstance(rounding, Patch) else rounding[members], plain_error[members],
-                  grad_dtype)
+                  dtypes[b])
         results.append(BlockResult(name, tuple(shape), bounds[b + 1] - bounds[b], j.difference, j.tolerance,
                                    j.verdict, j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
@@ -422,6 +453,12 @@ class Report:
         Each block's own check: failing first, then inconclusive, then passing.
     noise_level : float
         Measured rounding noise of the cost (standard deviation of one evaluation).
+    grad_dtype : str
+        The dtype of the gradient given (of a dict, its least precise block's):
+        it is judged against its own rounding.
+    block_dtypes : tuple of str
+        Each block's gradient dtype where a dict's blocks came in different
+        dtypes (each block judged against its own); empty otherwise.
     """
 
     verdict: str
@@ -446,6 +483,7 @@ class Report:
     high: np.ndarray = field(repr=False)
     noise_level: float = 0.0
     grad_dtype: str = "float64"
+    block_dtypes: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
     terms: tuple[TermResult, ...] = ()
     directional: DirectionalResult | None = None
@@ -458,8 +496,8 @@ class Report:
     @classmethod
     def build(
         cls, grad: np.ndarray, estimate: Estimate, threshold: float, layout: Layout | None, size: int, *,
-        grad_dtype: str = "float64", mode: str = "full", terms: Sequence[TermResult] = (),
-        notes: Sequence[str] = (), interrupted: bool = False, owned: bool = False,
+        grad_dtype: str = "float64", block_dtypes: tuple[str, ...] = (), mode: str = "full",
+        terms: Sequence[TermResult] = (), notes: Sequence[str] = (), interrupted: bool = False, owned: bool = False,
     ) -> "Report":
         """Compare ``grad`` (the estimate's components, in its order) with ``estimate``.
 
@@ -474,7 +512,8 @@ class Report:
             estimate = estimate.subset(order)
             grad = grad[order]
             owned = True  # fresh copies
-        value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype, owned)
+        units = _grad_units(grad.size, stored(estimate, "indices"), layout, grad_dtype, block_dtypes)
+        value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype, owned, units)
         if (isinstance(rounding, np.ndarray) and rounding is not error
                 and np.array_equal(rounding.view(np.int64), error.view(np.int64))):
             rounding = error  # the same values (every error is rounding): one array
@@ -483,12 +522,16 @@ class Report:
         reference = (fd.norm_in_slices(grad.size, lambda s: np.abs(grad[s]))
                      + fd.norm_in_slices(value.size, lambda s: np.abs(value[s])))
         blocks = _blocks(grad, value, error, rounding, plain_error, estimate, threshold, layout, size, reference,
-                         grad_dtype)
+                         grad_dtype, block_dtypes)
         # The blocks' reasons, named; the whole check's only where no block gave one.
         reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
         if not reasons:
             reasons = list(whole.reasons)
-        if grad_dtype != "float64":
+        if block_dtypes:
+            lower = ", ".join(f"{name} {dtype}" for name, dtype in zip(layout.names, block_dtypes) if dtype != "float64")
+            notes = notes + (f"grad's blocks came in different dtypes ({lower}; the rest float64): each block "
+                             f"compared allowing {fd.GRAD_ROUNDING_UNITS:g} ulps of its own dtype per component",)
+        elif grad_dtype != "float64":
             notes = notes + (f"grad is {grad_dtype}: compared allowing {fd.GRAD_ROUNDING_UNITS:g} {grad_dtype} ulps "
                              "of its own rounding per component",)
         failed = whole.verdict == "fail" or any(b.verdict == "fail" for b in blocks) or any(not t.passed for t in terms)
@@ -512,7 +555,8 @@ class Report:
             rounding=rounding if isinstance(rounding, Patch) else error if rounding is error else _frozen(rounding),
             steps=shared(estimate.steps),
             state=keep(estimate.state), low=shared(estimate.low), high=shared(estimate.high),
-            noise_level=estimate.noise_level, grad_dtype=grad_dtype, reasons=tuple(reasons), terms=terms,
+            noise_level=estimate.noise_level, grad_dtype=grad_dtype, block_dtypes=tuple(block_dtypes),
+            reasons=tuple(reasons), terms=terms,
             notes=tuple(notes), interrupted=interrupted,
         )
 
@@ -530,10 +574,9 @@ class Report:
             reasons = [f"every random direction crossed a kink (after {1 + DIRECTION_REDRAWS} draws each), so nothing was compared: "
                        "check again at another point or use mode='full'"]
         blocks = []
-        for name, a, m, c in per_block:
-            r = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(a)
-            j = judge(a, m.approx, m.error + r, m.state, opts.threshold, rounding=m.rounding + r,
-                      grad_dtype=opts.grad_dtype)
+        for name, a, m, c, dtype in per_block:
+            r = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[dtype] * np.abs(a)
+            j = judge(a, m.approx, m.error + r, m.state, opts.threshold, rounding=m.rounding + r, grad_dtype=dtype)
             shape = layout.shapes[layout.names.index(name)]
             blocks.append(BlockResult(name, tuple(shape), int(np.prod(shape)), j.difference, j.tolerance, j.verdict,
                                       j.kinks, j.wrong, j.unresolved, j.reasons))
@@ -557,14 +600,20 @@ class Report:
 
     def estimate(self) -> Estimate:
         """The numerical side of this report as an :class:`Estimate`."""
-        grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[self.grad_dtype] * np.abs(self.grad)
+        grad_rounding = self._grad_rounding()
         return Estimate(indices=stored(self, "indices"), approx=self.approx, error=self._numerical_error(),
                         rounding=np.maximum(self.rounding - grad_rounding, 0.0), steps=self.steps,
                         state=self.state, low=self.low, high=self.high, method=self.method, eps=self.eps,
                         cost_value=self.cost_value, noise_level=self.noise_level)
 
+    def _grad_rounding(self) -> np.ndarray:
+        """The allowance for grad's own rounding that :attr:`error` includes."""
+        units = _grad_units(self.grad.size, stored(self, "indices"), self.layout, self.grad_dtype,
+                            self.block_dtypes if self.mode != "directional" else ())
+        return _grad_rounding_of(self.grad, units)
+
     def _numerical_error(self) -> np.ndarray:
-        error = self.error - fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[self.grad_dtype] * np.abs(self.grad)
+        error = self.error - self._grad_rounding()
         undecided = self.state == fd.UNDECIDED
         error = np.maximum(error, 0.0)
         error[undecided] /= fd.WRONG_FACTOR
@@ -661,7 +710,7 @@ class Report:
             "threshold": self.threshold, "tolerance": self.tolerance, "reasons": list(self.reasons),
             "eps": self.eps, "method": self.method, "mode": self.mode, "size": self.size,
             "checked": self.checked, "kinks": self.n_kinks, "cost": self.cost_value,
-            "noise_level": self.noise_level, "grad_dtype": self.grad_dtype,
+            "noise_level": self.noise_level, "grad_dtype": self.grad_dtype, "block_dtypes": list(self.block_dtypes),
             "blocks": [b.to_dict() for b in self.blocks], "failing_blocks": list(self.failing_blocks),
             "inconclusive_blocks": list(self.inconclusive_blocks),
             "worst": [c.to_dict() for c in self.worst(worst)], "terms": [t.to_dict() for t in self.terms],
@@ -728,7 +777,7 @@ def merge_reports(*reports: Report) -> Report:
         raise ValueError("merge_reports needs at least one Report.")
     first = reports[0]
     for other in reports[1:]:
-        for attribute in ("threshold", "layout", "size", "grad_dtype", "mode"):
+        for attribute in ("threshold", "layout", "size", "grad_dtype", "block_dtypes", "mode"):
             if getattr(other, attribute) != getattr(first, attribute):
                 raise ValueError(
                     f"Reports from different checks cannot be merged: {attribute} is "
@@ -741,5 +790,5 @@ def merge_reports(*reports: Report) -> Report:
     grad = np.concatenate([r.grad for r in reports])[order]
     notes = tuple(dict.fromkeys(n for r in reports for n in r.notes))
     return Report.build(grad, estimate, first.threshold, first.layout, first.size, grad_dtype=first.grad_dtype,
-                        mode=first.mode, terms=first.terms if len(reports) == 1 else (), notes=notes,
+                        block_dtypes=first.block_dtypes, mode=first.mode, terms=first.terms if len(reports) == 1 else (), notes=notes,
                         interrupted=any(r.interrupted for r in reports))

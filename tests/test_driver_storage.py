@@ -195,7 +195,10 @@ def test_block_scales_and_precision_targets_match_the_per_component_rules(seed):
     measurement.analysis.rounding = measurement.analysis.error * rng.random(n)
     measurement.analysis.approx[rng.random(n) < 0.05] = np.nan
     measurement.grad = rng.standard_normal(n)
-    measurement.opts = SimpleNamespace(threshold=1e-7, grad_dtype=("float64", "float32")[seed % 3 == 0])
+    # Some checks with each block's gradient in a dtype of its own (a dict of mixed dtypes).
+    block_dtypes = tuple(rng.choice(["float64", "float32", "float16"], n_blocks)) if seed % 4 == 1 else ()
+    measurement.opts = SimpleNamespace(threshold=1e-7, grad_dtype=("float64", "float32")[seed % 3 == 0],
+                                       block_dtypes=block_dtypes)
     measurement.block_ids, measurement.n_blocks, measurement.overlay = block_ids, n_blocks, None
     magnitude = np.where(np.isfinite(measurement.analysis.approx),
                          np.abs(measurement.grad) + np.abs(measurement.analysis.approx), 0.0)
@@ -206,7 +209,7 @@ def test_block_scales_and_precision_targets_match_the_per_component_rules(seed):
             measurement.block_scale[b] = (fd.scaled_norm(measurement._magnitude(members))
                                           / np.sqrt(fd._count(members)))
     np.testing.assert_array_equal(measurement.block_scale[block_ids].view(np.uint64), scale_floor.view(np.uint64))
-    grad_error = _driver._grad_rounding(measurement.grad, measurement.opts)
+    grad_error = _driver._grad_rounding(measurement.grad, measurement.opts, block_ids)
     expected = fd.precision_targets(measurement.analysis.error + grad_error, measurement.analysis.rounding + grad_error,
                                     magnitude, scale_floor, block_ids, n_blocks, measurement.opts.threshold)
     measurement._update_precision()

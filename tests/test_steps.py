@@ -883,3 +883,55 @@ def test_the_float32_band_never_explains_wrong_components_a_block_s_worth():
     state[1] = fd.WRONG
     assert judge(g, near, np.full(4, 1e-12), state, 1e-7, grad_dtype="float32").verdict == "inconclusive"
     assert judge(g, near, np.full(4, 1e-12), state, 1e-7).verdict == "fail"
+
+
+def _mixed(g32, g64, exact):
+    """The float32 back-prop with the blocks ``exact`` given as float64 (exact)."""
+    return {name: (g64[name] if name in exact else g32[name]) for name in g32}
+
+
+def test_each_block_is_judged_against_its_own_dtype():
+    # One float32 block in a dict once made every block 'float32': a 5e-5 bug in
+    # a float64 block, computed exactly, came out inconclusive within the band.
+    cost, theta, layout, g32, g64 = _trained_tanh_mlp()
+    grads = _mixed(g32, g64, ("fc1.weight", "fc2.bias"))
+    report = fastgrad.gradcheck(cost, grads, theta, layout=layout, progress=False)
+    assert report.block_dtypes == ("float64", "float32", "float32", "float64") and report.grad_dtype == "float32"
+    verdicts = {b.name: b.verdict for b in report.blocks}
+    assert verdicts["fc1.weight"] == verdicts["fc2.bias"] == "pass", report
+    assert report.verdict == "inconclusive", report  # the float32 blocks: within their band
+    assert "fc1.bias float32" in str(report) and report.to_dict()["block_dtypes"][1] == "float32"
+    for name in ("fc1.weight", "fc2.bias"):
+        wrong = dict(grads)
+        wrong[name] = wrong[name] * (1 + 5e-5)
+        report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, progress=False)
+        assert report.verdict == "fail" and list(report.failing_blocks) == [name], (name, report)
+    # The float32 blocks keep their own band.
+    for_32 = dict(grads)
+    for_32["fc1.bias"] = (for_32["fc1.bias"] * (1 + 1e-6)).astype(np.float32)
+    report = fastgrad.gradcheck(cost, for_32, theta, layout=layout, progress=False)
+    assert report.verdict == "inconclusive" and not report.failing_blocks, report
+
+
+def test_blocks_of_different_dtypes_merge_and_check_directionally():
+    cost, theta, layout, g32, g64 = _trained_tanh_mlp()
+    grads = _mixed(g32, g64, ("fc1.weight",))
+    grads["fc1.weight"] = grads["fc1.weight"] * (1 + 5e-5)
+    whole = fastgrad.gradcheck(cost, grads, theta, layout=layout, progress=False)
+    half = theta.size // 2
+    parts = [fastgrad.gradcheck(cost, grads, theta, layout=layout, indices=np.arange(a, b), progress=False)
+             for a, b in ((0, half), (half, theta.size))]
+    merged = fastgrad.merge_reports(*parts)
+    assert merged.block_dtypes == whole.block_dtypes
+    assert merged.verdict == whole.verdict == "fail"
+    assert [(b.name, b.verdict) for b in merged.blocks] == [(b.name, b.verdict) for b in whole.blocks]
+    # Each row keeps its own block's rounding allowance through the merge.
+    np.testing.assert_array_equal(merged.error, np.concatenate([p.error for p in parts]))
+    np.testing.assert_array_equal(merged.estimate().error, np.concatenate([p.estimate().error for p in parts]))
+    with pytest.raises(ValueError, match="block_dtypes"):
+        fastgrad.merge_reports(parts[0], fastgrad.gradcheck(cost, g32, theta, layout=layout,
+                                                            indices=np.arange(half, theta.size), progress=False))
+    flipped = _mixed(g32, g64, ("fc2.weight",))
+    flipped["fc2.weight"] = -flipped["fc2.weight"]
+    report = fastgrad.gradcheck(cost, flipped, theta, layout=layout, mode="directional", progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["fc2.weight"], report
