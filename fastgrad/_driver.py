@@ -258,7 +258,12 @@ JUMP_SCAN_SPAN = 2e-3
 
 
 def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray) -> float:
-    """The noise along component ``k`` at the finest spacing, when far below ``level`` (what a coarser one showed).
+    """The noise along component ``k`` at a finer spacing, when far below ``level`` (what a coarser one showed).
+
+    The finest spacing first; where its line shows no clean noise, the ones
+    between. A finer line also lies nearer theta (a thousand spacings away):
+    where J's rounding grows away from theta (a tiny loss, whose rounding is
+    that of its residuals) it measures the noise the steps will meet.
 
     Rounding noise does not depend on the spacing; structure does. A ripple
     far finer than any step (``1e-9 sin(1e7 theta)``) looks like noise at a
@@ -279,14 +284,27 @@ def _finer_noise(engine: Engine, k: int, level: float, points: np.ndarray) -> fl
     coarse spacing, centred on the coarse one, must show two. ``points`` are
     the coarser line.
     """
-    values_fine, failed = _noise_line(engine, k, fd.noise_points(float(engine.theta[k]), fd.NOISE_SPACINGS[-1]))
-    if failed:
-        return level
-    finer, clean = fd.noise_level(values_fine, engine.cost_value)
-    if not (clean and finer * fd.STRUCTURE_FACTOR < level):
-        return level
-    finest = fd.NOISE_SPACINGS[-1] * (abs(float(engine.theta[k])) or 1.0)
     spacing = float(points[1] - points[0])
+    value = float(engine.theta[k])
+    finer = None
+    # The finest spacing first; then those between (finest to coarsest) where it
+    # showed no clean noise: a cost whose noise grows away from theta (a tiny
+    # loss: J's rounding is that of its residuals, which the line's distance,
+    # a thousand spacings, enlarges) shows its noise at theta on a nearer line.
+    between = [s for s in fd.NOISE_SPACINGS[:-1] if s * (abs(value) or 1.0) < 0.5 * spacing]
+    for relative in (fd.NOISE_SPACINGS[-1], *between[::-1]):
+        values_fine, failed = _noise_line(engine, k, fd.noise_points(value, relative))
+        if failed:
+            return level
+        sigma, clean = fd.noise_level(values_fine, engine.cost_value)
+        if clean:
+            if not sigma * fd.STRUCTURE_FACTOR < level:
+                return level
+            finer = sigma
+            break
+    if finer is None:
+        return level
+    finest = fd.NOISE_SPACINGS[-1] * (abs(value) or 1.0)
     centre = 0.5 * float(points[0] + points[-1])
     line = centre + spacing * (np.arange(JUMP_SCAN_POINTS) - (JUMP_SCAN_POINTS - 1) / 2.0)
     line_values, failed = _noise_line(engine, k, line)
