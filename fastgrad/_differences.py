@@ -156,18 +156,38 @@ GRAD_ROUNDING_UNITS = 64.0
 LOW_PRECISION_BAND = {"float16": 1e-2, "float32": 1e-4, "float64": 0.0}
 
 
+#: Below a dtype's smallest normal number its spacing no longer shrinks with
+#: the value (float16's is 6e-8 there, and smaller values round to zero): a
+#: value that small carries the rounding of the smallest normal one.
+GRAD_TINY = {"float16": float(np.finfo(np.float16).smallest_normal),
+             "float32": float(np.finfo(np.float32).smallest_normal), "float64": 0.0}
+
+
+def to_grad_rounding(magnitude: np.ndarray, dtype: str) -> np.ndarray:
+    """The rounding allowed a gradient of ``dtype`` whose ``|values|`` are ``magnitude`` (overwritten, returned)."""
+    if GRAD_TINY[dtype]:
+        np.maximum(magnitude, GRAD_TINY[dtype], out=magnitude)
+    magnitude *= GRAD_ROUNDING_UNITS * GRAD_EPS[dtype]
+    return magnitude
+
+
 def grad_rounding(grad: np.ndarray, grad_dtype: str, block_dtypes: tuple[str, ...] = (),
                   block_ids: np.ndarray | None = None) -> np.ndarray:
     """Allowance for the rounding of the user's gradient in its own dtype.
 
     ``block_dtypes`` (one per block, when the blocks came in different dtypes)
     with ``block_ids`` (each component's block) give each component its own
-    block's unit; else every component has ``grad_dtype``'s.
+    block's; else every component has ``grad_dtype``'s.
     """
+    magnitude = np.abs(grad)
     if not block_dtypes:
-        return GRAD_ROUNDING_UNITS * GRAD_EPS[grad_dtype] * np.abs(grad)
+        return to_grad_rounding(magnitude, grad_dtype)
+    floors = np.array([GRAD_TINY[d] for d in block_dtypes])
     units = np.array([GRAD_ROUNDING_UNITS * GRAD_EPS[d] for d in block_dtypes])
-    return units[block_ids] * np.abs(grad)
+    np.maximum(magnitude, floors[block_ids], out=magnitude)
+    magnitude *= units[block_ids]
+    return magnitude
+
 
 #: Table columns: steps ``s * 2**k`` for k in LEVELS.
 LEVELS = np.arange(-12, 13)
@@ -454,12 +474,33 @@ def central_differences(table: Table, steps: np.ndarray, nominal: bool) -> np.nd
         return (table.plus - table.minus) / denominators
 
 
+#: Rows of a table analysed at once: every row is analysed on its own, and
+#: the temporaries (a few dozen arrays of rows x levels) stay this many rows'.
+ANALYSE_ROWS = 512
+
+
 def analyse(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forward_only: bool = False,
             cost_value: float = 0.0) -> Analysis:
     """Best estimate, measured error and kink status of every component of ``table``.
 
     ``sigma`` is the measured noise, floored per row by :func:`row_noise`.
+    Rows are analysed ``ANALYSE_ROWS`` at a time (each row's result depends
+    on that row alone: the same bits in any grouping).
     """
+    n = steps.size
+    if n <= ANALYSE_ROWS:
+        return _analyse_rows(table, steps, sigma, nominal, forward_only, cost_value)
+    parts = []
+    for start in range(0, n, ANALYSE_ROWS):
+        rows = slice(start, start + ANALYSE_ROWS)
+        part = Table(*(getattr(table, name)[rows] for name in Table.__dataclass_fields__))
+        parts.append(_analyse_rows(part, steps[rows], sigma, nominal, forward_only, cost_value))
+    return Analysis(*(np.concatenate([getattr(part, name) for part in parts]) for name in Analysis.__dataclass_fields__))
+
+
+def _analyse_rows(table: Table, steps: np.ndarray, sigma: float, nominal: bool, forward_only: bool,
+                  cost_value: float) -> Analysis:
+    """:func:`analyse` of every row of ``table`` at once."""
     n = steps.size
     row_sigma = row_noise(sigma, cost_value, np.hstack([table.plus, table.minus]))
     sigma = row_sigma[:, None]
@@ -997,6 +1038,23 @@ def block_rms(magnitude: np.ndarray, block_ids: np.ndarray, n_blocks: int) -> np
         if _count(members):
             result[members] = scaled_norm(magnitude[members]) / math.sqrt(_count(members))
     return result
+
+
+def in_states(state: np.ndarray, states: tuple[int, ...]) -> np.ndarray:
+    """bool per component: its state is one of ``states`` (``np.isin``'s result).
+
+    Compared in slices of SLICE_ROWS: ``np.isin`` on int8 states makes
+    temporaries of the whole array in a wider dtype (a full check's size).
+    """
+    state = np.asarray(state)
+    found = np.zeros(state.shape, bool)
+    flat_state, flat_found = state.reshape(-1), found.reshape(-1)
+    for start in range(0, flat_state.size, SLICE_ROWS):
+        rows = slice(start, start + SLICE_ROWS)
+        part = flat_state[rows]
+        for value in states:
+            flat_found[rows] |= part == value
+    return found
 
 
 def _members(block_ids: np.ndarray, b: int) -> slice | np.ndarray:

@@ -884,7 +884,7 @@ class _Measurement:
         """
         if self.nominal:
             return
-        rows = np.flatnonzero(np.isin(self.state, (fd.WRONG, fd.SETTLED)))
+        rows = np.flatnonzero(fd.in_states(self.state, (fd.WRONG, fd.SETTLED)))
         if rows.size == 0:
             return
         analysis = self._analysis_at(rows)
@@ -1066,7 +1066,7 @@ class _Measurement:
         if self.nominal or not self.work.size:
             return
         judged = (fd.WRONG, fd.KINK_WRONG, fd.AGREE, fd.KINK_AGREE, fd.SETTLED)
-        rows = np.flatnonzero(np.isin(self.state[self.work], judged))
+        rows = np.flatnonzero(fd.in_states(self.state[self.work], judged))
         if rows.size == 0:
             return
         todo = self.work[rows]
@@ -1074,7 +1074,7 @@ class _Measurement:
         finest = np.argmax(table.both_sides()[rows], axis=1)
         grid_plus, grid_minus = table.plus[rows, finest], table.minus[rows, finest]
         grid_off_plus, grid_off_minus = table.off_plus[rows, finest], table.off_minus[rows, finest]
-        kink = np.isin(self.state[todo], (fd.KINK_WRONG, fd.KINK_AGREE))
+        kink = fd.in_states(self.state[todo], (fd.KINK_WRONG, fd.KINK_AGREE))
         base = self.base[todo]
         with np.errstate(invalid="ignore", divide="ignore"):
             grid_central = (grid_plus - grid_minus) / (grid_off_plus - grid_off_minus)
@@ -1104,7 +1104,7 @@ class _Measurement:
             inside &= np.where(kink, sides, off_gap <= envelope)
             within_factor &= ~kink & (off_gap <= fd.WRONG_FACTOR * envelope)
             gap = np.fmax(gap, off_gap)
-        wrong = np.isin(self.state[todo], (fd.WRONG, fd.KINK_WRONG))
+        wrong = fd.in_states(self.state[todo], (fd.WRONG, fd.KINK_WRONG))
         # A value the engine could not give (or that crossed a kink it saw) says
         # nothing: a wrong value stays unconfirmed, a right one as it was. A right
         # one is contradicted only far outside (noise the line did not show, at
@@ -1123,22 +1123,23 @@ class _Measurement:
     def judge_kinks(self) -> None:
         """Values at a kink against the range of valid derivatives (per example where the engine can)."""
         analysis, state, engine = self.analysis, self.state, self.engine
+        # Rows, not masks of every component: a full check's masks would be its size each.
         # (A table its off-grid values contradicted says nothing, at a kink or not.)
-        kinked = analysis.kink & (state != fd.AGREE) & ~self.aliased
+        kinked = _rows_where(state.size, lambda rows: analysis.kink[rows] & (state[rows] != fd.AGREE)
+                             & ~self.aliased[rows])
         if engine.traits.exact_kinks and self.work.size:
             # The engine saw a kink at every step tried: too close to theta for
             # any step to avoid, so judge the value against the examples' ranges.
-            unavoidable = np.zeros(state.size, bool)
-            unavoidable[self.work] = self.table.kinked.any(axis=1)
-            kinked |= unavoidable & (state == fd.UNRESOLVED)
+            unavoidable = self.work[self.table.kinked.any(axis=1) & (state[self.work] == fd.UNRESOLVED)]
+            kinked = np.union1d(kinked, unavoidable)
         if engine.traits.per_example:
             # Kinks of single examples can cancel in the total (one example's
             # slope jumps up where another's jumps down): the total then looks
             # smooth, and a back-prop's valid choice at those examples differs
             # from its derivative. Before anything is called wrong, look at the examples.
-            kinked |= self._hidden_kinks(np.flatnonzero(np.isin(state, (fd.WRONG, fd.UNDECIDED, fd.UNRESOLVED))
-                                                        & ~kinked))
-        kinked = np.flatnonzero(kinked)
+            suspect = _rows_where(state.size, lambda rows: fd.in_states(state[rows], (fd.WRONG, fd.UNDECIDED,
+                                                                                      fd.UNRESOLVED)))
+            kinked = np.union1d(kinked, self._hidden_kinks(np.setdiff1d(suspect, kinked, assume_unique=True)))
         if not (kinked.size and engine.traits.per_example):
             return
         _writable(analysis, "kink")[kinked] = True
@@ -1156,21 +1157,19 @@ class _Measurement:
         self._put_field("side_error", kinked, width)
 
     def _hidden_kinks(self, rows: np.ndarray) -> np.ndarray:
-        """Rows (of all) where some example has a kink at theta although the total looks smooth (bool, all rows)."""
-        hidden = np.zeros(self.state.size, bool)
+        """Those of ``rows`` where some example has a kink at theta although the total looks smooth."""
         if rows.size == 0:
-            return hidden
+            return rows
         engine = self.engine
         exact = getattr(engine, "subgradient_range", None)
         if exact is not None:
             # The dense engine knows which units sit exactly on a kink.
             found = exact(self._components(rows))
-            if found is not None:
-                low, high = found
-                hidden[rows] = high > low
-            return hidden
-        hidden[rows] = _examples_at_kinks(engine, self._components(rows), self.base[rows], self.steps[rows])
-        return hidden
+            if found is None:
+                return rows[:0]
+            low, high = found
+            return rows[high > low]
+        return rows[_examples_at_kinks(engine, self._components(rows), self.base[rows], self.steps[rows])]
 
     def result(self, done: int | None = None, patched: bool = False) -> Measured:
         """The measured derivatives of the first ``done`` components (default: all).
@@ -1332,13 +1331,33 @@ class _Overlay:
 def _each_block(block_ids: np.ndarray, n_blocks: int):
     """``(b, positions of block b)`` for every block: slices when ``block_ids`` is sorted, else ``fd._members``'s."""
     n = block_ids.size
-    if n < 2 or bool(np.all(block_ids[1:] >= block_ids[:-1])):
-        bounds = np.searchsorted(block_ids, np.arange(n_blocks + 1), side="left").tolist()
+    if _ascending(block_ids):
+        # (Block numbers in block_ids' own dtype: others would make a copy of it in theirs.)
+        starts = np.searchsorted(block_ids, np.arange(n_blocks, dtype=block_ids.dtype), side="left").tolist()
+        bounds = [*starts, n]
         for b in range(n_blocks):
             yield b, slice(bounds[b], bounds[b + 1])
     else:
         for b in range(n_blocks):
             yield b, fd._members(block_ids, b)
+
+
+def _rows_where(n: int, test) -> np.ndarray:
+    """The rows of ``range(n)`` where ``test(rows)`` (a bool array for a slice of rows) holds, ascending.
+
+    Tested in slices: no mask of all ``n`` rows is made.
+    """
+    found = [np.flatnonzero(test(slice(start, start + _DECIDE_ROWS))) + start for start in range(0, n, _DECIDE_ROWS)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+def _ascending(values: np.ndarray) -> bool:
+    """``values`` never decrease (compared in parts: no temporary of their size)."""
+    for start in range(0, values.size - 1, _DECIDE_ROWS):
+        stop = min(values.size, start + _DECIDE_ROWS + 1)
+        if not bool(np.all(values[start + 1:stop] >= values[start:stop - 1])):
+            return False
+    return True
 
 
 def _slices(members, size: int):
@@ -1465,7 +1484,7 @@ def _finish(analysis, state, steps, low, high, done, at=None, rounding=None) -> 
     n = state.size
     low = _repeated(np.float64(np.nan), n) if low is None else low
     high = _repeated(np.float64(np.nan), n) if high is None else high
-    kink = analysis.kink & np.isin(state, (fd.KINK_AGREE, fd.KINK_WRONG))
+    kink = analysis.kink & fd.in_states(state, (fd.KINK_AGREE, fd.KINK_WRONG))
     given = rounding is not None  # (a new array: the minimum below may overwrite it)
     rounding = analysis.rounding if rounding is None else rounding
     if not kink.any():
@@ -1722,7 +1741,7 @@ def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indice
     # Only a kink (or a value a kink nearby leaves unresolved) overrules the complex
     # step: where the cost is smooth its value is the exact one, and a small error
     # it found must not hide behind the central differences' larger error.
-    kinked = np.isin(redone.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
+    kinked = fd.in_states(redone.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
     # ... or central differences that contradict it beyond both errors (at a
     # symmetric kink the central value is the mean of the two slopes).
     with np.errstate(invalid="ignore"):
@@ -1779,7 +1798,7 @@ def _directional_measure(engine, grad, opts, sigma, rng, mask, layout):
             for step in work.plan():
                 step()
             measured = work.result()
-        clean = ~np.isin(measured.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
+        clean = ~fd.in_states(measured.state, (fd.KINK_AGREE, fd.KINK_WRONG, fd.UNRESOLVED))
         if results is None:
             results = (analytic.copy(), measured)
         else:
@@ -1816,7 +1835,10 @@ def _directional(engine, grad, opts, layout, sigma, rng):
     analytic, measured, clean = _directional_measure(engine, grad, whole, sigma, rng, None, layout)
     per_block = []
     report = Report.directional_report(analytic, measured, whole, layout, engine, sigma, clean, ())
-    if report.verdict == "fail" and layout is not None and len(layout.names) > 1:
+    # Each block on its own where the whole failed (to locate the fault), and
+    # always where the blocks' dtypes differ: the whole's allowance is its least
+    # precise block's, and a float64 block's bug would hide in it.
+    if (report.verdict == "fail" or opts.block_dtypes) and layout is not None and len(layout.names) > 1:
         for b, name in enumerate(layout.names):
             mask = np.zeros(engine.theta.size, bool)
             mask[layout.slice(name)] = True

@@ -94,7 +94,7 @@ class Estimate:
     @property
     def kinks(self) -> np.ndarray:
         """bool: the component sits at a kink (one-sided derivatives differ)."""
-        return np.isin(self.state, (fd.KINK_AGREE, fd.KINK_WRONG))
+        return fd.in_states(self.state, (fd.KINK_AGREE, fd.KINK_WRONG))
 
     @property
     def noise(self) -> np.ndarray:

@@ -166,10 +166,10 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     The value is ``estimate.approx`` itself (not a copy) where no component is
     at a kink. ``owned``: the estimate's error and rounding are not used
     elsewhere and may be overwritten. ``units``: grad's rounding unit per run
-    of rows (:func:`_grad_units`; None: ``grad_dtype``'s for every row).
+    of rows (:func:`_dtype_runs`; None: ``grad_dtype``'s for every row).
     """
     state = estimate.state
-    kink = np.isin(state, _KINK_STATES)
+    kink = fd.in_states(state, _KINK_STATES)
     value = estimate.approx
     if kink.any():
         value = value.copy()
@@ -197,18 +197,15 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
         rounding = error if same and not widened else _own(kept, owned)  # (error: rounding + grad's rounding's bits)
     # grad's own rounding added to each, in slices (no temporary of every component).
     if units is None:
-        units = ((0, error.size, fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]),)
-    for first, last, unit in units:
+        units = ((0, error.size, grad_dtype),)
+    for first, last, dtype in units:
         for start in range(first, last, fd.SLICE_ROWS):
             rows = slice(start, min(start + fd.SLICE_ROWS, last))
-            grad_rounding = np.abs(grad[rows])
-            grad_rounding *= unit
+            grad_rounding = fd.to_grad_rounding(np.abs(grad[rows]), dtype)
             for array in {id(a): a for a in (error, rounding, plain_error) if a is not None}.values():
                 array[rows] += grad_rounding
     if patch is not None:
-        grad_rounding = np.abs(grad[patch.rows])
-        grad_rounding *= _units_at(patch.rows, units)
-        patch.values += grad_rounding
+        patch.values += _grad_rounding_of(grad, units, patch.rows)
         rounding = patch
     return value, error, rounding, (error if plain_error is None else plain_error)
 
@@ -228,29 +225,25 @@ def _row_bounds(n: int, indices: np.ndarray | None, layout: Layout | None) -> tu
     return (0, *ends.tolist())
 
 
-def _grad_units(n: int, indices: np.ndarray | None, layout: Layout | None, grad_dtype: str,
-                block_dtypes: tuple[str, ...]) -> tuple[tuple[int, int, float], ...]:
-    """``(first, last, unit)``: grad's rounding unit (its dtype's) over each run of rows that shares one."""
+def _dtype_runs(n: int, indices: np.ndarray | None, layout: Layout | None, grad_dtype: str,
+                block_dtypes: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
+    """``(first, last, dtype)``: grad's dtype over each run of rows that shares one (a block's, or all)."""
     if not block_dtypes:
-        return ((0, n, fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[grad_dtype]),)
+        return ((0, n, grad_dtype),)
     bounds = _row_bounds(n, indices, layout)
-    return tuple((bounds[b], bounds[b + 1], fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[dtype])
-                 for b, dtype in enumerate(block_dtypes) if bounds[b + 1] > bounds[b])
+    return tuple((bounds[b], bounds[b + 1], dtype) for b, dtype in enumerate(block_dtypes) if bounds[b + 1] > bounds[b])
 
 
-def _units_at(rows: np.ndarray, units) -> np.ndarray | float:
-    """grad's rounding unit at each of ``rows`` (ascending or not)."""
-    if len(units) == 1:
-        return units[0][2]
-    firsts = np.array([first for first, _, _ in units])
-    values = np.array([unit for _, _, unit in units])
-    return values[np.searchsorted(firsts, rows, side="right") - 1]
-
-
-def _grad_rounding_of(grad: np.ndarray, units) -> np.ndarray:
-    """grad's rounding allowance, every row."""
-    unit = units[0][2] if len(units) == 1 else _units_at(np.arange(grad.size), units)
-    return unit * np.abs(grad)
+def _grad_rounding_of(grad: np.ndarray, runs, rows: np.ndarray | None = None) -> np.ndarray:
+    """grad's rounding allowance at ``rows`` (ascending; None: every row), each in its run's dtype."""
+    rows = np.arange(grad.size) if rows is None and len(runs) > 1 else rows
+    allowance = np.abs(grad if rows is None else grad[rows])
+    if rows is None:
+        return fd.to_grad_rounding(allowance, runs[0][2])
+    for first, last, dtype in runs:
+        inside = slice(*np.searchsorted(rows, [first, last]))
+        fd.to_grad_rounding(allowance[inside], dtype)
+    return allowance
 
 
 def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
@@ -270,8 +263,8 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     """
     compared = state != fd.UNRESOLVED
     unresolved = compared.size - int(np.count_nonzero(compared))
-    wrong = int(np.count_nonzero(np.isin(state, _WRONG_STATES)))
-    kink = np.isin(state, _KINK_STATES)
+    wrong = int(np.count_nonzero(fd.in_states(state, _WRONG_STATES)))
+    kink = fd.in_states(state, _KINK_STATES)
     if unresolved:
         g, a, e = grad[compared], value[compared], error[compared]
         r = None if rounding is None else rounding_rows(rounding, error, compared)
@@ -308,7 +301,11 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
                       "float64)")
             return _Judgement("inconclusive", difference, tolerance, (reason,), wrong, unresolved, int(kink.sum()))
         return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
-    reasons = _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high)
+    own_rounding = None
+    if allowance > fd.MAX_ALLOWANCE and grad_dtype != "float64" and scale > 0.0:
+        own = fd.norm_in_slices(n, lambda s: fd.to_grad_rounding(np.abs(g[s]), grad_dtype)) / scale
+        own_rounding = (grad_dtype, own)
+    reasons = _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high, own_rounding)
     if 0.0 < scale <= spread and spread <= threshold * reference_scale and allowance > fd.MAX_ALLOWANCE:
         # Both zero within an error far below the whole gradient: a parameter J
         # does not depend on (a bias before a batch norm) looks exactly like this,
@@ -353,8 +350,13 @@ def _within_band(g, a, state, difference, tolerance, scale, band) -> bool:
     return not wrong.size or bool(np.linalg.norm(g[wrong] - a[wrong]) <= band * scale)
 
 
-def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high) -> list[str]:
-    """Why a set of components that did not fail cannot pass (empty: it passes)."""
+def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high,
+                 own_rounding=None) -> list[str]:
+    """Why a set of components that did not fail cannot pass (empty: it passes).
+
+    ``own_rounding``: ``(dtype, allowance)``, the relative difference a
+    low-precision grad's own rounding alone allows (None: float64).
+    """
     reasons: list[str] = []
     if not compared.any():
         reasons.append("no component could be compared (every one unresolved): move theta a little and check again")
@@ -364,7 +366,14 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
             "or use float64 throughout"
         )
     elif allowance > fd.MAX_ALLOWANCE:
-        if allowance >= 1.0:
+        if own_rounding is not None and own_rounding[1] > 0.5 * allowance:
+            dtype, own = own_rounding
+            reasons.append(
+                f"grad is {dtype} and its own rounding alone allows a relative difference of {own:.3g} (more than "
+                f"{fd.MAX_ALLOWANCE:g}): its values are too close to {dtype}'s resolution (or below its normal "
+                "range) to be checked this closely; check a float32 or float64 gradient"
+            )
+        elif allowance >= 1.0:
             reasons.append(
                 f"the gradient is below the measured numerical error here (the error alone allows a relative "
                 f"difference of {allowance:.3g}), so a zero or wrong gradient would pass too: check at a point "
@@ -512,8 +521,8 @@ class Report:
             estimate = estimate.subset(order)
             grad = grad[order]
             owned = True  # fresh copies
-        units = _grad_units(grad.size, stored(estimate, "indices"), layout, grad_dtype, block_dtypes)
-        value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype, owned, units)
+        runs = _dtype_runs(grad.size, stored(estimate, "indices"), layout, grad_dtype, block_dtypes)
+        value, error, rounding, plain_error = compared_values(grad, estimate, grad_dtype, owned, runs)
         if (isinstance(rounding, np.ndarray) and rounding is not error
                 and np.array_equal(rounding.view(np.int64), error.view(np.int64))):
             rounding = error  # the same values (every error is rounding): one array
@@ -535,6 +544,14 @@ class Report:
             notes = notes + (f"grad is {grad_dtype}: compared allowing {fd.GRAD_ROUNDING_UNITS:g} {grad_dtype} ulps "
                              "of its own rounding per component",)
         failed = whole.verdict == "fail" or any(b.verdict == "fail" for b in blocks) or any(not t.passed for t in terms)
+        dtype_of = dict(zip(layout.names, block_dtypes)) if block_dtypes else {}
+        low_precision = [b.name for b in blocks if b.verdict == "fail" and dtype_of.get(b.name, grad_dtype) != "float64"]
+        if low_precision:
+            notes = notes + (
+                f"{', '.join(low_precision)} failed in a low-precision gradient: beyond the rounding such a "
+                "gradient accumulates over a long computation (1e-4 of a block in float32), except where its "
+                "terms cancel (a sum of large terms near an optimum); if the same back-prop in float64 passes, "
+                "the code is right and the failure is its precision",)
         if failed:
             verdict = "fail"
         elif interrupted:
@@ -566,7 +583,7 @@ class Report:
         n = analytic.size
         state = measured.state
         value = measured.approx
-        grad_rounding = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[opts.grad_dtype] * np.abs(analytic)
+        grad_rounding = fd.to_grad_rounding(np.abs(analytic), opts.grad_dtype)
         error, rounding = measured.error + grad_rounding, measured.rounding + grad_rounding
         whole = judge(analytic, value, error, state, opts.threshold, rounding=rounding, grad_dtype=opts.grad_dtype)
         reasons = list(whole.reasons)
@@ -575,14 +592,21 @@ class Report:
                        "check again at another point or use mode='full'"]
         blocks = []
         for name, a, m, c, dtype in per_block:
-            r = fd.GRAD_ROUNDING_UNITS * fd.GRAD_EPS[dtype] * np.abs(a)
+            r = fd.to_grad_rounding(np.abs(a), dtype)
             j = judge(a, m.approx, m.error + r, m.state, opts.threshold, rounding=m.rounding + r, grad_dtype=dtype)
             shape = layout.shapes[layout.names.index(name)]
             blocks.append(BlockResult(name, tuple(shape), int(np.prod(shape)), j.difference, j.tolerance, j.verdict,
                                       j.kinks, j.wrong, j.unresolved, j.reasons))
         order = {"fail": 0, "inconclusive": 1, "pass": 2}
         blocks.sort(key=lambda r: (order[r.verdict], -r.difference))
-        verdict = "fail" if whole.verdict == "fail" else ("inconclusive" if reasons else "pass")
+        block_reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
+        if any(b.verdict == "fail" for b in blocks) or whole.verdict == "fail":
+            verdict = "fail"
+        elif reasons or any(b.verdict == "inconclusive" for b in blocks):
+            verdict = "inconclusive"
+            reasons = reasons or block_reasons
+        else:
+            verdict = "pass"
         nan = np.full(n, np.nan)
         return cls(
             verdict=verdict, difference=whole.difference, threshold=opts.threshold, tolerance=whole.tolerance,
@@ -608,9 +632,9 @@ class Report:
 
     def _grad_rounding(self) -> np.ndarray:
         """The allowance for grad's own rounding that :attr:`error` includes."""
-        units = _grad_units(self.grad.size, stored(self, "indices"), self.layout, self.grad_dtype,
-                            self.block_dtypes if self.mode != "directional" else ())
-        return _grad_rounding_of(self.grad, units)
+        runs = _dtype_runs(self.grad.size, stored(self, "indices"), self.layout, self.grad_dtype,
+                           self.block_dtypes if self.mode != "directional" else ())
+        return _grad_rounding_of(self.grad, runs)
 
     def _numerical_error(self) -> np.ndarray:
         error = self.error - self._grad_rounding()
@@ -630,7 +654,7 @@ class Report:
     @property
     def kinks(self) -> np.ndarray:
         """bool per checked component: at a kink (judged against its subgradient range)."""
-        return np.isin(self.state, _KINK_STATES)
+        return fd.in_states(self.state, _KINK_STATES)
 
     @property
     def noise(self) -> np.ndarray:

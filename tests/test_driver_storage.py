@@ -385,3 +385,35 @@ def test_a_patch_reads_as_the_full_array_it_stands_for(seed):
     np.testing.assert_array_equal(rounding_rows(patch, base, mask), full[mask])
     np.testing.assert_array_equal(patch.sub(slice(start, stop)).over(base[start:stop]), full[start:stop])
     assert not np.shares_memory(patch.over(base), base)  # a new array: the base is never written
+
+
+@pytest.mark.parametrize("forward_only", [False, True])
+def test_a_table_is_analysed_in_parts_with_the_bits_of_one_pass(forward_only):
+    # fd.analyse takes ANALYSE_ROWS rows at a time (its temporaries are a few
+    # dozen arrays of rows x levels): every field has the bits of one pass.
+    rng = np.random.default_rng(3)
+    n = 3 * fd.ANALYSE_ROWS + 17
+    steps = 10.0 ** rng.uniform(-8, -2, n)
+    table = fd.Table.empty(n)
+    s = steps[:, None] * np.exp2(fd.LEVELS.astype(np.float64))[None, :]
+    slope, curve = rng.standard_normal((2, n, 1))
+    filled = rng.random((n, fd.LEVELS.size)) < 0.6
+    for side, sign in (("plus", 1.0), ("minus", -1.0)):
+        values = sign * slope * s + curve * s ** 2 + 1e-15 * rng.standard_normal(s.shape)
+        getattr(table, side)[filled] = values[filled]
+        getattr(table, "off_" + side)[filled] = sign * s[filled]
+    table.kinked[:] = rng.random(table.kinked.shape) < 0.02
+    whole = fd._analyse_rows(table, steps, 1e-16, True, forward_only, 0.5)
+    parts = fd.analyse(table, steps, 1e-16, True, forward_only, cost_value=0.5)
+    for name in fd.Analysis.__dataclass_fields__:
+        a, b = getattr(whole, name), getattr(parts, name)
+        assert a.dtype == b.dtype and a.shape == b.shape == (n,), name
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), err_msg=name)
+
+
+def test_states_are_tested_as_isin_does():
+    rng = np.random.default_rng(4)
+    state = rng.integers(0, len(fd.STATE_NAMES), 3 * fd.SLICE_ROWS + 5).astype(np.int8)
+    for states in ((fd.WRONG,), (fd.KINK_AGREE, fd.KINK_WRONG), (fd.WRONG, fd.UNDECIDED, fd.UNRESOLVED), ()):
+        np.testing.assert_array_equal(fd.in_states(state, states), np.isin(state, states))
+    np.testing.assert_array_equal(fd.in_states(state[:0], (fd.WRONG,)), np.zeros(0, bool))

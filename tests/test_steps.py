@@ -991,3 +991,52 @@ def test_the_noise_at_theta_is_measured_where_it_grows_away_from_it():
     wrong["rnn.weight_ih"] = wrong["rnn.weight_ih"] * (1 + 5e-6)
     report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, progress=False)
     assert report.verdict == "fail" and list(report.failing_blocks) == ["rnn.weight_ih"], report
+
+
+def test_directional_mode_judges_each_block_against_its_own_dtype():
+    # A float64 block's bug hid in the whole direction's float32 allowance: a
+    # 1e-5 bug passed, a 1e-4 bug was inconclusive "within float32's band".
+    rng = np.random.default_rng(0)
+    n, d, k = 60, 12, 5
+    x = rng.normal(size=(n, d))
+    y = np.eye(k)[rng.integers(0, k, n)]
+    theta, layout = fastgrad.pack({"W": 0.1 * rng.normal(size=(d, k)), "b": 0.1 * rng.normal(size=k)})
+
+    def probabilities(t):
+        p = fastgrad.unpack(t, layout)
+        z = x @ p["W"] + p["b"]
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def cost(t):
+        return float(-np.mean(np.sum(y * np.log(probabilities(t)), axis=1)))
+
+    r = (probabilities(theta) - y) / n
+    grads = {"W": (x.T @ r).astype(np.float32), "b": r.sum(axis=0)}
+    assert fastgrad.gradcheck(cost, grads, theta, layout=layout, mode="directional", progress=False).verdict != "fail"
+    for factor in (1 + 1e-5, 1 + 1e-4, -1.0):
+        wrong = dict(grads, b=grads["b"] * factor)
+        report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, mode="directional", progress=False)
+        assert report.verdict == "fail" and list(report.failing_blocks) == ["b"], (factor, report)
+
+
+def test_a_float16_block_below_its_normal_range_is_not_failed():
+    # float16 holds 1e-8 as 0 or 6e-8: its rounding there is the smallest normal
+    # number's, not 64 ulps of the value, so the right values may not fail.
+    rng = np.random.default_rng(0)
+    theta, layout = fastgrad.pack({"big": rng.normal(size=8), "small": rng.normal(size=12)})
+    c = np.concatenate([np.ones(8), 2e-8 * np.ones(12)])
+
+    def cost(t):
+        return float(0.5 * np.sum(c * t * t))
+
+    g = fastgrad.unpack(c * theta, layout)
+    g16 = dict(g, small=g["small"].astype(np.float16))
+    for options in ({}, {"mode": "directional"}):
+        report = fastgrad.gradcheck(cost, g16, theta, layout=layout, progress=False, **options)
+        assert report.verdict == "inconclusive", (options, report)
+    report = fastgrad.gradcheck(cost, g16, theta, layout=layout, progress=False)
+    assert "grad is float16 and its own rounding" in report.block("small").reasons[0]
+    wrong = dict(g16, big=g["big"] * (1 + 1e-5))
+    report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, progress=False)
+    assert report.verdict == "fail" and list(report.failing_blocks) == ["big"], report
