@@ -1057,6 +1057,21 @@ def in_states(state: np.ndarray, states: tuple[int, ...]) -> np.ndarray:
     return found
 
 
+def count_states(state: np.ndarray, states: tuple[int, ...]) -> int:
+    """How many components' states are one of ``states`` (counted in slices: no temporary of all of them)."""
+    return sum(int(np.count_nonzero(in_states(state[i:i + SLICE_ROWS], states)))
+               for i in range(0, state.size, SLICE_ROWS))
+
+
+def rows_where(n: int, test) -> np.ndarray:
+    """The rows of ``range(n)`` where ``test(rows)`` (a bool array for a slice of rows) holds, ascending.
+
+    Tested in slices of SLICE_ROWS: no mask of all ``n`` rows is made.
+    """
+    found = [np.flatnonzero(test(slice(start, start + SLICE_ROWS))) + start for start in range(0, n, SLICE_ROWS)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
 def _members(block_ids: np.ndarray, b: int) -> slice | np.ndarray:
     """The positions of block ``b``: a slice when they are one run (views, not copies), else an index array."""
     where = np.flatnonzero(block_ids == b)

@@ -524,7 +524,7 @@ class _Measurement:
         # (and to its block, for components far below their block's size), and at
         # least the noise of the derivative as the cost computes it (cancellation
         # at an optimum leaves a derivative far below its terms' rounding).
-        rms = fd.block_rms(np.abs(approx), self.block_ids, self.n_blocks)
+        rms = fd.block_rms(np.abs(approx), np.asarray(self.block_ids), self.n_blocks)
         error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms) + fd.ROUNDING_FACTOR * self.derivative_noise
         state = np.full(indices.size, fd.AGREE, np.int8)
         if grad is not None:
@@ -532,7 +532,8 @@ class _Measurement:
             no = np.zeros(approx.size, bool)
             analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no,
                                    ~no)
-            state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts, self.block_ids))
+            state = fd.decide(grad, analysis, opts.threshold, rms,
+                              extra_error=_grad_rounding(grad, opts, np.asarray(self.block_ids)))
         nan = np.full(indices.size, np.nan)
         self.measured = Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)
 
@@ -1125,7 +1126,7 @@ class _Measurement:
         analysis, state, engine = self.analysis, self.state, self.engine
         # Rows, not masks of every component: a full check's masks would be its size each.
         # (A table its off-grid values contradicted says nothing, at a kink or not.)
-        kinked = _rows_where(state.size, lambda rows: analysis.kink[rows] & (state[rows] != fd.AGREE)
+        kinked = fd.rows_where(state.size, lambda rows: analysis.kink[rows] & (state[rows] != fd.AGREE)
                              & ~self.aliased[rows])
         if engine.traits.exact_kinks and self.work.size:
             # The engine saw a kink at every step tried: too close to theta for
@@ -1137,7 +1138,7 @@ class _Measurement:
             # slope jumps up where another's jumps down): the total then looks
             # smooth, and a back-prop's valid choice at those examples differs
             # from its derivative. Before anything is called wrong, look at the examples.
-            suspect = _rows_where(state.size, lambda rows: fd.in_states(state[rows], (fd.WRONG, fd.UNDECIDED,
+            suspect = fd.rows_where(state.size, lambda rows: fd.in_states(state[rows], (fd.WRONG, fd.UNDECIDED,
                                                                                       fd.UNRESOLVED)))
             kinked = np.union1d(kinked, self._hidden_kinks(np.setdiff1d(suspect, kinked, assume_unique=True)))
         if not (kinked.size and engine.traits.per_example):
@@ -1330,6 +1331,9 @@ class _Overlay:
 
 def _each_block(block_ids: np.ndarray, n_blocks: int):
     """``(b, positions of block b)`` for every block: slices when ``block_ids`` is sorted, else ``fd._members``'s."""
+    if isinstance(block_ids, _BlockRuns):
+        yield from block_ids.runs()
+        return
     n = block_ids.size
     if _ascending(block_ids):
         # (Block numbers in block_ids' own dtype: others would make a copy of it in theirs.)
@@ -1340,15 +1344,6 @@ def _each_block(block_ids: np.ndarray, n_blocks: int):
     else:
         for b in range(n_blocks):
             yield b, fd._members(block_ids, b)
-
-
-def _rows_where(n: int, test) -> np.ndarray:
-    """The rows of ``range(n)`` where ``test(rows)`` (a bool array for a slice of rows) holds, ascending.
-
-    Tested in slices: no mask of all ``n`` rows is made.
-    """
-    found = [np.flatnonzero(test(slice(start, start + _DECIDE_ROWS))) + start for start in range(0, n, _DECIDE_ROWS)]
-    return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def _ascending(values: np.ndarray) -> bool:
@@ -1588,13 +1583,43 @@ def _block_ids(layout: Layout | None, indices: np.ndarray | None, size: int) -> 
     """
     n = size if indices is None else indices.size
     if layout is None:
-        return np.zeros(n, dtype=np.uint8), 1
+        return _BlockRuns(np.array([n], dtype=np.int64)), 1
     n_blocks = len(layout.names)
-    dtype = np.min_scalar_type(max(n_blocks - 1, 0))
     if indices is None:
-        counts = np.diff(np.concatenate([[0], layout._ends]))
-        return np.repeat(np.arange(n_blocks, dtype=dtype), counts), n_blocks
-    return layout.block_of(indices).astype(dtype), n_blocks
+        return _BlockRuns(np.asarray(layout._ends, dtype=np.int64)), n_blocks
+    return layout.block_of(indices).astype(np.min_scalar_type(max(n_blocks - 1, 0))), n_blocks
+
+
+class _BlockRuns:
+    """The block numbers of rows that are every component in order, kept as each block's end.
+
+    Reads like the array of them (``ids[rows]``, ``np.asarray(ids)``), which a
+    full check does not make: ``ids[rows]`` makes that part only.
+    """
+
+    def __init__(self, ends: np.ndarray) -> None:
+        self.ends = ends
+        self.size = int(ends[-1]) if ends.size else 0
+        self.dtype = np.min_scalar_type(max(ends.size - 1, 0))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(self.size))
+        return np.searchsorted(self.ends, np.asarray(rows), side="right").astype(self.dtype)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        ids = self[:]
+        return ids if dtype is None else ids.astype(dtype)
+
+    def runs(self):
+        """``(b, slice of block b)`` for every block."""
+        start = 0
+        for b, end in enumerate(self.ends.tolist()):
+            yield b, slice(start, end)
+            start = end
 
 
 def _everything(indices: np.ndarray | None, size: int) -> bool:
@@ -1680,7 +1705,7 @@ def run_check(
         sigma = measure_noise(engine, layout)
         work = _Measurement(runner, engine, indices, base, grad_selected, opts, sigma, block_ids, n_blocks)
         if engine.traits.complex_step:
-            work.derivative_noise = complex_step_noise(engine, layout)[block_ids]
+            work.derivative_noise = complex_step_noise(engine, layout)[np.asarray(block_ids)]
         try:
             # Each step in turn from here: the steps call the runner, the runner the engine.
             for step in work.plan():
@@ -1765,7 +1790,7 @@ def _direction_weights(grad: np.ndarray, layout: Layout | None) -> np.ndarray:
     most a million times the smallest weight, so a zero block still moves).
     """
     block_ids, n_blocks = _block_ids(layout, None, grad.size)
-    rms = fd.block_rms(np.abs(grad), block_ids, n_blocks)
+    rms = fd.block_rms(np.abs(grad), np.asarray(block_ids), n_blocks)
     largest = float(np.max(rms)) if rms.size else 0.0
     if largest == 0.0 or not np.isfinite(largest):
         return np.ones(grad.size)

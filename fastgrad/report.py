@@ -168,14 +168,15 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     elsewhere and may be overwritten. ``units``: grad's rounding unit per run
     of rows (:func:`_dtype_runs`; None: ``grad_dtype``'s for every row).
     """
+    # Rows, not masks of every component (a full check's masks are its size each).
     state = estimate.state
-    kink = fd.in_states(state, _KINK_STATES)
+    kink = fd.rows_where(state.size, lambda rows: fd.in_states(state[rows], _KINK_STATES))
     value = estimate.approx
-    if kink.any():
+    if kink.size:
         value = value.copy()
         value[kink] = np.clip(grad[kink], estimate.low[kink], estimate.high[kink])
-    undecided = state == fd.UNDECIDED
-    widened = bool(undecided.any())
+    undecided = fd.rows_where(state.size, lambda rows: state[rows] == fd.UNDECIDED)
+    widened = bool(undecided.size)
     # The plain error before any is widened (a new array only where one is).
     plain_error = np.array(estimate.error, dtype=np.float64) if widened else None
     # One array for both where every error is rounding (the driver's first pass):
@@ -185,7 +186,7 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     same = kept is estimate.error
     patch = None
     if isinstance(kept, Patch):
-        rows = np.union1d(kept.rows, np.flatnonzero(undecided)) if widened else kept.rows
+        rows = np.union1d(kept.rows, undecided) if widened else kept.rows
         patch = Patch(rows, kept.over(estimate.error, rows))
         rounding = None
     else:
@@ -261,10 +262,13 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     that fails only within :data:`~fastgrad._differences.LOW_PRECISION_BAND`
     is inconclusive (its own accumulated rounding could explain it).
     """
-    compared = state != fd.UNRESOLVED
-    unresolved = compared.size - int(np.count_nonzero(compared))
-    wrong = int(np.count_nonzero(fd.in_states(state, _WRONG_STATES)))
-    kink = fd.in_states(state, _KINK_STATES)
+    # Counts, and masks only where some component is unresolved: a full check's
+    # masks are its size each. (A component at a kink is never unresolved.)
+    unresolved = fd.count_states(state, (fd.UNRESOLVED,))
+    compared = (state != fd.UNRESOLVED) if unresolved else slice(None)
+    n_compared = state.size - unresolved
+    wrong = fd.count_states(state, _WRONG_STATES)
+    kinks = fd.count_states(state, _KINK_STATES)
     if unresolved:
         g, a, e = grad[compared], value[compared], error[compared]
         r = None if rounding is None else rounding_rows(rounding, error, compared)
@@ -299,13 +303,15 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
                       "accumulated over a long computation (back-prop over many examples) can reach: a bug this "
                       "small cannot be told from it; check a float64 gradient (the parameters and data cast to "
                       "float64)")
-            return _Judgement("inconclusive", difference, tolerance, (reason,), wrong, unresolved, int(kink.sum()))
-        return _Judgement("fail", difference, tolerance, (), wrong, unresolved, int(kink.sum()))
+            return _Judgement("inconclusive", difference, tolerance, (reason,), wrong, unresolved, kinks)
+        return _Judgement("fail", difference, tolerance, (), wrong, unresolved, kinks)
     own_rounding = None
     if allowance > fd.MAX_ALLOWANCE and grad_dtype != "float64" and scale > 0.0:
         own = fd.norm_in_slices(n, lambda s: fd.to_grad_rounding(np.abs(g[s]), grad_dtype)) / scale
         own_rounding = (grad_dtype, own)
-    reasons = _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high, own_rounding)
+    every_kink = n_compared > 0 and kinks == n_compared
+    reasons = _cannot_tell(difference, tolerance, allowance, n_compared, unresolved,
+                           every_kink and low is not None and _all_ranges_hold_zero(state, low, high), own_rounding)
     if 0.0 < scale <= spread and spread <= threshold * reference_scale and allowance > fd.MAX_ALLOWANCE:
         # Both zero within an error far below the whole gradient: a parameter J
         # does not depend on (a bias before a batch norm) looks exactly like this,
@@ -318,21 +324,21 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
             "if it does, it is too small to check here"
         )
     if not reasons and plain_error is not None and scale > 0.0:
-        undecided = state[compared] == fd.UNDECIDED
-        if undecided.any():  # (the plain error differs only there: its norm is needed only then)
+        undecided = fd.count_states(state, (fd.UNDECIDED,))
+        if undecided:  # (the plain error differs only there: its norm is needed only then)
             plain = plain_error[compared]
             plain_spread = (fd.norm_in_slices(plain.size, lambda s: np.abs(plain[s])) if rounding is None
                             else fd.block_error_in_slices(plain, rounding_rows(rounding, error, compared)))
             if difference > threshold + plain_spread / scale:
                 reasons.append(
-                    f"{int(undecided.sum())} component(s) differ from their numerical values by more than the "
+                    f"{undecided} component(s) differ from their numerical values by more than the "
                     f"measured error, too little to call them wrong (less than {fd.WRONG_FACTOR:g} times it); "
                     f"the difference {difference:.3g} is within the tolerance only with their errors taken "
                     f"{fd.WRONG_FACTOR:g} times larger, so a small bug could pass: check at another point, or with "
                     "the cost computed more precisely"
                 )
     verdict = "inconclusive" if reasons else "pass"
-    return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, int(kink.sum()))
+    return _Judgement(verdict, difference, tolerance, tuple(reasons), wrong, unresolved, kinks)
 
 
 def _within_band(g, a, state, difference, tolerance, scale, band) -> bool:
@@ -350,15 +356,22 @@ def _within_band(g, a, state, difference, tolerance, scale, band) -> bool:
     return not wrong.size or bool(np.linalg.norm(g[wrong] - a[wrong]) <= band * scale)
 
 
-def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, low, high,
+def _all_ranges_hold_zero(state, low, high) -> bool:
+    """Every component at a kink has zero within its range of valid derivatives."""
+    kink = fd.in_states(state, _KINK_STATES)
+    return bool(np.all((low[kink] <= 0.0) & (high[kink] >= 0.0)))
+
+
+def _cannot_tell(difference, tolerance, allowance, n_compared, unresolved, zero_everywhere,
                  own_rounding=None) -> list[str]:
     """Why a set of components that did not fail cannot pass (empty: it passes).
 
-    ``own_rounding``: ``(dtype, allowance)``, the relative difference a
-    low-precision grad's own rounding alone allows (None: float64).
+    ``zero_everywhere``: every compared component sits at a kink whose range
+    holds zero. ``own_rounding``: ``(dtype, allowance)``, the relative
+    difference a low-precision grad's own rounding alone allows (None: float64).
     """
     reasons: list[str] = []
-    if not compared.any():
+    if not n_compared:
         reasons.append("no component could be compared (every one unresolved): move theta a little and check again")
     elif not (math.isfinite(difference) and math.isfinite(tolerance)):
         reasons.append(
@@ -394,13 +407,11 @@ def _cannot_tell(difference, tolerance, allowance, compared, unresolved, kink, l
             "cost that failed at the steps tried): move theta a little, or compute the cost in float64, and check "
             "again"
         )
-    if compared.any() and kink[compared].all() and low is not None:
-        informative = ~((low[kink] <= 0.0) & (high[kink] >= 0.0))
-        if not informative.any():
-            reasons.append(
-                "every component sits at a kink where zero is also a valid derivative, so a missing gradient "
-                "could not be told apart: check again at another point"
-            )
+    if n_compared and zero_everywhere:
+        reasons.append(
+            "every component sits at a kink where zero is also a valid derivative, so a missing gradient "
+            "could not be told apart: check again at another point"
+        )
     return reasons
 
 
