@@ -807,7 +807,7 @@ def test_one_jump_on_a_noise_line_is_not_a_staircase():
     assert report.verdict == "fail" and list(report.failing_blocks) == ["c"], report
 
 
-def _trained_rnn():
+def _trained_rnn(adam_steps=2000, rate=5e-2):
     # A tanh RNN trained by back-prop through time to J ~ 5e-16 (2000 Adam steps):
     # along head.weight the cost is so nearly quadratic that no step shows
     # truncation, and the table has no pattern to follow.
@@ -842,7 +842,7 @@ def _trained_rnn():
         grads.update({"rnn.weight_ih": gih, "rnn.weight_hh": ghh, "rnn.bias": gb})
         return {k: grads[k] for k in params}
 
-    _adam(params, bptt, steps=2000, rate=5e-2)
+    _adam(params, bptt, steps=adam_steps, rate=rate)
     theta, layout = fastgrad.pack(params)
 
     def cost(t):
@@ -937,54 +937,11 @@ def test_blocks_of_different_dtypes_merge_and_check_directionally():
     assert report.verdict == "fail" and list(report.failing_blocks) == ["fc2.weight"], report
 
 
-def _tiny_loss_rnn():
-    """A tanh RNN (batch-first, BPTT by hand) after 300 Adam steps: J ~ 4e-15."""
-    rng = np.random.default_rng(0)
-    batch, steps, d_in, hidden = 6, 8, 3, 10
-    params = {"rnn.weight_ih": rng.uniform(-0.3, 0.3, (hidden, d_in)),
-              "rnn.weight_hh": rng.uniform(-0.3, 0.3, (hidden, hidden)), "rnn.bias": np.zeros(hidden),
-              "head.weight": rng.uniform(-0.3, 0.3, (1, hidden)), "head.bias": np.zeros(1)}
-    x = rng.normal(size=(batch, steps, d_in))
-    y = np.cumsum(x[:, :, 0], 1)[:, -1:] * 0.3
-
-    def forward(p):
-        h = np.zeros((batch, hidden))
-        states = [h]
-        for t in range(steps):
-            h = np.tanh(x[:, t] @ p["rnn.weight_ih"].T + h @ p["rnn.weight_hh"].T + p["rnn.bias"])
-            states.append(h)
-        return states, h @ p["head.weight"].T + p["head.bias"]
-
-    def bptt(p):
-        states, out = forward(p)
-        dout = 2 * (out - y) / out.size
-        grads = {"head.weight": dout.T @ states[-1], "head.bias": dout.sum(0)}
-        dh = dout @ p["head.weight"]
-        gih, ghh, gb = (np.zeros_like(p[k]) for k in ("rnn.weight_ih", "rnn.weight_hh", "rnn.bias"))
-        for t in range(steps - 1, -1, -1):
-            dz = dh * (1 - states[t + 1] ** 2)
-            gih += dz.T @ x[:, t]
-            ghh += dz.T @ states[t]
-            gb += dz.sum(0)
-            dh = dz @ p["rnn.weight_hh"]
-        grads.update({"rnn.weight_ih": gih, "rnn.weight_hh": ghh, "rnn.bias": gb})
-        return {k: grads[k] for k in p}
-
-    _adam(params, bptt, steps=300, rate=1e-2)
-    theta, layout = fastgrad.pack(params)
-
-    def cost(t):
-        p = {n: t[layout.slice(n)].reshape(s) for n, s in zip(layout.names, layout.shapes)}
-        return float(np.mean((forward(p)[1] - y) ** 2))
-
-    return cost, theta, layout, bptt(params)
-
-
 def test_the_noise_at_theta_is_measured_where_it_grows_away_from_it():
     # At J ~ 4e-15 J's rounding is its residuals', which grow along the noise
     # line a thousand spacings from theta: measured there, the noise was 300x
     # that at theta, the tolerance 3.8e-6, and a 5e-6 bug on a block passed.
-    cost, theta, layout, grads = _tiny_loss_rnn()
+    cost, theta, layout, grads = _trained_rnn(adam_steps=300, rate=1e-2)
     assert cost(theta) < 1e-13
     assert fastgrad.gradcheck(cost, grads, theta, layout=layout, progress=False).verdict == "pass"
     wrong = dict(grads)
