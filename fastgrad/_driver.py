@@ -1606,6 +1606,15 @@ class _BlockRuns:
         return self.size
 
     def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, slice) and rows.step in (None, 1):
+            first, last, _ = rows.indices(self.size)
+            ids = np.empty(max(last - first, 0), dtype=self.dtype)
+            start = 0
+            for b, end in enumerate(self.ends.tolist()):  # (each block's run: a fill, no search)
+                if end > first and start < last:
+                    ids[max(start, first) - first:min(end, last) - first] = b
+                start = end
+            return ids
         if isinstance(rows, slice):
             rows = np.arange(*rows.indices(self.size))
         return np.searchsorted(self.ends, np.asarray(rows), side="right").astype(self.dtype)

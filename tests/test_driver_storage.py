@@ -417,3 +417,17 @@ def test_states_are_tested_as_isin_does():
     for states in ((fd.WRONG,), (fd.KINK_AGREE, fd.KINK_WRONG), (fd.WRONG, fd.UNDECIDED, fd.UNRESOLVED), ()):
         np.testing.assert_array_equal(fd.in_states(state, states), np.isin(state, states))
     np.testing.assert_array_equal(fd.in_states(state[:0], (fd.WRONG,)), np.zeros(0, bool))
+
+
+def test_block_runs_read_as_the_array_of_block_ids():
+    # A full check keeps each block's end, not a block number per component.
+    ends = np.array([3, 3, 10, 17, 17, 40])
+    runs = _driver._BlockRuns(ends)
+    ids = np.repeat(np.arange(ends.size), np.diff(np.concatenate([[0], ends]))).astype(np.uint8)
+    for rows in (slice(None), slice(0, 5), slice(3, 17), slice(16, 40), slice(5, 5), slice(0, 100), slice(2, 30, 3),
+                 np.array([0, 2, 3, 9, 10, 16, 17, 39]), np.arange(40)[::-1]):
+        np.testing.assert_array_equal(runs[rows], ids[rows])
+        assert runs[rows].dtype == ids.dtype
+    np.testing.assert_array_equal(np.asarray(runs), ids)
+    assert [members for _, members in _driver._each_block(runs, ends.size)] == \
+        [members for _, members in _driver._each_block(ids, ends.size)]
