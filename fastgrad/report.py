@@ -153,7 +153,7 @@ class _Judgement:
     kinks: int
 
 
-def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = False, units=None):
+def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = False, runs=None):
     """The numerical value each component is compared with, its error, its rounding, and the plain error.
 
     At a kink the comparison value is the point of the subgradient range nearest
@@ -165,8 +165,8 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     error array itself where no component is undecided: the same values).
     The value is ``estimate.approx`` itself (not a copy) where no component is
     at a kink. ``owned``: the estimate's error and rounding are not used
-    elsewhere and may be overwritten. ``units``: grad's rounding unit per run
-    of rows (:func:`_dtype_runs`; None: ``grad_dtype``'s for every row).
+    elsewhere and may be overwritten. ``runs``: grad's dtype per run of rows
+    (:func:`_dtype_runs`; None: ``grad_dtype`` for every row).
     """
     # Rows, not masks of every component (a full check's masks are its size each).
     state = estimate.state
@@ -197,16 +197,16 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     if patch is None and rounding is None:
         rounding = error if same and not widened else _own(kept, owned)  # (error: rounding + grad's rounding's bits)
     # grad's own rounding added to each, in slices (no temporary of every component).
-    if units is None:
-        units = ((0, error.size, grad_dtype),)
-    for first, last, dtype in units:
+    if runs is None:
+        runs = ((0, error.size, grad_dtype),)
+    for first, last, dtype in runs:
         for start in range(first, last, fd.SLICE_ROWS):
             rows = slice(start, min(start + fd.SLICE_ROWS, last))
             grad_rounding = fd.to_grad_rounding(np.abs(grad[rows]), dtype)
             for array in {id(a): a for a in (error, rounding, plain_error) if a is not None}.values():
                 array[rows] += grad_rounding
     if patch is not None:
-        patch.values += _grad_rounding_of(grad, units, patch.rows)
+        patch.values += _grad_rounding_of(grad, runs, patch.rows)
         rounding = patch
     return value, error, rounding, (error if plain_error is None else plain_error)
 
