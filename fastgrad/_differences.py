@@ -182,10 +182,9 @@ def grad_rounding(grad: np.ndarray, grad_dtype: str, block_dtypes: tuple[str, ..
     magnitude = np.abs(grad)
     if not block_dtypes:
         return to_grad_rounding(magnitude, grad_dtype)
-    floors = np.array([GRAD_TINY[d] for d in block_dtypes])
-    units = np.array([GRAD_ROUNDING_UNITS * GRAD_EPS[d] for d in block_dtypes])
-    np.maximum(magnitude, floors[block_ids], out=magnitude)
-    magnitude *= units[block_ids]
+    for b, dtype in enumerate(block_dtypes):
+        members = block_ids == b
+        magnitude[members] = to_grad_rounding(magnitude[members], dtype)
     return magnitude
 
 

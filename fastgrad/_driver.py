@@ -524,7 +524,8 @@ class _Measurement:
         # (and to its block, for components far below their block's size), and at
         # least the noise of the derivative as the cost computes it (cancellation
         # at an optimum leaves a derivative far below its terms' rounding).
-        rms = fd.block_rms(np.abs(approx), np.asarray(self.block_ids), self.n_blocks)
+        block_ids = np.asarray(self.block_ids)  # (every row's: made once)
+        rms = fd.block_rms(np.abs(approx), block_ids, self.n_blocks)
         error = 64.0 * fd.EPS_MACH * (np.abs(approx) + 1e-3 * rms) + fd.ROUNDING_FACTOR * self.derivative_noise
         state = np.full(indices.size, fd.AGREE, np.int8)
         if grad is not None:
@@ -532,8 +533,7 @@ class _Measurement:
             no = np.zeros(approx.size, bool)
             analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no,
                                    ~no)
-            state = fd.decide(grad, analysis, opts.threshold, rms,
-                              extra_error=_grad_rounding(grad, opts, np.asarray(self.block_ids)))
+            state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts, block_ids))
         nan = np.full(indices.size, np.nan)
         self.measured = Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)
 

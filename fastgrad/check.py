@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from fastgrad import _differences as fd
 from fastgrad._driver import run_check
 from fastgrad._layout import Layout, _lookup, pack
 from fastgrad._options import CheckOptions, resolve_options
@@ -54,12 +55,9 @@ def prepare_grad(grad: object, theta_size: int,
             f"grad has {vector.size} components but theta has {theta_size}: pass the gradient of "
             "the same parameters, packed in the same order (fastgrad.pack(grads, layout=layout))."
         )
-    # The least precise dtype among the blocks is the check's; each block keeps its own.
-    least = max(names, key=_PRECISION_ORDER.index)
+    # The least precise dtype among the blocks (the largest unit roundoff) is the check's; each block keeps its own.
+    least = max(names, key=fd.GRAD_EPS.__getitem__)
     return vector, least, (tuple(names) if len(set(names)) > 1 else ())
-
-
-_PRECISION_ORDER = ["float64", "float32", "float16"]
 
 
 def _dtype_name(dtype: np.dtype) -> str:
