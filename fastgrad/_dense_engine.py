@@ -38,6 +38,7 @@ No ``fastmath``: these are differences of costs.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 from collections import namedtuple
@@ -59,6 +60,7 @@ from fastgrad._dense_kernels import (
 )
 from fastgrad._dense_spec import (
     BINARY_CROSS_ENTROPY,
+    LEAKY_RELU,
     LINEAR,
     MSE,
     RELU,
@@ -90,6 +92,9 @@ SERIES_LIMIT = POLY_LIMIT
 #: the module's own kernels are never called.
 LOSS = -1
 SMOOTH = True
+
+#: Activation codes linear on each side of 0 (``is_piecewise_linear``), for the NumPy set-up.
+_PIECEWISE = (LINEAR, RELU, LEAKY_RELU)
 
 #: Most components in one piece of work (one unit, or a part of its components).
 PIECE_MAX = 1024
@@ -513,180 +518,121 @@ def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
 
 
 # --------------------------------------------------------------------------- #
-# Splitting the work (per call)
+# Splitting the work (per call; NumPy: a first run compiles nothing for it)
 # --------------------------------------------------------------------------- #
-@njit(cache=True)
-def _order_by_decreasing(values):
-    """Indices that sort values largest first (Shell sort: a few thousand values,
-    and much quicker to compile than numpy's argsort)."""
-    n = values.size
-    order = np.arange(n)
-    gap = 1
-    while gap < n // 3:
-        gap = 3 * gap + 1
-    while gap > 0:
-        for t in range(gap, n):
-            moving = order[t]
-            u = t
-            while u >= gap and values[order[u - gap]] < values[moving]:
-                order[u] = order[u - gap]
-                u -= gap
-            order[u] = moving
-        gap //= 3
-    return order
-
-
-@njit(cache=True, inline="always")
 def _locate_components(base, indices):
     """The unit (row of Z) each component moves, and its input column j
     (``W_l[i, j]``; ``n_{l-1}`` for the bias ``b_l[i]``, whose "input" is 1)."""
-    n_idx = indices.size
-    unit_of = np.empty(n_idx, dtype=np.int64)
-    input_column = np.empty(n_idx, dtype=np.int64)
-    for r in range(n_idx):
-        k = indices[r]
-        l = 1
-        while k >= base.weight_offset[l + 1]:
-            l += 1
-        n_in = base.layer_sizes[l - 1]
-        if k < base.bias_offset[l]:
-            i = (k - base.weight_offset[l]) // n_in
-            j = (k - base.weight_offset[l]) % n_in
+    n_layers = base.layer_sizes.size - 1
+    layer = np.searchsorted(base.weight_offset[2 : n_layers + 2], indices, side="right") + 1
+    n_in = base.layer_sizes[layer - 1]
+    into_weights = indices - base.weight_offset[layer]
+    is_weight = indices < base.bias_offset[layer]
+    unit = np.where(is_weight, into_weights // n_in, indices - base.bias_offset[layer])
+    input_column = np.where(is_weight, into_weights % n_in, n_in)
+    return base.unit_offset[layer] + unit, input_column
+
+
+def _layer_work(base, loss):
+    """Per layer l = 1..L (index l): the multiply-adds of one pass through the
+    layers downstream, and the work per column and passing example of its units."""
+    sizes = base.layer_sizes
+    activations = [int(code) for code in base.activations]
+    n_layers = sizes.size - 1
+    n_out = int(sizes[n_layers])
+    polynomial_loss = loss != MSE or activations[n_layers - 1] == LINEAR
+    smooth_last = n_layers >= 2 and activations[n_layers - 2] in (TANH, SIGMOID)
+    downstream = np.zeros(n_layers + 1, dtype=np.int64)
+    per_column = np.zeros(n_layers + 1, dtype=np.int64)
+    for l in range(1, n_layers + 1):
+        downstream[l] = sum(int(sizes[k]) * int(sizes[k - 1]) for k in range(l + 1, n_layers + 1))
+        piecewise = all(code in _PIECEWISE for code in activations[l: n_layers - 1])
+        # As _downstream_is_series: layer L-1 tanh / sigmoid and downstream of l,
+        # every layer between piecewise linear.
+        series = (_variant_key(loss, base.activations)[1] and l <= n_layers - 2 and smooth_last
+                  and polynomial_loss and all(code in _PIECEWISE for code in activations[l: n_layers - 2]))
+        if piecewise and polynomial_loss:
+            per_column[l] = 12 * n_out + 24
+        elif series:
+            per_column[l] = 26 * n_out + 40  # a degree-6 move and expm1 per class (section 2b)
         else:
-            i = k - base.bias_offset[l]
-            j = n_in
-        unit_of[r] = base.unit_offset[l] + i
-        input_column[r] = j
-    return unit_of, input_column
+            per_column[l] = downstream[l] + 4 * n_out + 8
+    return downstream, per_column
 
 
-@njit(cache=True, inline="always")
-def _group_by_unit(unit_of, n_units):
-    """Components (rows of indices) unit after unit, by a counting sort (stable,
-    linear), and where each unit's run starts (``unit_start``, n_units + 1)."""
-    n_idx = unit_of.size
-    unit_start = np.zeros(n_units + 1, dtype=np.int64)
-    for r in range(n_idx):
-        unit_start[unit_of[r] + 1] += 1
-    for unit in range(n_units):
-        unit_start[unit + 1] += unit_start[unit]
-    fill = unit_start[:n_units].copy()
-    order = np.empty(n_idx, dtype=np.int64)
-    for r in range(n_idx):
-        order[fill[unit_of[r]]] = r
-        fill[unit_of[r]] += 1
-    return order, unit_start
-
-
-@njit(cache=True, inline="always")
-def _unit_work(base, unit):
-    """Estimated work of one unit: the examples it passes on (positive ReLU
-    pre-activations, units not dropped), the multiply-adds of one pass through
-    the layers downstream, and the work per column and passing example."""
-    layer_sizes = base.layer_sizes
-    n_layers = layer_sizes.size - 1
-    n_out = layer_sizes[n_layers]
+def _passing_examples(base, units):
+    """Examples each unit passes on: positive ReLU pre-activations (every example
+    for other units and the output layer's), units not dropped."""
+    n_layers = base.layer_sizes.size - 1
     m = base.Z.shape[1]
-    l = base.layer_of_unit[unit]
-    downstream = 0
-    piecewise = True
-    for k in range(l + 1, n_layers + 1):
-        downstream += layer_sizes[k] * layer_sizes[k - 1]
-        if k < n_layers and not is_piecewise_linear(base.activations[k - 1]):
-            piecewise = False
-    fast_loss = LOSS != MSE or base.activations[n_layers - 1] == LINEAR
-    if piecewise and fast_loss:
-        per_column = 12 * n_out + 24
-    elif _downstream_is_series(base, l):
-        per_column = 26 * n_out + 40  # a degree-6 move and expm1 per class (section 2b)
-    else:
-        per_column = downstream + 4 * n_out + 8
-    passing = m
-    if l < n_layers:
-        passing = 0
-        code = base.activations[l - 1]
-        for e in range(m):
-            if base.dropout_scale.shape[0] > 0 and base.dropout_scale[unit, e] == 0.0:
-                continue
-            if code != RELU or base.Z[unit, e] > 0.0:
-                passing += 1
-    return passing, downstream, per_column
+    layer = base.layer_of_unit[units]
+    passing = np.full(units.size, m, dtype=np.int64)
+    hidden = np.flatnonzero(layer < n_layers)
+    if hidden.size:
+        rows = units[hidden]
+        passes = np.ones((rows.size, m), dtype=bool)
+        relu = base.activations[layer[hidden] - 1] == RELU
+        passes[relu] = base.Z[rows[relu]] > 0.0
+        if base.dropout_scale.shape[0] > 0:
+            passes &= base.dropout_scale[rows] != 0.0
+        passing[hidden] = passes.sum(axis=1)
+    return passing
 
 
-@njit(cache=True, inline="always")
-def _cut_pieces(base, unit_start, n_pts, capacity):
+def _cut_pieces(base, loss, unit_start, n_pts, capacity):
     """Each unit's run of components cut into pieces of at most ``capacity``,
-    with the estimated cost of each piece."""
-    n_units = unit_start.size - 1
-    m = base.Z.shape[1]
-    n_pieces = 0
-    for unit in range(n_units):
-        n_pieces += (unit_start[unit + 1] - unit_start[unit] + capacity - 1) // capacity
-    piece_start = np.empty(n_pieces, dtype=np.int64)
-    piece_length = np.empty(n_pieces, dtype=np.int64)
-    piece_unit = np.empty(n_pieces, dtype=np.int64)
-    piece_cost = np.empty(n_pieces)
-    p = 0
-    for unit in range(n_units):
-        start = unit_start[unit]
-        run = unit_start[unit + 1] - start
-        if run == 0:
-            continue
-        parts = (run + capacity - 1) // capacity
-        passing, downstream, per_column = _unit_work(base, unit)
-        for t in range(parts):
-            a = start + (run * t) // parts
-            b = start + (run * (t + 1)) // parts
-            piece_start[p] = a
-            piece_length[p] = b - a
-            piece_unit[p] = unit
-            piece_cost[p] = passing * (downstream + (b - a) * n_pts * per_column) + m * (b - a) * n_pts * 4
-            p += 1
+    with the estimated cost of each piece (exact integers, as floats)."""
+    runs = np.diff(unit_start)
+    units = np.flatnonzero(runs)
+    runs = runs[units]
+    parts = (runs + capacity - 1) // capacity
+    downstream, per_column = _layer_work(base, loss)
+    layer = base.layer_of_unit[units]
+    passing = _passing_examples(base, units)
+    # Piece t of a unit with `parts` pieces covers [run * t // parts, run * (t + 1) // parts).
+    piece_unit = np.repeat(units, parts)
+    first_piece = np.cumsum(parts) - parts
+    t = np.arange(piece_unit.size) - np.repeat(first_piece, parts)
+    run, part_count, start = np.repeat(runs, parts), np.repeat(parts, parts), np.repeat(unit_start[units], parts)
+    piece_start = start + (run * t) // part_count
+    piece_length = start + (run * (t + 1)) // part_count - piece_start
+    work = np.repeat(passing, parts) * (np.repeat(downstream[layer], parts)
+                                        + piece_length * n_pts * np.repeat(per_column[layer], parts))
+    piece_cost = (work + base.Z.shape[1] * piece_length * n_pts * 4).astype(np.float64)
     return piece_start, piece_length, piece_unit, piece_cost
 
 
-@njit(cache=True, inline="always")
 def _assign_pieces(piece_cost, n_chunks):
     """Pieces to chunks, largest estimated cost first, each to the least-loaded
-    chunk; returned as ``chunk_start`` and ``chunk_pieces`` (see ``Plan``)."""
-    n_pieces = piece_cost.size
-    chunk_of = np.empty(n_pieces, dtype=np.int64)
-    load = np.zeros(n_chunks)
-    by_cost = _order_by_decreasing(piece_cost)
-    for t in range(n_pieces):
-        piece = by_cost[t]
-        best = 0
-        for c in range(1, n_chunks):
-            if load[c] < load[best]:
-                best = c
-        chunk_of[piece] = best
-        load[best] += piece_cost[piece]
+    chunk (the lowest-numbered among equals); returned as ``chunk_start`` and
+    ``chunk_pieces`` (see ``Plan``)."""
+    chunk_of = np.empty(piece_cost.size, dtype=np.int64)
+    loads = [(0.0, c) for c in range(n_chunks)]  # a heap: (load, chunk)
+    for piece in np.argsort(-piece_cost, kind="stable").tolist():
+        load, c = loads[0]
+        chunk_of[piece] = c
+        heapq.heapreplace(loads, (load + float(piece_cost[piece]), c))
     chunk_start = np.zeros(n_chunks + 1, dtype=np.int64)
-    for piece in range(n_pieces):
-        chunk_start[chunk_of[piece] + 1] += 1
-    for c in range(n_chunks):
-        chunk_start[c + 1] += chunk_start[c]
-    fill = chunk_start[:n_chunks].copy()
-    chunk_pieces = np.empty(n_pieces, dtype=np.int64)
-    for piece in range(n_pieces):
-        c = chunk_of[piece]
-        chunk_pieces[fill[c]] = piece
-        fill[c] += 1
-    return chunk_start, chunk_pieces
+    np.cumsum(np.bincount(chunk_of, minlength=n_chunks), out=chunk_start[1:])
+    return chunk_start, np.argsort(chunk_of, kind="stable").astype(np.int64)
 
 
-@njit(cache=True)
-def _plan(base, indices, n_pts, n_chunks):
+def _plan(base, indices, n_pts, n_chunks) -> Plan:
     """Group components by unit, cut the units' runs into pieces, and spread the
     pieces over chunks so that the static split comes out even."""
+    n_units = base.Z.shape[0]
     unit_of, input_column = _locate_components(base, indices)
-    order, unit_start = _group_by_unit(unit_of, base.Z.shape[0])
+    order = np.argsort(unit_of, kind="stable").astype(np.int64)
+    unit_start = np.zeros(n_units + 1, dtype=np.int64)
+    np.cumsum(np.bincount(unit_of, minlength=n_units), out=unit_start[1:])
     # Pieces small enough that even a small call keeps every chunk busy.
     capacity = (indices.size + 4 * n_chunks - 1) // (4 * n_chunks)
     capacity = max(16, min(PIECE_MAX, capacity))
-    piece_start, piece_length, piece_unit, piece_cost = _cut_pieces(base, unit_start, n_pts, capacity)
+    piece_start, piece_length, piece_unit, piece_cost = _cut_pieces(base, int(base.loss), unit_start, n_pts, capacity)
     chunk_start, chunk_pieces = _assign_pieces(piece_cost, n_chunks)
-    return Plan(order, input_column, piece_start, piece_length, piece_unit, chunk_start, chunk_pieces, capacity)
+    return Plan(order, input_column.astype(np.int64), piece_start.astype(np.int64),
+                piece_length.astype(np.int64), piece_unit.astype(np.int64), chunk_start, chunk_pieces,
+                np.int64(capacity))
 
 
 # --------------------------------------------------------------------------- #
@@ -1302,55 +1248,6 @@ def _write_piece(base, indices, points, plan, start, n_comp, n_in, deltas, kinks
         status[r] = STATUS_NON_FINITE if bad else STATUS_OK
 
 
-@njit(cache=True, inline="always")
-def _process_piece(base, indices, points, plan, piece, deltas, kinks, status, s):
-    """Cost differences of one piece's components, example by example."""
-    unit = plan.piece_unit[piece]
-    start = plan.piece_start[piece]
-    n_comp = plan.piece_length[piece]
-    l = base.layer_of_unit[unit]
-    i = unit - base.unit_offset[l]
-    n_layers = base.layer_sizes.size - 1
-    n_pts = points.shape[1]
-    n_q = n_comp * n_pts
-    is_output = l == n_layers
-    # The cross-entropies read the logits: the output unit moves them linearly.
-    code = LINEAR if is_output else base.activations[l - 1]
-    piecewise_here = is_piecewise_linear(code)
-    fast = _downstream_is_fast(base, l)
-    series = _downstream_is_series(base, l)
-    has_dropout = base.dropout_scale.shape[0] > 0
-    _start_piece(base, indices, points, plan, start, n_comp, s)
-    for e in range(base.Z.shape[1]):
-        drop = 1.0
-        if has_dropout and not is_output:
-            drop = base.dropout_scale[unit, e]
-            if drop == 0.0:
-                continue  # a dropped unit: nothing downstream sees the change
-        z = base.Z[unit, e]
-        _z_changes(base, l, e, n_comp, n_pts, s)
-        factor = 0.0
-        n_crossed = 0
-        if piecewise_here:
-            factor, n_crossed = _piecewise_changes(code, z, drop, n_q, s)
-            if factor == 0.0 and n_crossed == 0:
-                continue  # stays on the flat side of a ReLU: exactly no change
-        elif SMOOTH:  # (without tanh / sigmoid hidden layers, every unit here is piecewise linear)
-            _unit_series_changes(base, code, unit, e, z, drop, n_q, s)
-        if (fast or (SMOOTH and series)) and (factor != 0.0 or not piecewise_here):
-            n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)  # (the unit's loss series, either path's)
-        else:
-            n_exact = _list_moving_columns(n_q, s)
-        _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s)
-        if n_crossed > 0:
-            for q in range(n_q):
-                s.crossed[q] = 0
-        total, contribution = s.total, s.contribution
-        for q in range(n_q):
-            total[q] += contribution[q]
-    _write_piece(base, indices, points, plan, start, n_comp, base.layer_sizes[l - 1], deltas, kinks, status, s)
-
-
 # --------------------------------------------------------------------------- #
 # The loss series of every unit and example, once per check
 # --------------------------------------------------------------------------- #
@@ -1407,22 +1304,27 @@ def _fill_unit_losses(base, scratch, n_chunks, c):
 # --------------------------------------------------------------------------- #
 # The kernel
 # --------------------------------------------------------------------------- #
-@njit(cache=True)
-def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out):
-    """Every chunk's scratch, allocated before the parallel loop: a ChunkScratch
+def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out) -> ChunkScratch:
+    """Every chunk's scratch, allocated before the chunks run: a ChunkScratch
     whose arrays have a leading axis of n_chunks."""
     n_q = capacity * n_pts
+
+    def floats(*shape):
+        return np.empty((n_chunks, *shape))
+
+    def flags(size):
+        return np.zeros((n_chunks, size), dtype=np.uint8)
+
+    def ints(size):
+        return np.empty((n_chunks, size), dtype=np.int64)
+
     return ChunkScratch(
-        np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)),
-        np.empty((n_chunks, n_q)), np.empty((n_chunks, n_q)),
-        np.zeros((n_chunks, n_q), dtype=np.uint8), np.empty((n_chunks, n_q), dtype=np.int64),
-        np.empty((n_chunks, capacity), dtype=np.int64), np.empty((n_chunks, capacity), dtype=np.uint8),
-        np.empty((n_chunks, EXACT_BLOCK)), np.empty((n_chunks, EXACT_BLOCK)), np.empty((n_chunks, EXACT_BLOCK)),
-        np.empty((n_chunks, EXACT_BLOCK), dtype=np.uint8), np.empty((n_chunks, EXACT_BLOCK), dtype=np.uint8),
-        np.empty((n_chunks, widest, EXACT_BLOCK)), np.empty((n_chunks, widest, EXACT_BLOCK)),
-        np.empty((n_chunks, widest)), np.empty((n_chunks, widest)),
-        np.empty((n_chunks, n_out)), np.empty((n_chunks, n_out)),
-        np.empty((n_chunks, SERIES_TERMS, widest)), np.empty((n_chunks, SERIES_TERMS, n_out)),
+        floats(n_q), floats(n_q), floats(n_q), floats(n_q), floats(n_q), flags(n_q), ints(n_q),
+        ints(capacity), flags(capacity),
+        floats(EXACT_BLOCK), floats(EXACT_BLOCK), floats(EXACT_BLOCK), flags(EXACT_BLOCK), flags(EXACT_BLOCK),
+        floats(widest, EXACT_BLOCK), floats(widest, EXACT_BLOCK),
+        floats(widest), floats(widest), floats(n_out), floats(n_out),
+        floats(SERIES_TERMS, widest), floats(SERIES_TERMS, n_out),
     )
 
 
@@ -1452,7 +1354,51 @@ def _run_chunk(base, indices, points, plan, deltas, kinks, status, scratch, c):
     """
     s = _scratch_of_chunk(scratch, c)
     for t in range(plan.chunk_start[c], plan.chunk_start[c + 1]):
-        _process_piece(base, indices, points, plan, plan.chunk_pieces[t], deltas, kinks, status, s)
+        piece = plan.chunk_pieces[t]
+        unit = plan.piece_unit[piece]
+        start = plan.piece_start[piece]
+        n_comp = plan.piece_length[piece]
+        l = base.layer_of_unit[unit]
+        i = unit - base.unit_offset[l]
+        n_layers = base.layer_sizes.size - 1
+        n_pts = points.shape[1]
+        n_q = n_comp * n_pts
+        is_output = l == n_layers
+        # The cross-entropies read the logits: the output unit moves them linearly.
+        code = LINEAR if is_output else base.activations[l - 1]
+        piecewise_here = is_piecewise_linear(code)
+        fast = _downstream_is_fast(base, l)
+        series = _downstream_is_series(base, l)
+        has_dropout = base.dropout_scale.shape[0] > 0
+        _start_piece(base, indices, points, plan, start, n_comp, s)
+        for e in range(base.Z.shape[1]):
+            drop = 1.0
+            if has_dropout and not is_output:
+                drop = base.dropout_scale[unit, e]
+                if drop == 0.0:
+                    continue  # a dropped unit: nothing downstream sees the change
+            z = base.Z[unit, e]
+            _z_changes(base, l, e, n_comp, n_pts, s)
+            factor = 0.0
+            n_crossed = 0
+            if piecewise_here:
+                factor, n_crossed = _piecewise_changes(code, z, drop, n_q, s)
+                if factor == 0.0 and n_crossed == 0:
+                    continue  # stays on the flat side of a ReLU: exactly no change
+            elif SMOOTH:  # (without tanh / sigmoid hidden layers, every unit here is piecewise linear)
+                _unit_series_changes(base, code, unit, e, z, drop, n_q, s)
+            if (fast or (SMOOTH and series)) and (factor != 0.0 or not piecewise_here):
+                n_exact = _fast_path(base, l, i, e, n_q, n_crossed, s)  # (the unit's loss series, either path's)
+            else:
+                n_exact = _list_moving_columns(n_q, s)
+            _exact_path(base, code, z, drop, l, i, e, n_exact, n_pts, s)
+            if n_crossed > 0:
+                for q in range(n_q):
+                    s.crossed[q] = 0
+            total, contribution = s.total, s.contribution
+            for q in range(n_q):
+                total[q] += contribution[q]
+        _write_piece(base, indices, points, plan, start, n_comp, base.layer_sizes[l - 1], deltas, kinks, status, s)
 
 
 _pool = None
@@ -1508,11 +1454,10 @@ def _cost_differences(base, indices, points, n_chunks):
     if n_idx == 0:
         return deltas, kinks, status
     n_chunks = max(1, int(n_chunks))
-    plan = _variant(base.loss, base.activations)["_plan"](base, indices, np.int64(n_pts), np.int64(n_chunks))
+    plan = _plan(base, indices, n_pts, n_chunks)
     sizes = base.layer_sizes
     widest = max(1, int(sizes[1:].max()))
-    scratch = _allocate_scratch(np.int64(n_chunks), np.int64(plan.capacity), np.int64(n_pts), np.int64(widest),
-                                np.int64(sizes[-1]))
+    scratch = _allocate_scratch(n_chunks, int(plan.capacity), n_pts, widest, int(sizes[-1]))
     _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch)
     return deltas, kinks, status
 
@@ -1524,7 +1469,6 @@ def _cost_differences(base, indices, points, n_chunks):
 #: what they call); the module's other compiled functions are copied per variant.
 _SHARED = (
     "_softplus", "_activation_change", "_smooth_changes", "_layer_forward", "_base_forward",
-    "_order_by_decreasing", "_allocate_scratch",
 )
 _variants: dict = {}
 _variants_lock = threading.Lock()
@@ -1564,8 +1508,7 @@ def _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout
                      np.zeros((n_units, m, SERIES_TERMS)), np.zeros((n_units, m)))
     n_chunks = max(1, min(int(numba.get_num_threads()), n_units))
     widest = max(1, int(layer_sizes[1:].max()))
-    scratch = _allocate_scratch(np.int64(n_chunks), np.int64(1), np.int64(1), np.int64(widest),
-                                np.int64(layer_sizes[-1]))
+    scratch = _allocate_scratch(n_chunks, 1, 1, widest, int(layer_sizes[-1]))
     _on_threads(_variant(loss, activations)["_fill_unit_losses"], (base, scratch, np.int64(n_chunks)),
                 list(range(n_chunks)))
     return base
@@ -1789,8 +1732,6 @@ def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEA
     scratch = ChunkScratch(*[np.zeros((1, *a.shape), a.dtype) for a in scratch_types])
     return (
         _is_cached(kernels["_prepare_arrays"], prepare_arguments)
-        and _is_cached(kernels["_plan"], (base, index, one, one))
-        and _is_cached(_allocate_scratch, (one,) * 5)
         and _is_cached(kernels["_run_chunk"], (base, index, matrix, plan, matrix, flags, flags, scratch, one))
         and _is_cached(kernels["_fill_unit_losses"], (base, scratch, one, one))
     )

@@ -72,22 +72,30 @@ def example_losses(args: tuple, theta: np.ndarray) -> np.ndarray:
 
 
 def forward_cost(args: tuple, theta: np.ndarray) -> float:
-    """The cost J(theta): mean loss plus the L2 penalty."""
-    weights, _, Z, A, _ = _layers(args, theta)
-    return float(_losses(args, Z, A).sum() / args[4].shape[1]) + _penalty(args, weights)
+    """The cost J(theta): mean loss plus the L2 penalty (inf or nan, without a warning, where it overflows)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        weights, _, Z, A, _ = _layers(args, theta)
+        return float(_losses(args, Z, A).sum() / args[4].shape[1]) + _penalty(args, weights)
 
 
 def cost_and_gradient(args: tuple, theta: np.ndarray) -> tuple[float, np.ndarray]:
-    """The cost and its gradient by back-prop (the left slope at a ReLU exactly on its kink)."""
+    """The cost and its gradient by back-prop (the left slope at a ReLU exactly on its kink).
+
+    ``DenseNet``'s back-prop for every network: a few matrix products per
+    layer, which NumPy (BLAS) does as fast as compiled loops would. Overflow
+    gives inf or nan without a warning; the callers test the cost.
+    """
     layer_sizes, activations, loss, l2, X, Y, _ = args
     m = X.shape[1]
-    weights, offsets, Z, A, drops = _layers(args, theta)
-    cost = float(_losses(args, Z, A).sum() / m) + _penalty(args, weights)
-    output = _output_delta(int(loss), int(activations[-1]), Z[-1], A[-1], Y, m)
-    grad = _example_gradient(weights, Z, A, drops, activations, output, np.arange(m), None, offsets, theta.size)
-    if l2 != 0.0:
-        for W, start in zip(weights, offsets):
-            grad[start:start + W.size] += (l2 / m) * W.ravel()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        weights, offsets, Z, A, drops = _layers(args, theta)
+        cost = float(_losses(args, Z, A).sum() / m) + _penalty(args, weights)
+        output = _output_delta(int(loss), int(activations[-1]), Z[-1], A[-1], Y, m)
+        # Every example: a slice, so that the back-prop reads Z and A as views.
+        grad = _example_gradient(weights, Z, A, drops, activations, output, slice(None), None, offsets, theta.size)
+        if l2 != 0.0:
+            for W, start in zip(weights, offsets):
+                grad[start:start + W.size] += (l2 / m) * W.ravel()
     return cost, grad
 
 

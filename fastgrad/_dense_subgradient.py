@@ -162,7 +162,7 @@ def _output_delta(loss: int, code: int, z: np.ndarray, a: np.ndarray, Y: np.ndar
 
 
 def _example_gradient(weights, Z, A, drops, activations, output, columns, overrides, offsets, size) -> np.ndarray:
-    """The gradient of the examples ``columns``, with chosen slopes at ``overrides`` {(layer, unit): slope}."""
+    """The gradient of the examples ``columns`` (indices, or a slice), with chosen slopes at ``overrides`` {(layer, unit): slope}."""
     n_layers = len(weights)
     gradient = np.zeros(size)
     factor, output_slope = output

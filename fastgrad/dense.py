@@ -620,18 +620,16 @@ class DenseNet:
             return float(_dense_kernels.forward_cost(theta, *self._kernel_args(X, Y)))
 
     def gradients(self, params: Mapping[str, object], X: object, Y: object) -> dict[str, np.ndarray]:
-        """The gradient by compiled back-prop: ``dW1, db1, ..., dWL, dbL``."""
+        """The gradient by back-prop (NumPy's matrix products): ``dW1, db1, ..., dWL, dbL``."""
         theta = self.pack(params)
         X, Y = self._data(X, Y)
         _, grad = self._cost_and_gradient(theta, X, Y)
         return {"d" + name: block for name, block in unpack(grad, self._layout).items()}
 
     def _cost_and_gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        from fastgrad import _dense_kernels
-
-        with _announce_compilation(self):
-            cost, grad = _dense_kernels.cost_and_gradient(theta, *self._kernel_args(X, Y))
-        return float(cost), grad
+        # Back-prop is a few matrix products per layer: NumPy's (BLAS) are as
+        # fast as compiled loops, and a first run compiles nothing for it.
+        return _dense_numpy.cost_and_gradient(self._kernel_args(X, Y), theta)
 
     # ------------------------------------------------------------------ #
     # Training
@@ -776,16 +774,17 @@ class DenseNet:
             check_client(client)
         with contextlib.nullcontext() if in_numpy else _announce_compilation(self):  # one notice for every kernel compiled
             args = self._kernel_args(X, Y)
-            # One pass gives the cost and fastgrad's own back-prop.
-            if in_numpy:
-                cost_value, own_grad = _dense_numpy.cost_and_gradient(args, theta)
+            # One pass gives the cost and fastgrad's own back-prop (the cost alone
+            # when the caller brought a gradient).
+            grad_owned = grad is None or isinstance(grads, Mapping)  # an array only the check holds
+            if grad is None:
+                cost_value, grad = _dense_numpy.cost_and_gradient(args, theta)
             else:
-                cost_value, own_grad = self._cost_and_gradient(theta, X, Y)
+                cost_value = _dense_numpy.forward_cost(args, theta)
             if not math.isfinite(cost_value):
                 raise ValueError(
                     f"The cost is {cost_value} at these parameters; it must be finite to be differentiated."
                 )
-            grad = own_grad if grad is None else grad
             if in_numpy:
                 check_engine = NumpyDenseEngine(args, theta, cost_value, self._layout)
             elif use_dense:
@@ -801,7 +800,7 @@ class DenseNet:
                     else None
                 return run_check(check_engine, grad, opts, self._layout, terms=terms, real_engine=real,
                                  description="gradcheck " + "-".join(map(str, self.layer_sizes)),
-                                 grad_owned=grad is own_grad or isinstance(grads, Mapping))
+                                 grad_owned=grad_owned)
 
     def _l2_terms(self, theta, m, grad, estimate, opts) -> tuple[TermResult, ...]:
         """The data term and the L2 penalty checked on their own.

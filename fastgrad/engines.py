@@ -556,6 +556,10 @@ class DenseForwardEngine(_DenseCosts):
 
     def __init__(self, args: tuple, theta: np.ndarray, cost_value: float, layout, *, complex_step: bool = False):
         super().__init__(args, theta, cost_value, layout)
+        # This engine returns costs, from which the driver subtracts J(theta):
+        # J(theta) must come from the same compiled forward pass, bit for bit
+        # (the caller's value is NumPy's, equal only to rounding).
+        self.cost_value = float(self._cost(np.ascontiguousarray(theta)))
         self._complex = complex_step
         import numba
 

@@ -16,7 +16,7 @@ import pytest
 
 import fastgrad
 import reference
-from fastgrad import _dense_kernels, naive
+from fastgrad import _dense_kernels, _dense_numpy, naive
 from fastgrad._cases import NETWORK_CASES
 from fastgrad.dense import DenseNet
 
@@ -430,13 +430,15 @@ def test_bad_options():
 
 @pytest.fixture
 def no_kernels(monkeypatch):
-    """Fail the test if any compiled dense kernel is reached."""
+    """Fail the test if any dense kernel (compiled, or the NumPy back-prop) is reached."""
 
     def refuse(*args, **kwargs):
-        raise AssertionError("a compiled kernel ran before the input was validated")
+        raise AssertionError("a kernel ran before the input was validated")
 
-    for name in ("forward_cost", "cost_and_gradient", "perturbed_costs"):
+    for name in ("forward_cost", "perturbed_costs"):
         monkeypatch.setattr(_dense_kernels, name, refuse)
+    for name in ("forward_cost", "cost_and_gradient"):  # the back-prop, in NumPy
+        monkeypatch.setattr(_dense_numpy, name, refuse)
 
 
 @pytest.mark.parametrize(
