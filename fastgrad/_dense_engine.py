@@ -102,6 +102,12 @@ PIECE_MAX = 1024
 #: Columns per block of the exact (matrix-product) path.
 EXACT_BLOCK = 128
 
+#: Options of compiled functions called only from other compiled functions:
+#: no Python entry point. Numba builds one for every function it compiles, and
+#: for arguments such as DenseBase and ChunkScratch (dozens of arrays) it is
+#: about 0.4 s of a cold compile each; compiled callers call them directly.
+_INTERNAL = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+
 # Polynomial coefficients (Horner form).
 _E2 = 1.0 / 2.0
 _E3 = 1.0 / 6.0
@@ -263,7 +269,7 @@ def _series_product(a, b):
             a[0] * b[4] + a[1] * b[3] + a[2] * b[2] + a[3] * b[1] + a[4] * b[0])
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _series_compose(g, x):
     """sum_j g[j - 1] x^j, truncated after t^6 (x without constant term)."""
     x2 = _series_product(x, x)
@@ -279,13 +285,13 @@ def _series_compose(g, x):
     return _series_axpy(g[5], x6, out)
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _softplus(x):
     """log(1 + e^x), without overflow."""
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _activation_change(code, z, dz):
     """g(z + dz) - g(z), accurately (exact identities, no cancellation for small dz)."""
     if dz == 0.0:
@@ -311,7 +317,7 @@ def _activation_change(code, z, dz):
     return activation(code, zp) - activation(code, z)
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _smooth_changes(code, z, drop, z_changes, a_changes, n_cols):
     """a_changes[b] = drop (g(z + z_changes[b]) - g(z)) for tanh / sigmoid.
 
@@ -355,24 +361,27 @@ def _smooth_changes(code, z, drop, z_changes, a_changes, n_cols):
 # --------------------------------------------------------------------------- #
 # The unperturbed network, once per check (prepare)
 # --------------------------------------------------------------------------- #
-@njit(cache=True, inline="always")
-def _unit_tables(layer_sizes, m):
-    """Offsets indexed by layer l = 1..L + 1: layer l's first row of Z (``unit_offset``)
+def _tables(layer_sizes, m):
+    """Offset tables indexed by layer l = 1..L + 1 (entry 0 unused, entry L + 1 the end):
+    where W_l and b_l start in theta, layer l's first row of Z (``unit_offset``)
     and the start of A_{l-1}^T in the transposed buffer; and the layer of each row."""
     n_layers = layer_sizes.size - 1
+    n_in, n_out = layer_sizes[:-1], layer_sizes[1:]
+    layer_end = np.cumsum(n_out * (n_in + 1))
+    weight_offset = np.zeros(n_layers + 2, dtype=np.int64)
+    bias_offset = np.zeros(n_layers + 2, dtype=np.int64)
+    weight_offset[2:] = layer_end
+    bias_offset[1:-1] = weight_offset[1:-1] + n_out * n_in
+    bias_offset[-1] = layer_end[-1]
     unit_offset = np.zeros(n_layers + 2, dtype=np.int64)
     inputs_t_offset = np.zeros(n_layers + 2, dtype=np.int64)
-    for l in range(1, n_layers + 1):
-        unit_offset[l + 1] = unit_offset[l] + layer_sizes[l]
-        inputs_t_offset[l + 1] = inputs_t_offset[l] + m * layer_sizes[l - 1]
-    layer_of_unit = np.empty(unit_offset[n_layers + 1], dtype=np.int64)
-    for l in range(1, n_layers + 1):
-        for i in range(layer_sizes[l]):
-            layer_of_unit[unit_offset[l] + i] = l
-    return unit_offset, inputs_t_offset, layer_of_unit
+    unit_offset[2:] = np.cumsum(n_out)
+    inputs_t_offset[2:] = np.cumsum(m * n_in)
+    layer_of_unit = np.repeat(np.arange(1, n_layers + 1, dtype=np.int64), n_out)
+    return weight_offset, bias_offset, unit_offset, inputs_t_offset, layer_of_unit
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _layer_forward(W, A_prev, b, code, dropped, dropout_scale, row0, Z, A):
     """Z[row0 + i] = W[i] A_prev + b[i], A = activation (times dropout), row by row.
     Our own loops rather than BLAS: BLAS threads left spinning after a call
@@ -420,8 +429,8 @@ def _base_forward(layer_sizes, activations, theta, X, dropout_scale, weight_offs
     return Z, A
 
 
-@njit(cache=True, inline="always")
-def _output_probabilities(loss, Z_out):
+@njit(cache=True)
+def _output_probabilities(Z_out):
     """Softmax probabilities and log-sum-exp per example, or the sigmoid of every
     logit, of the output pre-activations ``Z_out`` ``(n_L, m)``."""
     n_out, m = Z_out.shape
@@ -443,25 +452,7 @@ def _output_probabilities(loss, Z_out):
     return P, log_sum_exp
 
 
-@njit(cache=True, inline="always")
-def _transposed_inputs(layer_sizes, X, A, unit_offset, inputs_t_offset):
-    """A_{l-1}^T of every layer, one after the other (A_0 = X)."""
-    n_layers = layer_sizes.size - 1
-    m = X.shape[1]
-    inputs_t = np.empty(inputs_t_offset[n_layers + 1])
-    for l in range(1, n_layers + 1):
-        n_in = layer_sizes[l - 1]
-        start = inputs_t_offset[l]
-        for e in range(m):
-            for j in range(n_in):
-                if l == 1:
-                    inputs_t[start + e * n_in + j] = X[j, e]
-                else:
-                    inputs_t[start + e * n_in + j] = A[unit_offset[l - 1] + j, e]
-    return inputs_t
-
-
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _series_table(layer_sizes, activations, Z, unit_offset):
     """series[e, unit, k - 1]: coefficient of d^k in g(Z[unit, e] + d) - g(Z[unit, e])
     for every tanh / sigmoid hidden unit.
@@ -474,8 +465,6 @@ def _series_table(layer_sizes, activations, Z, unit_offset):
     n_layers = layer_sizes.size - 1
     n_units, m = Z.shape
     series = np.zeros((m, n_units, SERIES_TERMS))
-    if not SMOOTH:
-        return series
     for l in range(1, n_layers):
         code = activations[l - 1]
         if code != TANH and code != SIGMOID:
@@ -501,16 +490,26 @@ def _series_table(layer_sizes, activations, Z, unit_offset):
     return series
 
 
-@njit(cache=True)
 def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
-    """The tables and unperturbed forward pass of ``DenseBase``, in its field order."""
+    """The tables and unperturbed forward pass of ``DenseBase``, in its field order.
+
+    Tables and copies in NumPy; the values the kernels compare their changes
+    with (Z, A, the output probabilities, the series) from compiled code, the
+    same arithmetic as theirs. A first run compiles only those.
+    """
+    kernels = _variant(loss, activations)
     n_layers = layer_sizes.size - 1
-    weight_offset, bias_offset = layer_offsets(layer_sizes)
-    unit_offset, inputs_t_offset, layer_of_unit = _unit_tables(layer_sizes, X.shape[1])
+    m = X.shape[1]
+    weight_offset, bias_offset, unit_offset, inputs_t_offset, layer_of_unit = _tables(layer_sizes, m)
     Z, A = _base_forward(layer_sizes, activations, theta, X, dropout_scale, weight_offset, bias_offset, unit_offset)
-    P, log_sum_exp = _output_probabilities(loss, Z[unit_offset[n_layers] :])
-    inputs_t = _transposed_inputs(layer_sizes, X, A, unit_offset, inputs_t_offset)
-    series = _series_table(layer_sizes, activations, Z, unit_offset)
+    P, log_sum_exp = kernels["_output_probabilities"](Z[unit_offset[n_layers] :])
+    # A_{l-1}^T of every layer, one after the other (A_0 = X): contiguous gathers for the exact path.
+    inputs_t = np.concatenate([X.T.ravel()] + [A[unit_offset[l - 1] : unit_offset[l]].T.ravel()
+                                               for l in range(2, n_layers + 1)])
+    if _variant_key(loss, activations)[1]:
+        series = kernels["_series_table"](layer_sizes, activations, Z, unit_offset)
+    else:  # no tanh / sigmoid hidden layer: no unit has a series
+        series = np.zeros((m, Z.shape[0], SERIES_TERMS))
     return (
         weight_offset, bias_offset, unit_offset, inputs_t_offset, layer_of_unit,
         Z, A, P, log_sum_exp, inputs_t, series,
@@ -682,7 +681,7 @@ def _carry_direction(base, k, e, margin, s):
     return margin
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _logit_direction(base, l, i, e, s):
     """direction = v_e, the move of the logits per unit change of A_l[i, e]
     (of Z_L[i, e] when l = L); returns the largest |change| for which no
@@ -713,7 +712,7 @@ def _logit_direction(base, l, i, e, s):
     return limit
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _loss_series(base, e, n_terms, s):
     """The change of example e's loss as a power series in t (coefficients of
     t^1 .. t^6), when logit c moves by ``x_c = sum_k series[k - 1, c] t^k``
@@ -813,7 +812,7 @@ def _downstream_is_series(base, l):
     return series
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _series_direction(base, l, i, e, s, WT):
     """series[k - 1] = V_k: the logits move by sum_k V_k t^k when A_l[i, e]
     changes by t, for |t| up to the returned limit.
@@ -893,7 +892,7 @@ def _series_move(v, t):
 # --------------------------------------------------------------------------- #
 # The exact path: a block of columns pushed through the remaining layers
 # --------------------------------------------------------------------------- #
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _loss_change(base, e, b, s):
     """Change of example e's loss when the logits move by ``s.z_changes[:, b]``.
 
@@ -1086,7 +1085,7 @@ def _block_losses(base, e, n_cols, s):
                 s.block_loss[b] = _loss_change(base, e, b, s)
 
 
-@njit(cache=True)
+@njit(cache=True, **_INTERNAL)
 def _exact_block(base, l, i, e, n_cols, s):
     """block_loss[b]: example e's loss change when A_l[i, e] moves by
     block_a_change[b] (Z_L[i, e] when l = L), pushed through the remaining
@@ -1495,9 +1494,8 @@ def _variant(loss, activations) -> dict:
 
 
 def _prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout_scale):
-    """The variant's ``_prepare_arrays`` (tables and unperturbed forward pass, in DenseBase's field order)."""
-    kernel = _variant(loss, activations)["_prepare_arrays"]
-    return kernel(layer_sizes, activations, np.int64(loss), theta, X, dropout_scale)
+    """``_prepare_arrays`` (tables and unperturbed forward pass, in DenseBase's field order)."""
+    return _prepare_arrays(layer_sizes, activations, int(loss), theta, X, dropout_scale)
 
 
 def _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, arrays) -> DenseBase:
@@ -1719,10 +1717,8 @@ def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEA
         once); a failure to tell is reported as False.
     """
     kernels = _variant(loss, activations)
-    prepare_arguments = (
-        np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64), np.int64(0),
-        np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)),
-    )
+    sizes, codes, offsets = np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(3, dtype=np.int64)
+    forward_arguments = (sizes, codes, np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)), offsets, offsets, offsets)
     base = _example_base()
     one = np.int64(1)
     index, vector, matrix, flags = np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros((1, 1)), np.zeros(1, np.uint8)
@@ -1731,7 +1727,10 @@ def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEA
                                      matrix, matrix, vector, vector, vector, vector, matrix, matrix]
     scratch = ChunkScratch(*[np.zeros((1, *a.shape), a.dtype) for a in scratch_types])
     return (
-        _is_cached(kernels["_prepare_arrays"], prepare_arguments)
+        _is_cached(_base_forward, forward_arguments)
+        and _is_cached(kernels["_output_probabilities"], (np.zeros((1, 1)),))
+        and (not _variant_key(loss, activations)[1]
+             or _is_cached(kernels["_series_table"], (sizes, codes, np.zeros((1, 1)), offsets)))
         and _is_cached(kernels["_run_chunk"], (base, index, matrix, plan, matrix, flags, flags, scratch, one))
         and _is_cached(kernels["_fill_unit_losses"], (base, scratch, one, one))
     )
