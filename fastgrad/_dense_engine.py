@@ -1251,7 +1251,7 @@ def _write_piece(base, indices, points, plan, start, n_comp, n_in, deltas, kinks
 # The loss series of every unit and example, once per check
 # --------------------------------------------------------------------------- #
 @njit(cache=True, nogil=True)
-def _fill_unit_losses(base, scratch, n_chunks, c):
+def _fill_unit_losses(base, n_chunks, c):
     """unit_loss and unit_limit of units c, c + n_chunks, ... (chunk c's share, in its scratch).
 
     The direction of the logits (fast path) or their series (series path) and
@@ -1261,7 +1261,7 @@ def _fill_unit_losses(base, scratch, n_chunks, c):
     on the flat side of a ReLU, dropped, or served by neither path keep a
     limit of 0.
     """
-    s = _scratch_of_chunk(scratch, c)
+    s = _new_scratch(base, 1, 1)
     n_layers = base.layer_sizes.size - 1
     has_dropout = base.dropout_scale.shape[0] > 0
     # W_L transposed, once per call: the series path's sums read its rows.
@@ -1303,46 +1303,31 @@ def _fill_unit_losses(base, scratch, n_chunks, c):
 # --------------------------------------------------------------------------- #
 # The kernel
 # --------------------------------------------------------------------------- #
-def _allocate_scratch(n_chunks, capacity, n_pts, widest, n_out) -> ChunkScratch:
-    """Every chunk's scratch, allocated before the chunks run: a ChunkScratch
-    whose arrays have a leading axis of n_chunks."""
-    n_q = capacity * n_pts
-
-    def floats(*shape):
-        return np.empty((n_chunks, *shape))
-
-    def flags(size):
-        return np.zeros((n_chunks, size), dtype=np.uint8)
-
-    def ints(size):
-        return np.empty((n_chunks, size), dtype=np.int64)
-
-    return ChunkScratch(
-        floats(n_q), floats(n_q), floats(n_q), floats(n_q), floats(n_q), flags(n_q), ints(n_q),
-        ints(capacity), flags(capacity),
-        floats(EXACT_BLOCK), floats(EXACT_BLOCK), floats(EXACT_BLOCK), flags(EXACT_BLOCK), flags(EXACT_BLOCK),
-        floats(widest, EXACT_BLOCK), floats(widest, EXACT_BLOCK),
-        floats(widest), floats(widest), floats(n_out), floats(n_out),
-        floats(SERIES_TERMS, widest), floats(SERIES_TERMS, n_out),
-    )
-
-
 @njit(cache=True, inline="always")
-def _scratch_of_chunk(scratch, c):
-    """Chunk c's views of the scratch arrays."""
+def _new_scratch(base, capacity, n_pts):
+    """A chunk's scratch (see ChunkScratch), allocated by the thread that runs
+    the chunk, before its loop: pieces of at most ``capacity`` components at
+    ``n_pts`` points each."""
+    sizes = base.layer_sizes
+    widest = 1
+    for l in range(1, sizes.size):
+        widest = max(widest, sizes[l])
+    n_out = sizes[sizes.size - 1]
+    n_q = capacity * n_pts
     return ChunkScratch(
-        scratch.step[c], scratch.z_change[c], scratch.a_change[c],
-        scratch.contribution[c], scratch.total[c], scratch.crossed[c],
-        scratch.exact_columns[c], scratch.input_column[c], scratch.component_kink[c],
-        scratch.block_a_change[c], scratch.block_loss[c], scratch.block_label_dot[c],
-        scratch.block_kink[c], scratch.block_far[c], scratch.z_changes[c], scratch.a_changes[c],
-        scratch.carried[c], scratch.scaled[c], scratch.direction[c], scratch.output_move[c],
-        scratch.series_scaled[c], scratch.series[c],
+        np.empty(n_q), np.empty(n_q), np.empty(n_q), np.empty(n_q), np.empty(n_q),
+        np.zeros(n_q, dtype=np.uint8), np.empty(n_q, dtype=np.int64),
+        np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.uint8),
+        np.empty(EXACT_BLOCK), np.empty(EXACT_BLOCK), np.empty(EXACT_BLOCK),
+        np.empty(EXACT_BLOCK, dtype=np.uint8), np.empty(EXACT_BLOCK, dtype=np.uint8),
+        np.empty((widest, EXACT_BLOCK)), np.empty((widest, EXACT_BLOCK)),
+        np.empty(widest), np.empty(widest), np.empty(n_out), np.empty(n_out),
+        np.empty((SERIES_TERMS, widest)), np.empty((SERIES_TERMS, n_out)),
     )
 
 
 @njit(cache=True, nogil=True)
-def _run_chunk(base, indices, points, plan, deltas, kinks, status, scratch, c):
+def _run_chunk(base, indices, points, plan, deltas, kinks, status, c):
     """Chunk c's pieces, one after the other, in its own scratch (without the GIL).
 
     The one compiled function that holds the per-piece code: the chunks run
@@ -1351,7 +1336,7 @@ def _run_chunk(base, indices, points, plan, deltas, kinks, status, scratch, c):
     there: a parallel loop (its gufunc, the function holding it) and a
     compiled driver around it compiled the per-piece code three times over.
     """
-    s = _scratch_of_chunk(scratch, c)
+    s = _new_scratch(base, plan.capacity, points.shape[1])
     for t in range(plan.chunk_start[c], plan.chunk_start[c + 1]):
         piece = plan.chunk_pieces[t]
         unit = plan.piece_unit[piece]
@@ -1435,16 +1420,16 @@ def _on_threads(kernel, arguments, chunks) -> None:
         future.result()
 
 
-def _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch):
+def _run_chunks(base, indices, points, plan, deltas, kinks, status):
     """Every chunk with work, on the threads (``_on_threads``)."""
     chunk_start = plan.chunk_start
     busy = [c for c in range(chunk_start.size - 1) if chunk_start[c + 1] > chunk_start[c]]
     _on_threads(_variant(base.loss, base.activations)["_run_chunk"],
-                (base, indices, points, plan, deltas, kinks, status, scratch), busy)
+                (base, indices, points, plan, deltas, kinks, status), busy)
 
 
 def _cost_differences(base, indices, points, n_chunks):
-    """The body of ``cost_differences``, on arrays of the right types: plan, scratch, run."""
+    """The body of ``cost_differences``, on arrays of the right types: plan, run."""
     n_idx = indices.size
     n_pts = points.shape[1]
     deltas = np.zeros((n_idx, n_pts))
@@ -1454,10 +1439,7 @@ def _cost_differences(base, indices, points, n_chunks):
         return deltas, kinks, status
     n_chunks = max(1, int(n_chunks))
     plan = _plan(base, indices, n_pts, n_chunks)
-    sizes = base.layer_sizes
-    widest = max(1, int(sizes[1:].max()))
-    scratch = _allocate_scratch(n_chunks, int(plan.capacity), n_pts, widest, int(sizes[-1]))
-    _run_chunks(base, indices, points, plan, deltas, kinks, status, scratch)
+    _run_chunks(base, indices, points, plan, deltas, kinks, status)
     return deltas, kinks, status
 
 
@@ -1505,10 +1487,7 @@ def _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout
     base = DenseBase(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, *arrays,
                      np.zeros((n_units, m, SERIES_TERMS)), np.zeros((n_units, m)))
     n_chunks = max(1, min(int(numba.get_num_threads()), n_units))
-    widest = max(1, int(layer_sizes[1:].max()))
-    scratch = _allocate_scratch(n_chunks, 1, 1, widest, int(layer_sizes[-1]))
-    _on_threads(_variant(loss, activations)["_fill_unit_losses"], (base, scratch, np.int64(n_chunks)),
-                list(range(n_chunks)))
+    _on_threads(_variant(loss, activations)["_fill_unit_losses"], (base, np.int64(n_chunks)), list(range(n_chunks)))
     return base
 
 
@@ -1721,16 +1700,13 @@ def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEA
     forward_arguments = (sizes, codes, np.zeros(2), np.zeros((1, 1)), np.zeros((0, 1)), offsets, offsets, offsets)
     base = _example_base()
     one = np.int64(1)
-    index, vector, matrix, flags = np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros((1, 1)), np.zeros(1, np.uint8)
+    index, matrix, flags = np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.zeros(1, np.uint8)
     plan = Plan(*[index] * 7, 1)
-    scratch_types = [vector] * 5 + [flags, index, index, flags, vector, vector, vector, flags, flags,
-                                     matrix, matrix, vector, vector, vector, vector, matrix, matrix]
-    scratch = ChunkScratch(*[np.zeros((1, *a.shape), a.dtype) for a in scratch_types])
     return (
         _is_cached(_base_forward, forward_arguments)
         and _is_cached(kernels["_output_probabilities"], (np.zeros((1, 1)),))
         and (not _variant_key(loss, activations)[1]
              or _is_cached(kernels["_series_table"], (sizes, codes, np.zeros((1, 1)), offsets)))
-        and _is_cached(kernels["_run_chunk"], (base, index, matrix, plan, matrix, flags, flags, scratch, one))
-        and _is_cached(kernels["_fill_unit_losses"], (base, scratch, one, one))
+        and _is_cached(kernels["_run_chunk"], (base, index, matrix, plan, matrix, flags, flags, one))
+        and _is_cached(kernels["_fill_unit_losses"], (base, one, one))
     )
