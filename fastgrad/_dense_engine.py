@@ -497,6 +497,7 @@ def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
     with (Z, A, the output probabilities, the series) from compiled code, the
     same arithmetic as theirs. A first run compiles only those.
     """
+    loss = int(loss)
     kernels = _variant(loss, activations)
     n_layers = layer_sizes.size - 1
     m = X.shape[1]
@@ -1489,11 +1490,6 @@ def _variant(loss, activations) -> dict:
         return found
 
 
-def _prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout_scale):
-    """``_prepare_arrays`` (tables and unperturbed forward pass, in DenseBase's field order)."""
-    return _prepare_arrays(layer_sizes, activations, int(loss), theta, X, dropout_scale)
-
-
 def _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, arrays) -> DenseBase:
     """DenseBase of the prepared arrays, its per-unit loss series filled on the chunks' threads."""
     Z = arrays[5]
@@ -1592,7 +1588,7 @@ def prepare(
             f"dropout_scale must be ({n_hidden}, {m}) or (0, {m}), got {dropout_scale.shape}."
         )
     loss, l2 = int(loss), float(l2)
-    arrays = _prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout_scale)
+    arrays = _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale)
     return _base_with_unit_losses(layer_sizes, activations, loss, l2, theta, Y, dropout_scale, arrays)
 
 

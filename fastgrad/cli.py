@@ -174,7 +174,7 @@ _CHECK_EPILOG = """\
 what is checked:
   Without --params: a self-check on random data. fastgrad draws parameters
   (net.init(seed)) and data of the given shape, computes the gradient with its
-  own compiled back-prop and checks it by finite differences.
+  own back-prop and checks it by finite differences.
   With --params/--data: your saved parameters and data (.npz files written
   with numpy.savez). With --grads too, your own gradients are checked; without
   it, fastgrad's back-prop on your parameters and data.

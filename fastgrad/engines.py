@@ -528,7 +528,7 @@ class DenseEngine(_DenseCosts):
         # Tables and the base forward pass, once per check. The arrays are
         # DenseNet's validated ones: the compiled set-up directly (prepare()
         # validates them for other callers).
-        arrays = _dense_engine._prepare_arrays_for(layer_sizes, activations, loss, theta, X, dropout)
+        arrays = _dense_engine._prepare_arrays(layer_sizes, activations, loss, theta, X, dropout)
         self._base = _dense_engine._base_with_unit_losses(layer_sizes, activations, int(loss), float(l2), theta, Y,
                                                           dropout, arrays)
 
