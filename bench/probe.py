@@ -1,11 +1,15 @@
 """One gradient check in a fresh process, measured from the inside (used by ``bench_compile.py``).
 
-Run as ``python bench/probe.py CASE ENGINE [--small] [--indices N]``; prints one
+Run as ``python bench/probe.py CASE ENGINE [--small] [--indices N] [--numba-started]``; prints one
 JSON object: seconds to import fastgrad, to build the case, of the first and
 of a second check, the number of functions Numba compiled during the first
 check (fastgrad's own and others), the peak resident memory before and after
 the first check (VmHWM, reset just before the check where Linux allows, else ``ru_maxrss``; the second check runs while the first report is
-still alive, so its peak is reported apart), and the verdict.
+still alive, so its peak is reported apart), and the verdict. With
+``--numba-started`` (the memory runs) Numba's one-time start-up runs first, on
+a trivial function, so that the memory measured is the check's; and the
+second check's NumPy arrays are traced (``tracemalloc``): their peak is what
+the check allocates, whatever the heap held before.
 
 ENGINE is ``dense`` (``DenseNet.gradcheck``), ``generic`` (``fastgrad.gradcheck``
 on the registry's compiled cost) or ``generic-new-cost`` (``fastgrad.gradcheck``
@@ -20,6 +24,7 @@ import json
 import resource
 import sys
 import time
+import tracemalloc
 
 started = time.perf_counter()
 
@@ -51,12 +56,21 @@ def _peak_since_now_kib() -> int:
     return _peak_kib()
 
 
+def numba_start() -> None:
+    """One call of a trivial compiled function: Numba's one-time start-up, and nothing of fastgrad's."""
+    import numba
+
+    numba.njit(lambda x: x + 1.0)(1.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("case")
     parser.add_argument("engine", choices=["dense", "generic", "generic-new-cost"])
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--indices", type=int, default=0, help="check only this many components (0: all)")
+    parser.add_argument("--numba-started", action="store_true",
+                        help="start Numba (one trivial compiled call) before measuring the check's memory")
     options = parser.parse_args()
 
     from numba.core import event
@@ -87,6 +101,10 @@ def main() -> None:
     case = get_case(options.case, small=options.small)
     problem = case.problem()
     built = time.perf_counter()
+    if options.numba_started:
+        # Numba's own one-time start-up (its registries, LLVM, SciPy's BLAS) is
+        # not the check's memory: start it with a trivial compiled function.
+        numba_start()
     rss_before = _peak_since_now_kib()
     compiled_while_building = dict(compiled)
     indices = None
@@ -146,8 +164,18 @@ def main() -> None:
     rss_after_first = _peak_kib()
     compiled_first = {k: compiled[k] - compiled_while_building[k] for k in compiled}
     names_first = sorted(set(names[len(names) - compiled_first["fastgrad"]:])) if compiled_first["fastgrad"] else []
+    # Memory run: the second check's NumPy arrays at their peak (tracemalloc): what the check
+    # allocates, whatever the heap held before (the resident memory it adds is
+    # less where the heap reuses freed memory). Traced only now: tracing slows
+    # the check and holds memory of its own.
+    if options.numba_started:  # (the memory run; tracing would distort the compile runs' timing)
+        tracemalloc.start()
+    traced_before = tracemalloc.get_traced_memory()[0]
+    t_second = time.perf_counter()
     check()
     t2 = time.perf_counter()
+    allocated_peak = tracemalloc.get_traced_memory()[1] - traced_before
+    tracemalloc.stop()
     print(json.dumps({
         "case": case.name,
         "engine": options.engine,
@@ -156,13 +184,14 @@ def main() -> None:
         "import_s": imported - started,
         "build_s": built - imported,
         "first_check_s": t1 - t0,
-        "second_check_s": t2 - t1,
+        "second_check_s": t2 - t_second,
         "process_s": t1 - started,
         "compiled_during_first_check": compiled_first,
         "compiled_before_check": compiled_while_building,
         "fastgrad_functions_compiled_during_first_check": names_first,
         "maxrss_before_check_kib": rss_before,
         "maxrss_kib": rss_after_first,
+        "allocated_peak_bytes": int(allocated_peak),
         "maxrss_after_second_check_kib": _peak_kib(),
         "theta_bytes": int(problem.theta.nbytes),
         "passed": bool(report.passed),

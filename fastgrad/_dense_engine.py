@@ -521,14 +521,22 @@ def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
 # Splitting the work (per call; NumPy: a first run compiles nothing for it)
 # --------------------------------------------------------------------------- #
 @njit(cache=True)
-def _locate_components(indices, layer_sizes, weight_offset, bias_offset, unit_offset):
-    """The unit (row of Z) each component moves, and its input column j
+def _group_components(indices, layer_sizes, weight_offset, bias_offset, unit_offset):
+    """Components (rows of indices) unit after unit (``order``, a stable
+    counting sort), where each unit's run starts (``unit_start``, one entry
+    per row of Z and the end), and each component's input column j
     (``W_l[i, j]``; ``n_{l-1}`` for the bias ``b_l[i]``, whose "input" is 1).
-    Compiled (plain arrays: a fraction of a second to compile): in NumPy it was
-    the plan's largest cost, ~2 ms per call over M's 109,386 components."""
+
+    Compiled, on plain arrays (a fraction of a second to compile): in NumPy it
+    was the plan's largest cost (2 ms a call on M's 109,386 components) and
+    its sort's workspace half of theta's bytes more on L.
+    """
     n_idx = indices.size
+    n_layers = layer_sizes.size - 1
+    n_units = unit_offset[n_layers + 1]
     unit_of = np.empty(n_idx, dtype=np.int64)
     input_column = np.empty(n_idx, dtype=np.int64)
+    unit_start = np.zeros(n_units + 1, dtype=np.int64)
     for r in range(n_idx):
         k = indices[r]
         l = 1
@@ -543,7 +551,15 @@ def _locate_components(indices, layer_sizes, weight_offset, bias_offset, unit_of
             j = n_in
         unit_of[r] = unit_offset[l] + i
         input_column[r] = j
-    return unit_of, input_column
+        unit_start[unit_of[r] + 1] += 1
+    for unit in range(n_units):
+        unit_start[unit + 1] += unit_start[unit]
+    fill = unit_start[:n_units].copy()
+    order = np.empty(n_idx, dtype=np.int64)
+    for r in range(n_idx):
+        order[fill[unit_of[r]]] = r
+        fill[unit_of[r]] += 1
+    return order, input_column, unit_start
 
 
 def _layer_work(base, loss):
@@ -633,12 +649,8 @@ def _assign_pieces(piece_cost, n_chunks):
 def _plan(base, indices, n_pts, n_chunks) -> Plan:
     """Group components by unit, cut the units' runs into pieces, and spread the
     pieces over chunks so that the static split comes out even."""
-    n_units = base.Z.shape[0]
-    unit_of, input_column = _locate_components(indices, base.layer_sizes, base.weight_offset, base.bias_offset,
-                                               base.unit_offset)
-    order = np.argsort(unit_of, kind="stable").astype(np.int64)
-    unit_start = np.zeros(n_units + 1, dtype=np.int64)
-    np.cumsum(np.bincount(unit_of, minlength=n_units), out=unit_start[1:])
+    order, input_column, unit_start = _group_components(indices, base.layer_sizes, base.weight_offset,
+                                                        base.bias_offset, base.unit_offset)
     # Pieces small enough that even a small call keeps every chunk busy.
     capacity = (indices.size + 4 * n_chunks - 1) // (4 * n_chunks)
     capacity = max(16, min(PIECE_MAX, capacity))
@@ -1464,7 +1476,7 @@ def _cost_differences(base, indices, points, n_chunks):
 #: Compiled functions every variant shares (no LOSS or SMOOTH in them or in
 #: what they call); the module's other compiled functions are copied per variant.
 _SHARED = (
-    "_softplus", "_activation_change", "_smooth_changes", "_layer_forward", "_base_forward", "_locate_components",
+    "_softplus", "_activation_change", "_smooth_changes", "_layer_forward", "_base_forward", "_group_components",
 )
 _variants: dict = {}
 _variants_lock = threading.Lock()
@@ -1714,7 +1726,7 @@ def kernel_is_cached(loss: int = SOFTMAX_CROSS_ENTROPY, activations=(RELU, LINEA
     plan = Plan(*[index] * 7, 1)
     return (
         _is_cached(_base_forward, forward_arguments)
-        and _is_cached(_locate_components, (codes, sizes, offsets, offsets, offsets))
+        and _is_cached(_group_components, (codes, sizes, offsets, offsets, offsets))
         and _is_cached(kernels["_output_probabilities"], (np.zeros((1, 1)),))
         and (not _variant_key(loss, activations)[1]
              or _is_cached(kernels["_series_table"], (sizes, codes, np.zeros((1, 1)), offsets)))

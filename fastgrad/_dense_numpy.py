@@ -95,8 +95,18 @@ def cost_and_gradient(args: tuple, theta: np.ndarray) -> tuple[float, np.ndarray
         grad = _example_gradient(weights, Z, A, drops, activations, output, slice(None), None, offsets, theta.size)
         if l2 != 0.0:
             for W, start in zip(weights, offsets):
-                grad[start:start + W.size] += (l2 / m) * W.ravel()
+                _add_scaled(grad[start:start + W.size], W.ravel(), l2 / m)
     return cost, grad
+
+
+#: Elements per slice of :func:`_add_scaled`.
+_SLICE = 1 << 16
+
+
+def _add_scaled(target: np.ndarray, source: np.ndarray, scale: float) -> None:
+    """``target += scale * source`` slice by slice: no temporary the size of a weight block."""
+    for start in range(0, target.size, _SLICE):
+        target[start:start + _SLICE] += scale * source[start:start + _SLICE]
 
 
 #: Largest |change| of a pre-activation (or logit) for which a unit's or a

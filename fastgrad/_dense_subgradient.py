@@ -164,7 +164,7 @@ def _output_delta(loss: int, code: int, z: np.ndarray, a: np.ndarray, Y: np.ndar
 def _example_gradient(weights, Z, A, drops, activations, output, columns, overrides, offsets, size) -> np.ndarray:
     """The gradient of the examples ``columns`` (indices, or a slice), with chosen slopes at ``overrides`` {(layer, unit): slope}."""
     n_layers = len(weights)
-    gradient = np.zeros(size)
+    gradient = np.empty(size)  # every entry is written below, block by block
     factor, output_slope = output
     output_slope = output_slope[:, columns].copy()
     if overrides:
@@ -175,7 +175,8 @@ def _example_gradient(weights, Z, A, drops, activations, output, columns, overri
     for l in range(n_layers - 1, -1, -1):
         start = offsets[l]
         W = weights[l]
-        gradient[start:start + W.size] = (delta @ A[l][:, columns].T).ravel()
+        # Written in place: no temporary the size of W (L's first layer is 0.9x theta).
+        np.matmul(delta, A[l][:, columns].T, out=gradient[start:start + W.size].reshape(W.shape))
         gradient[start + W.size:start + W.size + W.shape[0]] = delta.sum(axis=1)
         if l == 0:
             break

@@ -272,12 +272,15 @@ def memory_table(rows: list[dict]) -> str:
         lines.append([
             row["contender"], row["case"], f"{row['n_params']:,}", f"{row['components']:,}",
             f"{row['peak_bytes'] / mib:,.0f} MiB", f"{row['maxrss_before_check_kib'] * 1024 / mib:,.0f} MiB",
-            f"{row['check_increase_bytes'] / mib:,.1f} MiB", f"{row['theta_bytes'] / mib:,.1f} MiB",
-            f"{row['activations_bytes'] / mib:,.2f} MiB",
+            f"{row['check_increase_bytes'] / mib:,.1f} MiB ({row['check_increase_bytes'] / row['theta_bytes']:.2f}x)",
+            f"{row.get('allocated_peak_bytes', 0) / mib:,.1f} MiB "
+            f"({row.get('allocated_peak_bytes', 0) / row['theta_bytes']:.2f}x)",
+            f"{row['theta_bytes'] / mib:,.1f} MiB", f"{row['activations_bytes'] / mib:,.2f} MiB",
         ])
     return table(
         ["engine", "case", "parameters", "components checked", "peak RSS", "peak before the check",
-         "added by the check", "theta", "activations (X and every layer)"],
+         "added by the check (x theta)", "allocated at the peak (NumPy arrays, x theta)", "theta",
+         "activations (X and every layer)"],
         lines,
     )
 
@@ -415,7 +418,8 @@ def headline(by_case: dict[str, list[dict]], rows: list[dict]) -> list[str]:
     for r in rows:
         if r.get("kind") == "memory":
             out.append(f"- peak memory, {r['contender']} engine on {r['case']}: {r['peak_bytes'] / 2**20:,.0f} MiB "
-                       f"(the check itself added {r['check_increase_bytes'] / 2**20:,.1f} MiB; theta is "
+                       f"(the check itself added {r['check_increase_bytes'] / 2**20:,.1f} MiB, allocating "
+                       f"{r.get('allocated_peak_bytes', 0) / 2**20:,.1f} MiB of arrays at its peak; theta is "
                        f"{r['theta_bytes'] / 2**20:,.1f} MiB).")
     accuracy = [r for r in rows if r.get("kind") == "accuracy" and r.get("engine") == "dense"]
     if accuracy:
@@ -529,6 +533,12 @@ def write_report(rows: list[dict], machine: dict, when: str, md_path: Path, png_
         startup_table(rows),
         "",
         "## Peak memory (ru_maxrss of a new process)",
+        "",
+        "Numba's one-time start-up runs first, on a trivial function, so that what the check adds is its own. "
+        "*Added by the check*: the resident memory (VmHWM) the first check adds; it is less than what the check "
+        "allocates as far as the heap already holds freed memory, so it depends on what the process ran before. "
+        "*Allocated at the peak*: the most bytes of NumPy arrays a second check holds at once (`tracemalloc`), "
+        "the same whatever ran before.",
         "",
         memory_table(rows),
         "",
