@@ -56,10 +56,11 @@ ENGINES = ("auto", "dense", "generic")
 #: Set (to anything but "" or "0") to silence the notice.
 QUIET_VARIABLE = "FASTGRAD_QUIET"
 
-#: Rough cold-compile time of a first run (back-prop and a dense check; seconds on
-#: the 2-core machine of docs/benchmarks.md), by whether a hidden layer is tanh /
-#: sigmoid: 24 s and 33 s measured (a 6-7-5-3 softmax network, empty cache).
-_COMPILE_ESTIMATE = {False: 25, True: 35}
+#: Rough cold-compile time of a first run (a dense check; the back-prop is NumPy's;
+#: seconds on the 2-core machine of docs/benchmarks.md), by whether a hidden layer
+#: is tanh / sigmoid: 10-11 s and 13-15 s measured (a 6-7-5-3 softmax network,
+#: empty cache).
+_COMPILE_ESTIMATE = {False: 10, True: 15}
 
 _notice_lock = threading.Lock()
 _notice_depth = 0
