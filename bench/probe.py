@@ -174,7 +174,7 @@ def main() -> None:
     t_second = time.perf_counter()
     check()
     t2 = time.perf_counter()
-    allocated_peak = tracemalloc.get_traced_memory()[1] - traced_before
+    allocated_peak = tracemalloc.get_traced_memory()[1] - traced_before if options.numba_started else None
     tracemalloc.stop()
     print(json.dumps({
         "case": case.name,
@@ -191,7 +191,7 @@ def main() -> None:
         "fastgrad_functions_compiled_during_first_check": names_first,
         "maxrss_before_check_kib": rss_before,
         "maxrss_kib": rss_after_first,
-        "allocated_peak_bytes": int(allocated_peak),
+        "allocated_peak_bytes": allocated_peak,
         "maxrss_after_second_check_kib": _peak_kib(),
         "theta_bytes": int(problem.theta.nbytes),
         "passed": bool(report.passed),

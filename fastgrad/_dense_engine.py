@@ -54,7 +54,6 @@ from fastgrad._dense_kernels import (
     activation_slope,
     is_kinked,
     is_piecewise_linear,
-    layer_offsets,
     layer_weights,
     sigmoid,
 )
@@ -197,7 +196,7 @@ ChunkScratch = namedtuple(
         "series",          # (SERIES_TERMS, n_L): move of the logits = sum_k series[k - 1] t^k
     ],
 )
-ChunkScratch.__doc__ = """Scratch of one chunk (per-chunk views of arrays allocated before the chunks run)."""
+ChunkScratch.__doc__ = """Scratch of one chunk, allocated by the chunk's own call before its loop (``_new_scratch``)."""
 
 Plan = namedtuple(
     "Plan",
@@ -505,8 +504,10 @@ def _prepare_arrays(layer_sizes, activations, loss, theta, X, dropout_scale):
     Z, A = _base_forward(layer_sizes, activations, theta, X, dropout_scale, weight_offset, bias_offset, unit_offset)
     P, log_sum_exp = kernels["_output_probabilities"](Z[unit_offset[n_layers] :])
     # A_{l-1}^T of every layer, one after the other (A_0 = X): contiguous gathers for the exact path.
-    inputs_t = np.concatenate([X.T.ravel()] + [A[unit_offset[l - 1] : unit_offset[l]].T.ravel()
-                                               for l in range(2, n_layers + 1)])
+    inputs_t = np.empty(inputs_t_offset[n_layers + 1])
+    for l in range(1, n_layers + 1):
+        inputs = X if l == 1 else A[unit_offset[l - 1] : unit_offset[l]]
+        inputs_t[inputs_t_offset[l] : inputs_t_offset[l + 1]].reshape(m, inputs.shape[0])[...] = inputs.T
     if _variant_key(loss, activations)[1]:
         series = kernels["_series_table"](layer_sizes, activations, Z, unit_offset)
     else:  # no tanh / sigmoid hidden layer: no unit has a series
@@ -1477,6 +1478,7 @@ def _cost_differences(base, indices, points, n_chunks):
 #: what they call); the module's other compiled functions are copied per variant.
 _SHARED = (
     "_softplus", "_activation_change", "_smooth_changes", "_layer_forward", "_base_forward", "_group_components",
+    "_series_table",
 )
 _variants: dict = {}
 _variants_lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Compiled forward cost, back-prop and perturbed-cost evaluation of a dense network.
+"""Compiled forward cost, per-example losses and perturbed-cost evaluation of a dense network.
 
 Every kernel takes the network the same way (see ``docs/design.md``):
 
@@ -21,9 +21,9 @@ Python before calling.
 
 ``fastgrad._dense_engine`` shares this module's activation, slope and
 kink tests (``activation(code, z)``, ``activation_slope(code, z)``,
-``is_kinked``, ``is_piecewise_linear``) and its table of where each layer's
-parameters lie in theta (``layer_offsets``, ``layer_weights``), so that both
-kernels compute g(z) the same way. ``per_example_losses`` gives the loss of
+``is_kinked``, ``is_piecewise_linear``) and ``layer_weights`` (``W_l`` as a
+view of theta), so that both kernels compute g(z) the same way. The
+back-prop is NumPy's (``fastgrad._dense_numpy``). ``per_example_losses`` gives the loss of
 each example on its own, for judging one-sided slopes at kinks.
 
 No ``fastmath``: the perturbed costs are differenced, and reassociation would

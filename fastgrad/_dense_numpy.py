@@ -1,4 +1,8 @@
-"""A small dense network's check in plain NumPy: no compiled code, so no Numba to load.
+"""A dense network in plain NumPy: ``DenseNet``'s back-prop, and the whole check of a small network.
+
+The back-prop (:func:`cost_and_gradient`) serves every network: a few matrix
+products per layer, which BLAS does as fast as compiled loops would, and a
+first run compiles nothing for it.
 
 A new process that checks a small network (the course's 4-5-3-1 one) would
 spend most of its time loading Numba and its typing registries for the first
@@ -6,7 +10,7 @@ compiled call, far longer than the check itself. ``DenseNet.gradcheck`` takes
 this path instead when the network is small (:func:`is_small`), the engine is
 ``"auto"`` and the method real: a choice made from the call alone, so the same
 call gives the same bits in any process (and, with ``client=``, on the
-workers, which build this same engine). It evaluates the same cost, back-prop,
+workers, which build this same engine). It evaluates the same cost,
 per-example losses and kink crossings as the compiled kernels
 (``fastgrad._dense_kernels``, ``fastgrad._dense_engine``), with NumPy's own
 arithmetic: values agree with the compiled ones to rounding, not bit for bit.
@@ -21,7 +25,7 @@ import numpy as np
 
 from fastgrad._dense_spec import (BINARY_CROSS_ENTROPY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX_CROSS_ENTROPY,
                                   STATUS_NON_FINITE, TANH)
-from fastgrad._dense_subgradient import _example_gradient, _forward, _output_delta, _unpack
+from fastgrad._dense_subgradient import _example_gradient, _forward, _output_delta, _sigmoid, _unpack
 
 __all__ = ["is_small", "cost_and_gradient", "forward_cost", "example_losses", "perturbed_differences"]
 
@@ -146,7 +150,7 @@ def _loss_changes(args: tuple, Z_out: np.ndarray, A_out: np.ndarray, dz: np.ndar
     _, activations, loss, _, _, Y, _ = args
     if loss == BINARY_CROSS_ENTROPY:
         # softplus(z + d) - softplus(z) = log1p(sigmoid(z) expm1(d)); the loss adds - y d.
-        p = 0.5 * (1.0 + np.tanh(0.5 * Z_out))
+        p = _sigmoid(Z_out)
         stable = np.log1p(p * np.expm1(dz))
         direct = _softplus(Z_out + dz) - _softplus(Z_out)
         return (np.where(np.abs(dz) <= STABLE_LIMIT, stable, direct) - Y * dz).sum(axis=-2)

@@ -38,7 +38,7 @@ def _activation(code: int, z: np.ndarray) -> np.ndarray:
     if code == TANH:
         return np.tanh(z)
     if code == SIGMOID:
-        return 0.5 * (1.0 + np.tanh(0.5 * z))
+        return _sigmoid(z)
     return z.copy()
 
 
@@ -50,9 +50,15 @@ def _slope(code: int, z: np.ndarray) -> np.ndarray:
     if code == TANH:
         return 1.0 - np.tanh(z) ** 2
     if code == SIGMOID:
-        s = 0.5 * (1.0 + np.tanh(0.5 * z))
-        return s * (1.0 - s)
+        return _sigmoid(z) * _sigmoid(-z)  # s (1 - s), without 1 - s cancelling where s ~ 1
     return np.ones_like(z)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-z) with exp of -|z| only: no overflow, and full relative precision far below 0
+    (``(1 + tanh(z / 2)) / 2`` cancels there: a saturated unit's slope lost its digits)."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _kink_slopes(code: int) -> tuple[float, float]:

@@ -6,8 +6,9 @@ Conventions (the course's): ``X`` has shape ``(n0, m)``, examples as columns;
 
 Everything here validates and converts in Python, then hands plain float64
 arrays to the compiled kernels of ``fastgrad._dense_kernels`` (forward cost,
-back-prop, perturbed costs) and ``fastgrad._dense_engine`` (the structure-
-exploiting perturbation kernel). The caller's arrays are never modified.
+perturbed costs) and ``fastgrad._dense_engine`` (the structure-exploiting
+perturbation kernel), or to ``fastgrad._dense_numpy`` (the back-prop, and
+the whole check of a small network). The caller's arrays are never modified.
 """
 
 from __future__ import annotations

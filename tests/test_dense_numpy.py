@@ -151,3 +151,19 @@ def test_a_large_network_or_an_explicit_engine_stays_compiled(monkeypatch):
     assert used == []
     net.gradcheck(params, X, Y, progress=False)
     assert used
+
+
+@pytest.mark.parametrize("bias", [-30.0, -36.0, -45.0])
+def test_backprop_keeps_its_digits_through_saturated_sigmoid_units(bias):
+    """A sigmoid unit far below 0 passes on a tiny slope; ``(1 + tanh(z / 2)) / 2`` loses it (3.5% off at -36)."""
+    net = fastgrad.DenseNet([6, 5, 3], "sigmoid", "softmax_cross_entropy")
+    params = net.init(seed=4)
+    params["b1"] = np.full_like(params["b1"], bias)
+    rng = np.random.default_rng(4)
+    X = 0.1 * rng.standard_normal((6, 40))
+    Y = np.eye(3)[:, rng.integers(0, 3, 40)]
+    grads = net.gradients(params, X, Y)
+    expected = reference.gradients(params, X, Y, net.activations, "softmax_cross_entropy")
+    for name in ("dW1", "db1"):
+        assert np.all(expected[name] != 0.0)
+        np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, err_msg=name)
