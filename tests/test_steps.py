@@ -997,3 +997,43 @@ def test_a_float16_block_below_its_normal_range_is_not_failed():
     wrong = dict(g16, big=g["big"] * (1 + 1e-5))
     report = fastgrad.gradcheck(cost, wrong, theta, layout=layout, progress=False)
     assert report.verdict == "fail" and list(report.failing_blocks) == ["big"], report
+
+
+# --------------------------------------------------------------------------- #
+# Noise that grows at the steps (a tiny loss of residuals formed from large values)
+# --------------------------------------------------------------------------- #
+_GROWTH_THETA = np.array([1.534433900283599, 0.8740728355876866, 0.5983744049860072, 0.7887298436221237])
+_GROWTH_C = np.array([1.5344338849392598, 0.8740728268469582, 0.5983743990022632, 0.7887298357348252])
+_GROWTH_L = np.array([1.7075043856180703, 1.7119111846047406, 1.272988341563213, 0.9287020701322124])
+
+
+def _large_residual_cost(t):
+    """J ~ 1e-15 at theta; each residual is a difference of values near 1000 (red team 8)."""
+    return float(np.sum(((1000.0 + _GROWTH_L * (t - _GROWTH_C)) - 1000.0) ** 2))
+
+
+def test_rounding_that_grows_at_the_steps_never_fails_the_exact_gradient():
+    # The exact gradient (mpmath agrees to 7e-17): the steps take J to ~1e-4,
+    # where the residuals' rounding (ulp(1000) / 2 each) is 1e6 times the noise
+    # measured near theta. It used to fail (2.4e-7 against a tolerance of 1.0e-7).
+    exact = 2 * _GROWTH_L**2 * (_GROWTH_THETA - _GROWTH_C)
+    report = fastgrad.gradcheck(_large_residual_cost, exact, _GROWTH_THETA, progress=False)
+    assert report.verdict != "fail"
+    if report.verdict == "inconclusive":
+        assert any("rounding grows where the steps take J far above J(theta)" in r for r in report.reasons)
+    assert report.growth is not None and np.max(report.growth) > 2.0
+
+
+@pytest.mark.parametrize("wrong", ["negated", "zero", "doubled"])
+def test_rounding_that_grows_at_the_steps_still_fails_wrong_gradients(wrong):
+    exact = 2 * _GROWTH_L**2 * (_GROWTH_THETA - _GROWTH_C)
+    grad = {"negated": -exact, "zero": np.zeros(4), "doubled": 2 * exact}[wrong]
+    report = fastgrad.gradcheck(_large_residual_cost, grad, _GROWTH_THETA, progress=False)
+    assert report.verdict == "fail"
+
+
+def test_an_ordinary_check_carries_no_growth():
+    theta = np.linspace(-1.0, 1.0, 50)
+    report = fastgrad.gradcheck(lambda t: float(np.sum(np.sin(t) * t)), np.cos(theta) * theta + np.sin(theta),
+                                theta, progress=False)
+    assert report.verdict == "pass" and report.growth is None
