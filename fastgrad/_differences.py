@@ -112,15 +112,6 @@ threshold plus its measured error, and that error alone allows at most
 is inconclusive. A component left undecided (off by one to ``WRONG_FACTOR``
 times its error) counts with its error widened that much, so it cannot fail a
 right gradient; a block that passes only by that widening is inconclusive.
-
-**Noise that grows at the steps.** ``sigma`` is measured near theta. Where the
-points a value came from take ``|J|`` far above ``|J(theta)|`` (a tiny loss:
-the steps move the residuals far from their optimum), the rounding there may
-grow like the residuals, ``sqrt(J)``, when they are differences of large
-numbers. Each row carries that growth (:func:`row_growth`: exactly 1.0 unless
-it exceeds ``GROWTH_MIN``), and a set that would fail only within errors
-widened by it is inconclusive, never failed (``report.judge``). A pass is
-decided as before: the widening only ever turns a failure into "cannot tell".
 """
 
 from __future__ import annotations
