@@ -420,17 +420,14 @@ class Analysis:
     # single ratio in range can be chance where the steps alias a fast oscillation,
     # so a value is called wrong only when this holds.
     established: np.ndarray
-    # Each row's pessimistic noise over the noise its error used (row_growth:
-    # exactly 1.0 unless the steps took J far above J(theta)); None: 1.0 everywhere.
-    growth: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.growth is None:
-            self.growth = np.ones(np.shape(self.approx))
 
 
-def _largest_cost(cost_value: float, values: np.ndarray) -> np.ndarray:
-    """Each row's largest ``|J|`` among ``J(theta)`` and the points it evaluated (``values``: differences)."""
+def row_noise(sigma: float, cost_value: float, values: np.ndarray) -> np.ndarray:
+    """Each row's noise: the measured ``sigma``, but at least half an ulp of the largest cost it evaluated.
+
+    ``values`` are differences from ``J(theta)``; a perturbed cost far larger than
+    ``J(theta)`` (a tiny J at a minimum) rounds on its own scale.
+    """
     with np.errstate(invalid="ignore"):
         # fmax skips NaN: nanmax's result, without its copy of the array.
         moved = np.abs(cost_value + values)
@@ -440,49 +437,7 @@ def _largest_cost(cost_value: float, values: np.ndarray) -> np.ndarray:
                 np.fmax(largest, column, out=largest)
         else:
             largest = np.fmax.reduce(moved, axis=1, initial=abs(cost_value))
-    return largest
-
-
-def row_noise(sigma: float, cost_value: float, values: np.ndarray) -> np.ndarray:
-    """Each row's noise: the measured ``sigma``, but at least half an ulp of the largest cost it evaluated.
-
-    ``values`` are differences from ``J(theta)``; a perturbed cost far larger than
-    ``J(theta)`` (a tiny J at a minimum) rounds on its own scale.
-    """
-    return np.maximum(sigma, 0.5 * EPS_MACH * _largest_cost(cost_value, values))
-
-
-#: A row whose points take ``|J|`` this many times ``|J(theta)|`` (squared: the
-#: growth factor of its noise, below) or more has a pessimistic error as well.
-GROWTH_MIN = 2.0
-
-
-def row_growth(sigma: float, cost_value: float, values: np.ndarray,
-               noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's :func:`row_noise`, and its pessimistic noise over it (exactly 1.0 for an ordinary row).
-
-    ``sigma`` is measured near theta. Where the steps take ``J`` far above
-    ``J(theta)`` (a tiny loss whose residuals are differences of large numbers)
-    the rounding there may grow like the residuals, ``sqrt(J)``: the
-    pessimistic noise is ``sigma * g`` with ``g = sqrt(largest |J| / |J(theta)|)``
-    over ``values`` (the points the row's estimate used), counted only where
-    ``g > GROWTH_MIN`` (and ``J(theta) != 0``). It only widens the band a
-    gradient must leave to FAIL: within it and outside the ordinary error the
-    verdict is inconclusive (see ``report.judge``). ``noise``: the row noise
-    the ordinary error used, when it came from other points (default: these).
-    """
-    largest = _largest_cost(cost_value, values)
-    if noise is None:
-        noise = np.maximum(sigma, 0.5 * EPS_MACH * largest)
-    growth = np.ones(noise.shape)
-    if cost_value == 0.0 or not math.isfinite(cost_value) or not sigma > 0.0:
-        return noise, growth
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        largest /= abs(cost_value)
-        grown = (largest > GROWTH_MIN * GROWTH_MIN) & np.isfinite(largest)
-        if grown.any():
-            growth[grown] = np.maximum(1.0, sigma * np.sqrt(largest[grown]) / noise[grown])
-    return noise, growth
+    return np.maximum(sigma, 0.5 * EPS_MACH * largest)
 
 
 def first_pass(values: np.ndarray, offsets: np.ndarray, steps: np.ndarray, sigma: float, nominal: bool,
@@ -493,7 +448,7 @@ def first_pass(values: np.ndarray, offsets: np.ndarray, steps: np.ndarray, sigma
     rounding bound alone, and no value is ``confirmed``.
     """
     n = steps.size
-    sigma, growth = row_growth(sigma, cost_value, values)
+    sigma = row_noise(sigma, cost_value, values)
     with np.errstate(invalid="ignore", divide="ignore"):
         if values.shape[1] == 1:
             approx = values[:, 0] / offsets[:, 0]
@@ -505,7 +460,7 @@ def first_pass(values: np.ndarray, offsets: np.ndarray, steps: np.ndarray, sigma
     nan = np.full(n, np.nan)
     no = np.zeros(n, dtype=bool)
     return Analysis(approx, rounding.copy(), rounding, no, nan, nan.copy(), nan.copy(),
-                    np.full(n, ZERO_LEVEL, dtype=np.int64), no.copy(), no.copy(), no.copy(), growth)
+                    np.full(n, ZERO_LEVEL, dtype=np.int64), no.copy(), no.copy(), no.copy())
 
 
 def central_differences(table: Table, steps: np.ndarray, nominal: bool) -> np.ndarray:
@@ -546,7 +501,6 @@ def _analyse_rows(table: Table, steps: np.ndarray, sigma: float, nominal: bool, 
                   cost_value: float) -> Analysis:
     """:func:`analyse` of every row of ``table`` at once."""
     n = steps.size
-    measured_sigma = sigma
     row_sigma = row_noise(sigma, cost_value, np.hstack([table.plus, table.minus]))
     sigma = row_sigma[:, None]
     s = steps[:, None] * np.exp2(LEVELS.astype(np.float64))[None, :]
@@ -580,16 +534,6 @@ def _analyse_rows(table: Table, steps: np.ndarray, sigma: float, nominal: bool, 
 
     right, left, side_error, kink, kink_possible = _one_sided(table, s, row_sigma, single, slopes)
     best_level = np.where(pair_found, best_pair, np.maximum(only_level, 0))
-    # The growth of the noise at the points the value came from: its pair, and the
-    # level above (a second-level value's third step).
-    used = np.minimum(best_level[:, None] + np.arange(3)[None, :], LEVELS.size - 1)
-    used_values = np.hstack([table.plus[rows[:, None], used], table.minus[rows[:, None], used]])
-    if not pair_found.all():  # a single level: that level alone
-        single_rows = ~pair_found
-        used_values[single_rows] = np.nan
-        used_values[single_rows, 0] = table.plus[rows[single_rows], best_level[single_rows]]
-        used_values[single_rows, 3] = table.minus[rows[single_rows], best_level[single_rows]]
-    _, growth = row_growth(measured_sigma, cost_value, used_values, row_sigma)
     # A value is trusted enough to call a gradient wrong only when a second
     # pair of steps confirms it (Richardson's bound assumes the table has
     # settled; a kink within the step can fool one pair).
@@ -606,7 +550,7 @@ def _analyse_rows(table: Table, steps: np.ndarray, sigma: float, nominal: bool, 
     # (A second-level value whose order holds from a level below counts the same.)
     established = confirmed & ((finer_link & other_link) | linked[rows, p])
     return Analysis(approx, error, rounding, kink, right, left, side_error, best_level, kink_possible, confirmed,
-                    established, growth)
+                    established)
 
 
 def _pairs(table: Table, single: np.ndarray, rounding_all: np.ndarray, forward_only: bool, straddle: np.ndarray):

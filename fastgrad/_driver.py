@@ -195,9 +195,6 @@ class Measured:
     low: np.ndarray    # subgradient range at kinks (NaN elsewhere)
     high: np.ndarray
     done: int          # components measured (fewer than asked after Ctrl-C)
-    # Each component's pessimistic noise over its measured one (fd.row_growth;
-    # None: 1.0 everywhere, an ordinary check).
-    growth: np.ndarray | None = None
 
 
 def measure_noise(engine: Engine, layout: Layout | None) -> float:
@@ -535,7 +532,7 @@ class _Measurement:
             nan = np.full(approx.size, np.nan)
             no = np.zeros(approx.size, bool)
             analysis = fd.Analysis(approx, error, error, no, nan, nan, nan, np.zeros(approx.size, np.int64), no, ~no,
-                                   ~no, np.ones(approx.size))
+                                   ~no)
             state = fd.decide(grad, analysis, opts.threshold, rms, extra_error=_grad_rounding(grad, opts, block_ids))
         nan = np.full(indices.size, np.nan)
         self.measured = Measured(approx, error, error.copy(), state, steps, nan, nan.copy(), indices.size)
@@ -1187,24 +1184,8 @@ class _Measurement:
         rounding = self._rounding_patch()
         if rounding is not None and not (patched and self.analysis.rounding is self.analysis.error):
             rounding = rounding.over(self.analysis.rounding)
-        measured = _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at,
-                           rounding=rounding)
-        measured.growth = self._growth()
-        return measured
-
-    def _growth(self) -> np.ndarray | None:
-        """Every row's growth factor (fd.row_growth), the overlay's included; None where all are 1.0."""
-        growth = self.analysis.growth
-        held = None
-        if self.overlay is not None and "growth" in self.overlay.values:
-            held = self.overlay.values["growth"]
-        if held is not None and held.size and not _same_bits(held, np.ones(1)):
-            growth = np.array(growth)
-            growth[self.overlay.rows] = held
-        growth = _compact(growth)
-        if growth.size == 0 or _same_bits(growth, np.ones(1)):
-            return None
-        return growth
+        return _finish(self.analysis, self.state, self.steps, self.low, self.high, done, self._analysis_at,
+                       rounding=rounding)
 
     def _rounding_patch(self) -> Patch | None:
         """The rows whose rounding the overlay holds, over ``analysis.rounding`` (None: none held, see _put_field)."""
@@ -1686,8 +1667,7 @@ def _head_indices(indices: np.ndarray | None, count: int) -> np.ndarray | None:
 
 def _head(measured: Measured, count: int) -> Measured:
     return Measured(*(getattr(measured, f)[:count] for f in ("approx", "error", "rounding", "state", "steps", "low",
-                                                             "high")), count,
-                    None if measured.growth is None else measured.growth[:count])
+                                                             "high")), count)
 
 
 def run_check(
@@ -1805,10 +1785,6 @@ def _recheck_complex(measured: Measured, real_engine, grad, opts, layout, indice
         return measured, notes
     for name in ("approx", "error", "rounding", "state", "steps", "low", "high"):
         _writable(measured, name)[again[kinked]] = getattr(redone, name)[kinked]
-    if redone.growth is not None and np.any(redone.growth[kinked] != 1.0):
-        if measured.growth is None:
-            measured.growth = np.ones(measured.approx.size)
-        _writable(measured, "growth")[again[kinked]] = redone.growth[kinked]
     note = (f"{int(kinked.sum())} component(s) where the complex step disagreed were measured again by central "
             "differences, which contradict it there (a kink: the complex step sees one side of it only)")
     return measured, notes + (note,)

@@ -64,12 +64,6 @@ class Estimate:
         ``J(theta)``.
     noise_level : float
         The cost's measured rounding noise (standard deviation of one evaluation).
-    growth : numpy.ndarray or None
-        Each component's pessimistic rounding over its measured one: where the
-        steps took ``J`` far above ``J(theta)`` (a tiny loss) the rounding
-        there may grow like ``sqrt(J)`` (``fastgrad._differences.row_growth``).
-        It only widens the band a gradient must leave to fail. None: 1.0
-        everywhere (an ordinary check).
     """
 
     indices: np.ndarray = EveryComponentWhenNone()
@@ -84,7 +78,6 @@ class Estimate:
     eps: float | None
     cost_value: float
     noise_level: float
-    growth: np.ndarray | None = None
 
     @classmethod
     def from_measured(cls, indices, measured, opts, engine, sigma) -> "Estimate":
@@ -93,7 +86,6 @@ class Estimate:
             rounding=measured.rounding,
             steps=measured.steps, state=measured.state, low=measured.low, high=measured.high,
             method=opts.method, eps=opts.eps, cost_value=float(engine.cost_value), noise_level=float(sigma),
-            growth=getattr(measured, "growth", None),
         )
 
     def __len__(self) -> int:
@@ -111,8 +103,7 @@ class Estimate:
 
     def subset(self, mask: np.ndarray) -> "Estimate":
         """The estimate restricted to the components where ``mask`` is true (or to an index array)."""
-        return replace(self, **{name: getattr(self, name)[mask] for name in _ARRAYS},
-                       growth=None if self.growth is None else self.growth[mask])
+        return replace(self, **{name: getattr(self, name)[mask] for name in _ARRAYS})
 
 
 _ARRAYS = ("indices", "approx", "error", "rounding", "steps", "state", "low", "high")
@@ -148,11 +139,7 @@ def merge_estimates(estimates: Sequence[Estimate]) -> Estimate:
         duplicated = int(indices[1:][indices[1:] == indices[:-1]][0])
         raise ValueError(f"Estimates overlap: component {duplicated} appears more than once.")
     arrays = {name: np.concatenate([getattr(e, name) for e in estimates])[order] for name in _ARRAYS}
-    growth = None
-    if any(e.growth is not None for e in estimates):
-        growth = np.concatenate([np.ones(len(e)) if e.growth is None else np.asarray(e.growth, dtype=np.float64)
-                                 for e in estimates])[order]
-    return replace(first, **arrays, noise_level=max(e.noise_level for e in estimates), growth=growth)
+    return replace(first, **arrays, noise_level=max(e.noise_level for e in estimates))
 
 
 def estimate_gradient(

@@ -211,20 +211,6 @@ def compared_values(grad, estimate: Estimate, grad_dtype: str, owned: bool = Fal
     return value, error, rounding, (error if plain_error is None else plain_error)
 
 
-def _growth_extra(estimate: Estimate):
-    """``(extra, factor)``: each component's rounding times (growth - 1), and its growth (None: none grew)."""
-    if estimate.growth is None:
-        return None
-    factor = np.asarray(estimate.growth, dtype=np.float64)
-    if not np.any(factor != 1.0):
-        return None
-    rounding = np.minimum(np.asarray(estimate.rounding, dtype=np.float64), estimate.error)
-    with np.errstate(invalid="ignore"):
-        extra = np.where(factor > 1.0, (factor - 1.0) * rounding, 0.0)
-    extra[~np.isfinite(extra)] = 0.0  # (no value: its error says so already)
-    return extra, factor
-
-
 def _own(array: np.ndarray, owned: bool) -> np.ndarray:
     """``array`` itself when it is ours to overwrite, else a writable copy."""
     if owned and array.flags.writeable and array.flags.owndata:
@@ -262,7 +248,7 @@ def _grad_rounding_of(grad: np.ndarray, runs, rows: np.ndarray | None = None) ->
 
 
 def judge(grad, value, error, state, threshold: float, low=None, high=None, reference_scale: float = 0.0,
-          rounding=None, plain_error=None, grad_dtype: str = "float64", growth=None) -> _Judgement:
+          rounding=None, plain_error=None, grad_dtype: str = "float64") -> _Judgement:
     """The verdict of one set of components (a block, or all of theta).
 
     ``reference_scale`` (the whole check's ``||g|| + ||a||``) measures the error
@@ -275,10 +261,6 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
     widening is inconclusive, never passed. A ``grad_dtype`` below float64
     that fails only within :data:`~fastgrad._differences.LOW_PRECISION_BAND`
     is inconclusive (its own accumulated rounding could explain it).
-    ``growth``: ``(extra, factor)`` per component, or None: the rounding each
-    error leaves out where the steps took ``J`` far above ``J(theta)``, and
-    its factor on the noise (:func:`fastgrad._differences.row_growth`). A set
-    that would fail only within those pessimistic errors is inconclusive.
     """
     # Counts, and masks only where some component is unresolved: a full check's
     # masks are its size each. (A component at a kink is never unresolved.)
@@ -322,14 +304,6 @@ def judge(grad, value, error, state, threshold: float, low=None, high=None, refe
                       "small cannot be told from it; check a float64 gradient (the parameters and data cast to "
                       "float64)")
             return _Judgement("inconclusive", difference, tolerance, (reason,), wrong, unresolved, kinks)
-        if growth is not None and scale > 0.0:
-            extra, factor = growth
-            if unresolved:
-                extra, factor = extra[compared], factor[compared]
-            reason = _within_growth(g, a, e, r, state[compared], extra, factor, threshold, difference, tolerance,
-                                    scale)
-            if reason is not None:
-                return _Judgement("inconclusive", difference, tolerance, (reason,), wrong, unresolved, kinks)
         return _Judgement("fail", difference, tolerance, (), wrong, unresolved, kinks)
     own_rounding = None
     if allowance > fd.MAX_ALLOWANCE and grad_dtype != "float64" and scale > 0.0:
@@ -380,43 +354,6 @@ def _within_band(g, a, state, difference, tolerance, scale, band) -> bool:
         return False
     wrong = np.flatnonzero(state == fd.WRONG)
     return not wrong.size or bool(np.linalg.norm(g[wrong] - a[wrong]) <= band * scale)
-
-
-def _within_growth(g, a, e, r, state, extra, factor, threshold, difference, tolerance, scale) -> str | None:
-    """Why a failing set cannot fail once each component's rounding grows as its steps took ``J`` (None: it fails).
-
-    The pessimistic band: each error plus ``extra`` (its rounding scaled by its
-    growth factor, :func:`fastgrad._differences.row_growth`). The set fails
-    only where it fails that band too: a component still wrong beyond it (as
-    ``decide`` calls one wrong), or a difference beyond the tolerance its
-    errors then allow. A component wrong at a kink is never excused.
-    """
-    if not np.any(extra > 0.0) or np.any(state == fd.KINK_WRONG):
-        return None
-    e_p = e + extra
-    r_p = None if r is None else (r.over(e) if isinstance(r, Patch) else np.array(r, dtype=np.float64)) + extra
-    spread = fd.norm_in_slices(e_p.size, lambda s: np.abs(e_p[s])) if r_p is None else fd.block_error_in_slices(e_p, r_p)
-    wide = threshold + spread / scale
-    if not (difference <= wide):
-        return None
-    wrong = np.flatnonzero(state == fd.WRONG)
-    if wrong.size:
-        magnitude = np.abs(g) + np.abs(a)
-        floor = fd.scaled_norm(magnitude) / math.sqrt(magnitude.size)
-        discrepancy = np.abs(g[wrong] - a[wrong])
-        if np.any(discrepancy > fd.WRONG_FACTOR * e_p[wrong]
-                  + fd.WRONG_THRESHOLDS * threshold * np.maximum(magnitude[wrong], floor)):
-            return None
-    beyond = (f"{wrong.size} component(s) beyond their measured error" if wrong.size else
-              f"beyond the tolerance {tolerance:.3g}")
-    return (
-        f"the cost's rounding grows where the steps take J far above J(theta) (a tiny loss): the difference "
-        f"{difference:.3g} ({beyond}) is measured with the noise found near theta, but at the steps tried J is far "
-        f"larger and its rounding may be up to {float(np.max(factor)):.3g} times that noise (growing like "
-        f"sqrt(J)), which allows {wide:.3g}: a right gradient could fail here. Check at a point where J "
-        "is not so small (away from the minimum), or compute the cost more precisely (residuals not formed as "
-        "differences of large numbers)"
-    )
 
 
 def _all_ranges_hold_zero(state, low, high) -> bool:
@@ -479,8 +416,7 @@ def _cannot_tell(difference, tolerance, allowance, n_compared, unresolved, zero_
 
 
 def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, threshold, layout, size,
-            reference, grad_dtype: str = "float64", block_dtypes: tuple[str, ...] = (),
-            growth=None) -> tuple[BlockResult, ...]:
+            reference, grad_dtype: str = "float64", block_dtypes: tuple[str, ...] = ()) -> tuple[BlockResult, ...]:
     # The indices are ascending (Report.build sorts them): each block is one run of them.
     bounds = _row_bounds(estimate.approx.size, stored(estimate, "indices"), layout)
     names, shapes = (("theta",), ((size,),)) if layout is None else (layout.names, layout.shapes)
@@ -493,7 +429,7 @@ def _blocks(grad, value, error, rounding, plain_error, estimate: Estimate, thres
         j = judge(grad[members], value[members], error[members], estimate.state[members], threshold,
                   estimate.low[members], estimate.high[members], reference,
                   rounding.sub(members) if isinstance(rounding, Patch) else rounding[members], plain_error[members],
-                  dtypes[b], None if growth is None else (growth[0][members], growth[1][members]))
+                  dtypes[b])
         results.append(BlockResult(name, tuple(shape), bounds[b + 1] - bounds[b], j.difference, j.tolerance,
                                    j.verdict, j.kinks, j.wrong, j.unresolved, j.reasons))
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
@@ -573,7 +509,6 @@ class Report:
     directional: DirectionalResult | None = None
     notes: tuple[str, ...] = ()
     interrupted: bool = False
-    growth: np.ndarray | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ #
     # Construction
@@ -602,13 +537,12 @@ class Report:
         if (isinstance(rounding, np.ndarray) and rounding is not error
                 and np.array_equal(rounding.view(np.int64), error.view(np.int64))):
             rounding = error  # the same values (every error is rounding): one array
-        growth = _growth_extra(estimate)
         whole = judge(grad, value, error, estimate.state, threshold, estimate.low, estimate.high, rounding=rounding,
-                      plain_error=plain_error, grad_dtype=grad_dtype, growth=growth)
+                      plain_error=plain_error, grad_dtype=grad_dtype)
         reference = (fd.norm_in_slices(grad.size, lambda s: np.abs(grad[s]))
                      + fd.norm_in_slices(value.size, lambda s: np.abs(value[s])))
         blocks = _blocks(grad, value, error, rounding, plain_error, estimate, threshold, layout, size, reference,
-                         grad_dtype, block_dtypes, growth)
+                         grad_dtype, block_dtypes)
         # The blocks' reasons, named; the whole check's only where no block gave one.
         reasons = [f"{b.name}: {r}" for b in blocks for r in b.reasons]
         if not reasons:
@@ -652,7 +586,6 @@ class Report:
             noise_level=estimate.noise_level, grad_dtype=grad_dtype, block_dtypes=tuple(block_dtypes),
             reasons=tuple(reasons), terms=terms,
             notes=tuple(notes), interrupted=interrupted,
-            growth=None if estimate.growth is None else _frozen_or_copy(np.asarray(estimate.growth, dtype=np.float64)),
         )
 
     @classmethod
@@ -706,7 +639,7 @@ class Report:
         return Estimate(indices=stored(self, "indices"), approx=self.approx, error=self._numerical_error(),
                         rounding=np.maximum(self.rounding - grad_rounding, 0.0), steps=self.steps,
                         state=self.state, low=self.low, high=self.high, method=self.method, eps=self.eps,
-                        cost_value=self.cost_value, noise_level=self.noise_level, growth=self.growth)
+                        cost_value=self.cost_value, noise_level=self.noise_level)
 
     def _grad_rounding(self) -> np.ndarray:
         """The allowance for grad's own rounding that :attr:`error` includes."""
