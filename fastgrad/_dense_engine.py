@@ -563,23 +563,23 @@ def _group_components(indices, layer_sizes, weight_offset, bias_offset, unit_off
     return order, input_column, unit_start
 
 
-def _layer_work(base, loss):
+def _layer_work(base):
     """Per layer l = 1..L (index l): the multiply-adds of one pass through the
     layers downstream, and the work per column and passing example of its units."""
     sizes = base.layer_sizes
     activations = [int(code) for code in base.activations]
     n_layers = sizes.size - 1
     n_out = int(sizes[n_layers])
-    polynomial_loss = loss != MSE or activations[n_layers - 1] == LINEAR
+    polynomial_loss = int(base.loss) != MSE or activations[n_layers - 1] == LINEAR
     smooth_last = n_layers >= 2 and activations[n_layers - 2] in (TANH, SIGMOID)
     downstream = np.zeros(n_layers + 1, dtype=np.int64)
     per_column = np.zeros(n_layers + 1, dtype=np.int64)
     for l in range(1, n_layers + 1):
         downstream[l] = sum(int(sizes[k]) * int(sizes[k - 1]) for k in range(l + 1, n_layers + 1))
         piecewise = all(code in _PIECEWISE for code in activations[l: n_layers - 1])
-        # As _downstream_is_series: layer L-1 tanh / sigmoid and downstream of l,
-        # every layer between piecewise linear.
-        series = (_variant_key(loss, base.activations)[1] and l <= n_layers - 2 and smooth_last
+        # As _downstream_is_series: layer L-1 tanh / sigmoid (so the variant is
+        # SMOOTH) and downstream of l, every layer between piecewise linear.
+        series = (l <= n_layers - 2 and smooth_last
                   and polynomial_loss and all(code in _PIECEWISE for code in activations[l: n_layers - 2]))
         if piecewise and polynomial_loss:
             per_column[l] = 12 * n_out + 24
@@ -609,14 +609,14 @@ def _passing_examples(base, units):
     return passing
 
 
-def _cut_pieces(base, loss, unit_start, n_pts, capacity):
+def _cut_pieces(base, unit_start, n_pts, capacity):
     """Each unit's run of components cut into pieces of at most ``capacity``,
     with the estimated cost of each piece (exact integers, as floats)."""
     runs = np.diff(unit_start)
     units = np.flatnonzero(runs)
     runs = runs[units]
     parts = (runs + capacity - 1) // capacity
-    downstream, per_column = _layer_work(base, loss)
+    downstream, per_column = _layer_work(base)
     layer = base.layer_of_unit[units]
     passing = _passing_examples(base, units)
     # Piece t of a unit with `parts` pieces covers [run * t // parts, run * (t + 1) // parts).
@@ -655,7 +655,7 @@ def _plan(base, indices, n_pts, n_chunks) -> Plan:
     # Pieces small enough that even a small call keeps every chunk busy.
     capacity = (indices.size + 4 * n_chunks - 1) // (4 * n_chunks)
     capacity = max(16, min(PIECE_MAX, capacity))
-    piece_start, piece_length, piece_unit, piece_cost = _cut_pieces(base, int(base.loss), unit_start, n_pts, capacity)
+    piece_start, piece_length, piece_unit, piece_cost = _cut_pieces(base, unit_start, n_pts, capacity)
     chunk_start, chunk_pieces = _assign_pieces(piece_cost, n_chunks)
     return Plan(order, input_column, piece_start.astype(np.int64),
                 piece_length.astype(np.int64), piece_unit.astype(np.int64), chunk_start, chunk_pieces,

@@ -26,6 +26,7 @@ import numpy as np
 from fastgrad._dense_spec import (BINARY_CROSS_ENTROPY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX_CROSS_ENTROPY,
                                   STATUS_NON_FINITE, TANH)
 from fastgrad._dense_subgradient import _example_gradient, _forward, _output_delta, _sigmoid, _unpack
+from fastgrad._differences import SLICE_ROWS
 
 __all__ = ["is_small", "cost_and_gradient", "forward_cost", "example_losses", "perturbed_differences"]
 
@@ -103,14 +104,10 @@ def cost_and_gradient(args: tuple, theta: np.ndarray) -> tuple[float, np.ndarray
     return cost, grad
 
 
-#: Elements per slice of :func:`_add_scaled`.
-_SLICE = 1 << 16
-
-
 def _add_scaled(target: np.ndarray, source: np.ndarray, scale: float) -> None:
     """``target += scale * source`` slice by slice: no temporary the size of a weight block."""
-    for start in range(0, target.size, _SLICE):
-        target[start:start + _SLICE] += scale * source[start:start + _SLICE]
+    for start in range(0, target.size, SLICE_ROWS):
+        target[start:start + SLICE_ROWS] += scale * source[start:start + SLICE_ROWS]
 
 
 #: Largest |change| of a pre-activation (or logit) for which a unit's or a
